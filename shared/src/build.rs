@@ -1,0 +1,336 @@
+//! Building model files on the host (feature `std`): owned layers with typed arrays, serialised
+//! through the borrowed [`Layer`] view. The quantiser produces these; tests and benchmarks use
+//! [`synthetic`] for valid models with pseudo-random parameters.
+
+use alloc::vec::Vec;
+
+use crate::format::{
+    validate, Activation, FormatError, Header, Layer, ModelBody, Op, QParams, Shape, MAX_LAYERS,
+};
+
+/// A layer with owned, typed parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OwnedLayer {
+    pub op: Op,
+    pub input: Shape,
+    pub output: Shape,
+    pub input_q: QParams,
+    pub output_q: QParams,
+    pub weights: Vec<i8>,
+    pub bias: Vec<i32>,
+    pub multiplier: Vec<i32>,
+    pub shift: Vec<i8>,
+    pub activation: OwnedActivation,
+}
+
+/// Owned counterpart of [`Activation`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum OwnedActivation {
+    None,
+    Relu,
+    Lut { table: Vec<u8>, out: QParams },
+}
+
+/// A whole model with owned layers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OwnedModel {
+    pub header: Header,
+    pub encoder: Vec<OwnedLayer>,
+    pub decoder: Vec<OwnedLayer>,
+}
+
+/// Why a model could not be written.
+#[derive(Debug)]
+pub enum BuildError {
+    TooManyLayers,
+    Invalid(FormatError),
+    Serialize(postcard::Error),
+}
+
+impl core::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BuildError::TooManyLayers => write!(f, "more than {MAX_LAYERS} layers in a section"),
+            BuildError::Invalid(e) => write!(f, "model is invalid: {e}"),
+            BuildError::Serialize(e) => write!(f, "serialisation failed: {e}"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for BuildError {}
+
+struct Bytes {
+    weights: Vec<u8>,
+    bias: Vec<u8>,
+    multiplier: Vec<u8>,
+    shift: Vec<u8>,
+}
+
+impl OwnedLayer {
+    /// Quantisation of what the next layer reads (after the lookup table, if any).
+    pub fn effective_output_q(&self) -> QParams {
+        match &self.activation {
+            OwnedActivation::Lut { out, .. } => *out,
+            _ => self.output_q,
+        }
+    }
+
+    fn bytes(&self) -> Bytes {
+        Bytes {
+            weights: self.weights.iter().map(|&w| w as u8).collect(),
+            bias: self.bias.iter().flat_map(|b| b.to_le_bytes()).collect(),
+            multiplier: self.multiplier.iter().flat_map(|m| m.to_le_bytes()).collect(),
+            shift: self.shift.iter().map(|&s| s as u8).collect(),
+        }
+    }
+
+    fn view<'a>(&'a self, b: &'a Bytes) -> Layer<'a> {
+        Layer {
+            op: self.op,
+            input: self.input,
+            output: self.output,
+            input_q: self.input_q,
+            output_q: self.output_q,
+            weights: &b.weights,
+            bias: &b.bias,
+            multiplier: &b.multiplier,
+            shift: &b.shift,
+            activation: match &self.activation {
+                OwnedActivation::None => Activation::None,
+                OwnedActivation::Relu => Activation::Relu,
+                OwnedActivation::Lut { table, out } => Activation::Lut { table, out: *out },
+            },
+        }
+    }
+
+    /// Owned copy of a borrowed layer.
+    pub fn from_layer(l: &Layer<'_>) -> Self {
+        let n = l.shift.len();
+        OwnedLayer {
+            op: l.op,
+            input: l.input,
+            output: l.output,
+            input_q: l.input_q,
+            output_q: l.output_q,
+            weights: l.weights_i8().to_vec(),
+            bias: (0..n).map(|c| Layer::le_i32(l.bias, c)).collect(),
+            multiplier: (0..n).map(|c| Layer::le_i32(l.multiplier, c)).collect(),
+            shift: l.shift_i8().to_vec(),
+            activation: match l.activation {
+                Activation::None => OwnedActivation::None,
+                Activation::Relu => OwnedActivation::Relu,
+                Activation::Lut { table, out } => OwnedActivation::Lut { table: table.to_vec(), out },
+            },
+        }
+    }
+}
+
+impl OwnedModel {
+    /// Serialise with the header as it is, without validating (for tests of the parser).
+    pub fn to_bytes_unchecked(&self) -> Result<Vec<u8>, BuildError> {
+        let enc: Vec<Bytes> = self.encoder.iter().map(OwnedLayer::bytes).collect();
+        let dec: Vec<Bytes> = self.decoder.iter().map(OwnedLayer::bytes).collect();
+        let mut body = ModelBody {
+            header: self.header.clone(),
+            encoder: heapless::Vec::new(),
+            decoder: heapless::Vec::new(),
+        };
+        for (l, b) in self.encoder.iter().zip(&enc) {
+            body.encoder.push(l.view(b)).map_err(|_| BuildError::TooManyLayers)?;
+        }
+        for (l, b) in self.decoder.iter().zip(&dec) {
+            body.decoder.push(l.view(b)).map_err(|_| BuildError::TooManyLayers)?;
+        }
+        body.to_bytes().map_err(BuildError::Serialize)
+    }
+
+    /// Validate, then serialise.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, BuildError> {
+        let bytes = self.to_bytes_unchecked()?;
+        crate::format::Model::from_bytes(&bytes).map_err(BuildError::Invalid)?;
+        Ok(bytes)
+    }
+
+    /// Ping-pong activation bytes (the arena without kernel scratch).
+    pub fn activation_bytes(&self) -> Result<u64, BuildError> {
+        let enc: Vec<Bytes> = self.encoder.iter().map(OwnedLayer::bytes).collect();
+        let dec: Vec<Bytes> = self.decoder.iter().map(OwnedLayer::bytes).collect();
+        let mut body = ModelBody {
+            header: Header { arena_bytes: u32::MAX, ..self.header.clone() },
+            encoder: heapless::Vec::new(),
+            decoder: heapless::Vec::new(),
+        };
+        for (l, b) in self.encoder.iter().zip(&enc) {
+            body.encoder.push(l.view(b)).map_err(|_| BuildError::TooManyLayers)?;
+        }
+        for (l, b) in self.decoder.iter().zip(&dec) {
+            body.decoder.push(l.view(b)).map_err(|_| BuildError::TooManyLayers)?;
+        }
+        validate(&body).map_err(BuildError::Invalid)
+    }
+
+    /// Owned copy of a parsed model.
+    pub fn from_model(m: &crate::format::Model<'_>) -> Self {
+        OwnedModel {
+            header: m.header().clone(),
+            encoder: m.encoder().iter().map(OwnedLayer::from_layer).collect(),
+            decoder: m.decoder().iter().map(OwnedLayer::from_layer).collect(),
+        }
+    }
+}
+
+/// A small deterministic PRNG (xorshift64*) for synthetic parameters.
+#[derive(Clone, Debug)]
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn next_u32(&mut self) -> u32 {
+        let mut x = self.0 | 1;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
+    }
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: i32, hi: i32) -> i32 {
+        let span = (hi as i64 - lo as i64 + 1) as u64;
+        (lo as i64 + (self.next_u32() as u64 % span) as i64) as i32
+    }
+}
+
+/// Layer sizes of a synthetic conv VAE: `input` image, encoder convs (k3, s2, p1) with the given
+/// channel widths, dense to `latent`; decoder dense + reshape, transposed convs (k4, s2, p1) back.
+#[derive(Clone, Debug)]
+pub struct SyntheticSpec {
+    pub input: Shape,
+    pub widths: Vec<u16>,
+    pub latent: u16,
+    pub seed: u64,
+}
+
+impl SyntheticSpec {
+    /// The default edgevae architecture: 28×28×1, widths 32, 64, latent 16.
+    pub fn seed_architecture(seed: u64) -> Self {
+        SyntheticSpec { input: Shape::new(28, 28, 1), widths: alloc::vec![32, 64], latent: 16, seed }
+    }
+}
+
+fn q(scale: f32, zero_point: i8) -> QParams {
+    QParams { scale, zero_point }
+}
+
+fn random_layer(
+    rng: &mut XorShift,
+    op: Op,
+    input: Shape,
+    output: Shape,
+    input_q: QParams,
+    act: OwnedActivation,
+) -> OwnedLayer {
+    let fan_in = match op {
+        Op::Conv2d { kh, kw, .. } | Op::ConvTranspose2d { kh, kw, .. } => {
+            kh as usize * kw as usize * input.c as usize
+        }
+        _ => input.len() as usize,
+    };
+    let n_w = fan_in * output.c as usize;
+    let out_zp = match act {
+        OwnedActivation::Relu => -128,
+        _ => rng.range(-20, 20) as i8,
+    };
+    OwnedLayer {
+        op,
+        input,
+        output,
+        input_q,
+        output_q: q(0.05, out_zp),
+        weights: (0..n_w).map(|_| rng.range(-127, 127) as i8).collect(),
+        bias: (0..output.c).map(|_| rng.range(-20_000, 20_000)).collect(),
+        // Scale the accumulator (≈ sqrt(fan_in)·127·128 in size) down to about ±64.
+        multiplier: (0..output.c).map(|_| rng.range(1 << 30, i32::MAX)).collect(),
+        shift: (0..output.c)
+            .map(|_| -((fan_in as f32).sqrt().log2() as i8 + 8 + rng.range(0, 1) as i8))
+            .collect(),
+        activation: act,
+    }
+}
+
+/// A valid model with pseudo-random parameters and the layer structure of `spec`. The arena is
+/// set to the ping-pong activation size plus `scratch` bytes.
+pub fn synthetic(spec: &SyntheticSpec, scratch: u32) -> Result<OwnedModel, BuildError> {
+    let mut rng = XorShift(spec.seed ^ 0x9E37_79B9_7F4A_7C15);
+    let input_q = q(1.0 / 255.0, -128);
+    let mut encoder = Vec::new();
+    let mut shape = spec.input;
+    let mut cur_q = input_q;
+    for &w in &spec.widths {
+        let out = Shape::new(shape.h.div_ceil(2), shape.w.div_ceil(2), w);
+        let op = Op::Conv2d { kh: 3, kw: 3, stride: 2, pad: 1 };
+        let l = random_layer(&mut rng, op, shape, out, cur_q, OwnedActivation::Relu);
+        cur_q = l.output_q;
+        shape = out;
+        encoder.push(l);
+    }
+    let latent = Shape::flat(spec.latent);
+    let mu = random_layer(&mut rng, Op::Dense, shape, latent, cur_q, OwnedActivation::None);
+    let latent_q = mu.output_q;
+    encoder.push(mu);
+
+    let mut decoder = Vec::new();
+    let hidden = shape;
+    let flat = Shape::flat(hidden.len() as u16);
+    let d = random_layer(&mut rng, Op::Dense, latent, flat, latent_q, OwnedActivation::Relu);
+    cur_q = d.output_q;
+    decoder.push(d);
+    decoder.push(OwnedLayer {
+        op: Op::Reshape,
+        input: flat,
+        output: hidden,
+        input_q: cur_q,
+        output_q: cur_q,
+        weights: Vec::new(),
+        bias: Vec::new(),
+        multiplier: Vec::new(),
+        shift: Vec::new(),
+        activation: OwnedActivation::None,
+    });
+    shape = hidden;
+    let mut outs: Vec<u16> = spec.widths.iter().rev().skip(1).copied().collect();
+    outs.push(spec.input.c);
+    for (i, &c) in outs.iter().enumerate() {
+        let last = i + 1 == outs.len();
+        let out = Shape::new(shape.h * 2, shape.w * 2, c);
+        let act = if last {
+            // Sigmoid of the int8 pre-activation, straight to uint8 pixels.
+            let table = (0..256)
+                .map(|i| {
+                    let x = 0.05 * (i as f32 - 128.0);
+                    let s = 1.0 / (1.0 + (-x).exp());
+                    (s * 255.0 + 0.5) as u8
+                })
+                .collect();
+            OwnedActivation::Lut { table, out: q(1.0 / 255.0, -128) }
+        } else {
+            OwnedActivation::Relu
+        };
+        let op = Op::ConvTranspose2d { kh: 4, kw: 4, stride: 2, pad: 1 };
+        let l = random_layer(&mut rng, op, shape, out, cur_q, act);
+        cur_q = l.effective_output_q();
+        shape = out;
+        decoder.push(l);
+    }
+    let header = Header {
+        name: heapless::String::try_from("synthetic").unwrap_or_default(),
+        input: spec.input,
+        input_q,
+        latent: spec.latent,
+        latent_q,
+        arena_bytes: 0,
+    };
+    let mut m = OwnedModel { header, encoder, decoder };
+    let need = m.activation_bytes()?;
+    m.header.arena_bytes = (need as u32).saturating_add(scratch);
+    Ok(m)
+}

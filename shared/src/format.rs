@@ -1,0 +1,581 @@
+//! The edgevae model file.
+//!
+//! ```text
+//! offset size  field
+//!      0    4  magic  b"EVAE"
+//!      4    2  format version (u16 LE), currently 1
+//!      6    2  flags (u16 LE), must be 0
+//!      8    4  payload length in bytes (u32 LE)
+//!     12    4  CRC-32 (ISO-HDLC) of the payload (u32 LE)
+//!     16    n  payload: postcard-encoded [`ModelBody`]
+//! ```
+//!
+//! The payload borrows every weight, bias and requantisation array straight from the input bytes
+//! (zero-copy), so on the device the weights stay in flash. [`Model::from_bytes`] checks everything
+//! the engine relies on: shapes chain from layer to layer and match each operator's geometry,
+//! array lengths match the shapes, requantisation parameters are in range, no int32 accumulator can
+//! overflow, and the activations fit the declared arena.
+//!
+//! Multi-byte arrays inside layers (bias, multiplier) are little-endian `i32`s stored as bytes, read
+//! with `from_le_bytes`: the payload has no alignment.
+
+use core::fmt;
+
+use heapless::{String, Vec};
+use serde::{Deserialize, Serialize};
+
+/// File magic.
+pub const MAGIC: [u8; 4] = *b"EVAE";
+/// The format version this crate reads and writes.
+pub const FORMAT_VERSION: u16 = 1;
+/// Size of the fixed preamble before the payload.
+pub const PREAMBLE_LEN: usize = 16;
+/// Most layers in one section (encoder or decoder).
+pub const MAX_LAYERS: usize = 16;
+/// Longest model name in bytes.
+pub const MAX_NAME: usize = 32;
+/// Largest |x - zero_point| of an int8 activation.
+const MAX_ABS_INPUT: i64 = 255;
+
+/// Activation tensor shape, channels-last (H, W, C).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Shape {
+    pub h: u16,
+    pub w: u16,
+    pub c: u16,
+}
+
+impl Shape {
+    pub const fn new(h: u16, w: u16, c: u16) -> Self {
+        Shape { h, w, c }
+    }
+    /// A flat vector of `n` values.
+    pub const fn flat(n: u16) -> Self {
+        Shape { h: 1, w: 1, c: n }
+    }
+    /// Number of elements (no overflow: at most 2^48).
+    pub const fn len(&self) -> u64 {
+        self.h as u64 * self.w as u64 * self.c as u64
+    }
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Affine quantisation: `real = scale * (q - zero_point)`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QParams {
+    pub scale: f32,
+    pub zero_point: i8,
+}
+
+impl QParams {
+    /// Compared bit for bit (no floating-point arithmetic on the device).
+    fn same(&self, other: &QParams) -> bool {
+        self.scale.to_bits() == other.scale.to_bits() && self.zero_point == other.zero_point
+    }
+    /// Positive, finite, non-zero scale, checked on the bits.
+    fn valid(&self) -> bool {
+        let bits = self.scale.to_bits();
+        bits >> 31 == 0 && (bits >> 23) & 0xFF != 0xFF && bits != 0
+    }
+}
+
+/// The operator of a layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// Convolution, weights `[oc][ky][kx][ic]`.
+    Conv2d { kh: u8, kw: u8, stride: u8, pad: u8 },
+    /// Transposed convolution (PyTorch semantics, no kernel flip), weights `[oc][ky][kx][ic]`.
+    ConvTranspose2d { kh: u8, kw: u8, stride: u8, pad: u8 },
+    /// Fully connected on the flattened HWC input, weights `[out][in]`.
+    Dense,
+    /// Reinterpret the shape (flatten / unflatten); no data moves.
+    Reshape,
+}
+
+/// What happens to a layer's requantised int8 output.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Activation<'a> {
+    None,
+    /// Fused into the output clamp: `[output zero point, 127]`.
+    Relu,
+    /// 256-entry table indexed by `q + 128`; `out` is the quantisation of the table's values.
+    /// The decoder's last table yields uint8 pixels.
+    Lut {
+        #[serde(borrow)]
+        table: &'a [u8],
+        out: QParams,
+    },
+}
+
+/// One layer, its parameters borrowed from the model bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Layer<'a> {
+    pub op: Op,
+    pub input: Shape,
+    pub output: Shape,
+    pub input_q: QParams,
+    /// Quantisation of the requantised output (before any lookup table).
+    pub output_q: QParams,
+    /// int8 weights in the operator's layout.
+    #[serde(borrow)]
+    pub weights: &'a [u8],
+    /// int32 LE bias per output channel (scale `s_in * s_w[c]`).
+    #[serde(borrow)]
+    pub bias: &'a [u8],
+    /// int32 LE Q31 multiplier per output channel, in `[0, 2^31)`.
+    #[serde(borrow)]
+    pub multiplier: &'a [u8],
+    /// i8 shift per output channel (TFLite convention: > 0 left, < 0 right), in `-31..=30`.
+    #[serde(borrow)]
+    pub shift: &'a [u8],
+    #[serde(borrow)]
+    pub activation: Activation<'a>,
+}
+
+impl<'a> Layer<'a> {
+    /// Weights as int8.
+    pub fn weights_i8(&self) -> &'a [i8] {
+        bytemuck::cast_slice(self.weights)
+    }
+    /// Shifts as int8.
+    pub fn shift_i8(&self) -> &'a [i8] {
+        bytemuck::cast_slice(self.shift)
+    }
+    /// The `i`-th little-endian i32 of `bytes` (0 when out of range).
+    pub fn le_i32(bytes: &[u8], i: usize) -> i32 {
+        match bytes.get(i * 4..i * 4 + 4) {
+            Some(&[a, b, c, d]) => i32::from_le_bytes([a, b, c, d]),
+            _ => 0,
+        }
+    }
+    /// Quantisation of what the next layer reads (after the lookup table, if any).
+    pub fn effective_output_q(&self) -> QParams {
+        match self.activation {
+            Activation::Lut { out, .. } => out,
+            _ => self.output_q,
+        }
+    }
+    /// True for layers that compute (everything but `Reshape`).
+    pub fn computes(&self) -> bool {
+        !matches!(self.op, Op::Reshape)
+    }
+    /// Multiply-accumulates for one inference of this layer.
+    pub fn macs(&self) -> u64 {
+        match self.op {
+            Op::Conv2d { kh, kw, .. } => self.output.len() * kh as u64 * kw as u64 * self.input.c as u64,
+            // Each input pixel meets every kernel tap once, minus taps cropped by padding.
+            Op::ConvTranspose2d { kh, kw, .. } => {
+                self.input.len() * kh as u64 * kw as u64 * self.output.c as u64
+            }
+            Op::Dense => self.input.len() * self.output.len(),
+            Op::Reshape => 0,
+        }
+    }
+}
+
+/// Model-wide facts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub name: String<MAX_NAME>,
+    /// Image shape; pixels are uint8, fed as int8 `p - 128`.
+    pub input: Shape,
+    pub input_q: QParams,
+    /// Latent code length (int8 quantised `mu`).
+    pub latent: u16,
+    pub latent_q: QParams,
+    /// Bytes of arena the engine needs: ping-pong activations plus the largest kernel scratch.
+    pub arena_bytes: u32,
+}
+
+/// The payload of a model file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelBody<'a> {
+    pub header: Header,
+    #[serde(borrow)]
+    pub encoder: Vec<Layer<'a>, MAX_LAYERS>,
+    #[serde(borrow)]
+    pub decoder: Vec<Layer<'a>, MAX_LAYERS>,
+}
+
+/// Where in the model a problem was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Section {
+    Header,
+    Encoder,
+    Decoder,
+}
+
+impl fmt::Display for Section {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Section::Header => "header",
+            Section::Encoder => "encoder",
+            Section::Decoder => "decoder",
+        })
+    }
+}
+
+/// Why a model file was rejected. One variant per check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum FormatError {
+    /// Shorter than the 16-byte preamble.
+    TooShort { len: usize },
+    BadMagic,
+    UnsupportedVersion { found: u16 },
+    UnsupportedFlags { found: u16 },
+    /// The preamble declares more payload than the file holds.
+    Truncated { declared: u32, available: usize },
+    /// Bytes after the declared payload, or inside it after the model.
+    TrailingBytes { extra: usize },
+    ChecksumMismatch { stored: u32, computed: u32 },
+    /// The payload is not a valid postcard `ModelBody` (includes too many layers, too long a name).
+    Decode,
+    /// Header: zero-sized image or latent.
+    BadHeader,
+    /// A section has no computing layer.
+    EmptySection { section: Section },
+    ZeroDimension { section: Section, index: u8 },
+    /// Kernel or stride of zero, or padding not smaller than the kernel.
+    BadGeometry { section: Section, index: u8 },
+    /// A layer's input is not the previous layer's output (shape or quantisation).
+    ShapeChain { section: Section, index: u8 },
+    /// A layer's output shape does not follow from its input and geometry.
+    OutputShape { section: Section, index: u8 },
+    WeightsLength { section: Section, index: u8, expected: u64, found: usize },
+    /// Bias, multiplier or shift array length is not one per output channel.
+    ChannelParamsLength { section: Section, index: u8 },
+    /// Scale not positive and finite.
+    BadQuantParams { section: Section, index: u8 },
+    /// Negative multiplier or shift outside `-31..=30`.
+    BadRequant { section: Section, index: u8, channel: u16 },
+    /// A lookup table is not 256 entries, or a layer that cannot carry an activation has one.
+    BadActivation { section: Section, index: u8 },
+    /// Some int32 accumulator could overflow.
+    AccumulatorOverflow { section: Section, index: u8, channel: u16 },
+    /// Encoder output or decoder input is not the declared latent (shape or quantisation).
+    LatentMismatch,
+    /// Decoder output is not the image shape or does not end in a pixel lookup table.
+    OutputMismatch,
+    /// The declared arena cannot hold the activations.
+    ArenaTooSmall { declared: u32, needed: u64 },
+}
+
+impl fmt::Display for FormatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use FormatError::*;
+        match *self {
+            TooShort { len } => write!(f, "file is {len} bytes, shorter than the {PREAMBLE_LEN}-byte preamble"),
+            BadMagic => write!(f, "not an edgevae model (bad magic)"),
+            UnsupportedVersion { found } => {
+                write!(f, "format version {found} is not supported (this build reads {FORMAT_VERSION})")
+            }
+            UnsupportedFlags { found } => write!(f, "unknown flags {found:#06x}"),
+            Truncated { declared, available } => {
+                write!(f, "truncated: payload declares {declared} bytes, {available} present")
+            }
+            TrailingBytes { extra } => write!(f, "{extra} unexpected bytes after the model"),
+            ChecksumMismatch { stored, computed } => {
+                write!(f, "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")
+            }
+            Decode => write!(f, "payload does not decode as a model (corrupt, or too many layers)"),
+            BadHeader => write!(f, "header has a zero-sized image or latent"),
+            EmptySection { section } => write!(f, "{section} has no computing layer"),
+            ZeroDimension { section, index } => write!(f, "{section} layer {index}: zero-sized shape"),
+            BadGeometry { section, index } => {
+                write!(f, "{section} layer {index}: zero kernel/stride or padding >= kernel")
+            }
+            ShapeChain { section, index } => {
+                write!(f, "{section} layer {index}: input does not match the previous output")
+            }
+            OutputShape { section, index } => {
+                write!(f, "{section} layer {index}: output shape inconsistent with the operator")
+            }
+            WeightsLength { section, index, expected, found } => write!(
+                f,
+                "{section} layer {index}: {found} weight bytes, expected {expected}"
+            ),
+            ChannelParamsLength { section, index } => write!(
+                f,
+                "{section} layer {index}: bias/multiplier/shift not one per output channel"
+            ),
+            BadQuantParams { section, index } => {
+                write!(f, "{section} layer {index}: scale not positive and finite")
+            }
+            BadRequant { section, index, channel } => write!(
+                f,
+                "{section} layer {index} channel {channel}: multiplier < 0 or shift outside -31..=30"
+            ),
+            BadActivation { section, index } => write!(f, "{section} layer {index}: invalid activation"),
+            AccumulatorOverflow { section, index, channel } => write!(
+                f,
+                "{section} layer {index} channel {channel}: int32 accumulator could overflow"
+            ),
+            LatentMismatch => write!(f, "encoder output / decoder input do not match the latent"),
+            OutputMismatch => {
+                write!(f, "decoder output is not the image shape ending in a pixel lookup table")
+            }
+            ArenaTooSmall { declared, needed } => {
+                write!(f, "declared arena {declared} bytes, activations need {needed}")
+            }
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for FormatError {}
+
+/// A validated model. Everything [`Model::from_bytes`] checked holds for its lifetime.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model<'a> {
+    body: ModelBody<'a>,
+    crc: u32,
+    activation_bytes: u64,
+}
+
+fn read_u16(b: &[u8], at: usize) -> u16 {
+    match b.get(at..at + 2) {
+        Some(&[x, y]) => u16::from_le_bytes([x, y]),
+        _ => 0,
+    }
+}
+
+fn read_u32(b: &[u8], at: usize) -> u32 {
+    match b.get(at..at + 4) {
+        Some(&[x, y, z, w]) => u32::from_le_bytes([x, y, z, w]),
+        _ => 0,
+    }
+}
+
+impl<'a> Model<'a> {
+    /// Parse and validate a model file. Never panics.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Model<'a>, FormatError> {
+        if bytes.len() < PREAMBLE_LEN {
+            return Err(FormatError::TooShort { len: bytes.len() });
+        }
+        if bytes[..4] != MAGIC {
+            return Err(FormatError::BadMagic);
+        }
+        let version = read_u16(bytes, 4);
+        if version != FORMAT_VERSION {
+            return Err(FormatError::UnsupportedVersion { found: version });
+        }
+        let flags = read_u16(bytes, 6);
+        if flags != 0 {
+            return Err(FormatError::UnsupportedFlags { found: flags });
+        }
+        let declared = read_u32(bytes, 8);
+        let stored = read_u32(bytes, 12);
+        let rest = &bytes[PREAMBLE_LEN..];
+        let payload = match rest.get(..declared as usize) {
+            Some(p) => p,
+            None => return Err(FormatError::Truncated { declared, available: rest.len() }),
+        };
+        if rest.len() > payload.len() {
+            return Err(FormatError::TrailingBytes { extra: rest.len() - payload.len() });
+        }
+        let computed = crate::crc::crc32(payload);
+        if computed != stored {
+            return Err(FormatError::ChecksumMismatch { stored, computed });
+        }
+        let (body, left) =
+            postcard::take_from_bytes::<ModelBody<'a>>(payload).map_err(|_| FormatError::Decode)?;
+        if !left.is_empty() {
+            return Err(FormatError::TrailingBytes { extra: left.len() });
+        }
+        let activation_bytes = validate(&body)?;
+        Ok(Model { body, crc: stored, activation_bytes })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.body.header
+    }
+    pub fn encoder(&self) -> &[Layer<'a>] {
+        &self.body.encoder
+    }
+    pub fn decoder(&self) -> &[Layer<'a>] {
+        &self.body.decoder
+    }
+    pub fn body(&self) -> &ModelBody<'a> {
+        &self.body
+    }
+    /// CRC-32 of the payload (identifies the model).
+    pub fn crc(&self) -> u32 {
+        self.crc
+    }
+    /// Bytes the ping-pong activations need: the largest (input + output) of any computing layer.
+    pub fn activation_bytes(&self) -> u64 {
+        self.activation_bytes
+    }
+}
+
+/// Every check the engine relies on. Returns the activation bytes (ping-pong) needed.
+pub fn validate(body: &ModelBody<'_>) -> Result<u64, FormatError> {
+    let h = &body.header;
+    if h.input.is_empty() || h.latent == 0 {
+        return Err(FormatError::BadHeader);
+    }
+    if !h.input_q.valid() || !h.latent_q.valid() {
+        return Err(FormatError::BadQuantParams { section: Section::Header, index: 0 });
+    }
+    let latent = Shape::flat(h.latent);
+    let enc = check_section(Section::Encoder, &body.encoder, h.input, h.input_q)?;
+    if enc.0 != latent || !enc.1.same(&h.latent_q) || enc.2 {
+        return Err(FormatError::LatentMismatch);
+    }
+    let dec = check_section(Section::Decoder, &body.decoder, latent, h.latent_q)?;
+    if dec.0 != h.input || !dec.2 {
+        return Err(FormatError::OutputMismatch);
+    }
+    let needed = enc.3.max(dec.3);
+    if (h.arena_bytes as u64) < needed {
+        return Err(FormatError::ArenaTooSmall { declared: h.arena_bytes, needed });
+    }
+    Ok(needed)
+}
+
+/// Checks one section; returns (output shape, output quantisation, ends in a LUT, ping-pong bytes).
+fn check_section(
+    section: Section,
+    layers: &[Layer<'_>],
+    mut shape: Shape,
+    mut q: QParams,
+) -> Result<(Shape, QParams, bool, u64), FormatError> {
+    if !layers.iter().any(Layer::computes) {
+        return Err(FormatError::EmptySection { section });
+    }
+    let mut pingpong = 0u64;
+    let mut ends_in_lut = false;
+    for (i, layer) in layers.iter().enumerate() {
+        let index = i as u8;
+        if layer.input.is_empty() || layer.output.is_empty() {
+            return Err(FormatError::ZeroDimension { section, index });
+        }
+        if layer.input != shape || !layer.input_q.same(&q) {
+            return Err(FormatError::ShapeChain { section, index });
+        }
+        if !layer.input_q.valid() || !layer.output_q.valid() {
+            return Err(FormatError::BadQuantParams { section, index });
+        }
+        check_layer(section, index, layer)?;
+        if layer.computes() {
+            pingpong = pingpong.max(layer.input.len() + layer.output.len());
+        } else if !layer.input_q.same(&layer.output_q) {
+            return Err(FormatError::ShapeChain { section, index });
+        }
+        ends_in_lut = matches!(layer.activation, Activation::Lut { .. });
+        shape = layer.output;
+        q = layer.effective_output_q();
+    }
+    Ok((shape, q, ends_in_lut, pingpong))
+}
+
+fn check_layer(section: Section, index: u8, l: &Layer<'_>) -> Result<(), FormatError> {
+    let (i, o) = (l.input, l.output);
+    let geometry = FormatError::BadGeometry { section, index };
+    let out_shape = FormatError::OutputShape { section, index };
+    // Expected weight count, and the span (per output channel) each channel's weights cover.
+    let expected_weights: u64 = match l.op {
+        Op::Conv2d { kh, kw, stride, pad } => {
+            if kh == 0 || kw == 0 || stride == 0 || pad >= kh || pad >= kw {
+                return Err(geometry);
+            }
+            let span = |n: u16, k: u8| -> Option<u64> {
+                let padded = n as u64 + 2 * pad as u64;
+                padded.checked_sub(k as u64).map(|d| d / stride as u64 + 1)
+            };
+            if span(i.h, kh) != Some(o.h as u64) || span(i.w, kw) != Some(o.w as u64) {
+                return Err(out_shape);
+            }
+            o.c as u64 * kh as u64 * kw as u64 * i.c as u64
+        }
+        Op::ConvTranspose2d { kh, kw, stride, pad } => {
+            if kh == 0 || kw == 0 || stride == 0 || pad >= kh || pad >= kw {
+                return Err(geometry);
+            }
+            let span = |n: u16, k: u8| -> i64 {
+                (n as i64 - 1) * stride as i64 - 2 * pad as i64 + k as i64
+            };
+            if span(i.h, kh) != o.h as i64 || span(i.w, kw) != o.w as i64 {
+                return Err(out_shape);
+            }
+            o.c as u64 * kh as u64 * kw as u64 * i.c as u64
+        }
+        Op::Dense => {
+            if o.h != 1 || o.w != 1 {
+                return Err(out_shape);
+            }
+            o.c as u64 * i.len()
+        }
+        Op::Reshape => {
+            if o.len() != i.len() {
+                return Err(out_shape);
+            }
+            0
+        }
+    };
+    if l.weights.len() as u64 != expected_weights {
+        return Err(FormatError::WeightsLength {
+            section,
+            index,
+            expected: expected_weights,
+            found: l.weights.len(),
+        });
+    }
+    let channels = if l.computes() { o.c as usize } else { 0 };
+    if l.bias.len() != 4 * channels || l.multiplier.len() != 4 * channels || l.shift.len() != channels {
+        return Err(FormatError::ChannelParamsLength { section, index });
+    }
+    match l.activation {
+        Activation::None => {}
+        Activation::Relu if l.computes() => {}
+        Activation::Lut { table, out } if l.computes() && table.len() == 256 => {
+            if !out.valid() {
+                return Err(FormatError::BadQuantParams { section, index });
+            }
+        }
+        _ => return Err(FormatError::BadActivation { section, index }),
+    }
+    if channels == 0 {
+        return Ok(());
+    }
+    let per_channel = (expected_weights / channels as u64) as usize;
+    let weights = l.weights_i8();
+    let shifts = l.shift_i8();
+    for c in 0..channels {
+        let channel = c as u16;
+        let m = Layer::le_i32(l.multiplier, c);
+        let s = shifts.get(c).copied().unwrap_or(0);
+        if m < 0 || !(-31..=30).contains(&s) {
+            return Err(FormatError::BadRequant { section, index, channel });
+        }
+        let w = weights.get(c * per_channel..(c + 1) * per_channel).unwrap_or(&[]);
+        let abs_sum: i64 = w.iter().map(|&x| (x as i64).abs()).sum();
+        let bound = abs_sum * MAX_ABS_INPUT + (Layer::le_i32(l.bias, c) as i64).abs();
+        if bound > i32::MAX as i64 {
+            return Err(FormatError::AccumulatorOverflow { section, index, channel });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(feature = "alloc")]
+impl ModelBody<'_> {
+    /// The complete file: preamble, then the postcard payload. The caller sets `header.arena_bytes`.
+    pub fn to_bytes(&self) -> Result<alloc::vec::Vec<u8>, postcard::Error> {
+        let payload = postcard::to_allocvec(self)?;
+        let mut out = alloc::vec::Vec::with_capacity(PREAMBLE_LEN + payload.len());
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crate::crc::crc32(&payload).to_le_bytes());
+        out.extend_from_slice(&payload);
+        Ok(out)
+    }
+}

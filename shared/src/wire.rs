@@ -1,0 +1,288 @@
+//! Host <-> device wire protocol.
+//!
+//! A frame on the serial link is
+//!
+//! ```text
+//! COBS( postcard((seq: u16, message)) ++ crc32_le(postcard bytes) ) ++ 0x00
+//! ```
+//!
+//! COBS removes every zero byte from the frame, so `0x00` delimits frames and a receiver
+//! resynchronises after garbage at the next zero. The host sends [`Request`]s; the device answers
+//! each with one [`Response`] carrying the same sequence number. A frame the device cannot read is
+//! answered with [`Response::Error`] (sequence number 0 when it could not be read) and the device
+//! keeps serving. Payload slices borrow from the receive buffer (no copies, no allocation).
+
+use core::fmt;
+
+use heapless::String;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::format::{QParams, Shape, MAX_NAME};
+
+/// Largest message overhead around a byte payload: enum tag, varint length, varint seq, CRC.
+pub const MESSAGE_OVERHEAD: usize = 1 + 3 + 3 + 4;
+/// An upper bound on the encoded size of an `Info` response.
+pub const INFO_LEN: usize = 96;
+
+/// Bytes a frame buffer needs (delimiter included) to carry a payload of `data_len` bytes.
+pub const fn frame_capacity(data_len: usize) -> usize {
+    let raw = if data_len > INFO_LEN { data_len } else { INFO_LEN } + MESSAGE_OVERHEAD;
+    raw + raw / 254 + 2
+}
+
+/// Host to device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request<'a> {
+    /// Describe the model the device runs.
+    Info,
+    /// Encode one image (raw uint8 pixels, H×W×C) into a latent code.
+    Encode {
+        #[serde(borrow)]
+        frame: &'a [u8],
+    },
+    /// Decode an int8 latent code (as bytes) into an image.
+    Decode {
+        #[serde(borrow)]
+        latent: &'a [u8],
+    },
+}
+
+/// What the device runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub format_version: u16,
+    pub model_name: String<MAX_NAME>,
+    /// CRC-32 of the model payload.
+    pub model_crc: u32,
+    pub input: Shape,
+    pub latent: u16,
+    pub latent_q: QParams,
+    pub arena_bytes: u32,
+    /// Which kernels the firmware was built with.
+    pub kernels: KernelPath,
+}
+
+/// The kernel implementation compiled into the firmware.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum KernelPath {
+    Scalar,
+    CortexMDsp,
+    Neon,
+}
+
+/// Device to host.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Response<'a> {
+    Info(DeviceInfo),
+    /// int8 latent code (as bytes).
+    Latent {
+        #[serde(borrow)]
+        code: &'a [u8],
+    },
+    /// uint8 pixels, H×W×C.
+    Image {
+        #[serde(borrow)]
+        pixels: &'a [u8],
+    },
+    Error(WireErrorCode),
+}
+
+/// Why the device refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum WireErrorCode {
+    /// The frame is not valid COBS or is too short to hold a message.
+    BadFrame,
+    /// The frame's CRC does not match.
+    BadChecksum,
+    /// The bytes are not a known request.
+    Malformed,
+    /// The frame was longer than the device's receive buffer.
+    Oversized,
+    /// An image or latent of the wrong length.
+    WrongLength,
+    /// The engine failed (a bug or an arena problem; see the device log).
+    Engine,
+}
+
+impl From<FrameError> for WireErrorCode {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::Empty | FrameError::TooShort | FrameError::Cobs => WireErrorCode::BadFrame,
+            FrameError::Checksum { .. } => WireErrorCode::BadChecksum,
+            FrameError::Decode | FrameError::TrailingBytes { .. } => WireErrorCode::Malformed,
+            FrameError::Oversized => WireErrorCode::Oversized,
+            FrameError::BufferTooSmall | FrameError::Encode => WireErrorCode::Engine,
+        }
+    }
+}
+
+/// Why a frame could not be read or written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum FrameError {
+    /// Nothing between two delimiters.
+    Empty,
+    /// Not valid COBS.
+    Cobs,
+    /// Too short to hold a sequence number, a message and a CRC.
+    TooShort,
+    Checksum { stored: u32, computed: u32 },
+    /// The bytes are not the expected message type.
+    Decode,
+    TrailingBytes { extra: usize },
+    /// More bytes than the receive buffer before a delimiter.
+    Oversized,
+    /// The output buffer cannot hold the encoded frame.
+    BufferTooSmall,
+    /// The message could not be serialised.
+    Encode,
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            FrameError::Empty => write!(f, "empty frame"),
+            FrameError::Cobs => write!(f, "frame is not valid COBS"),
+            FrameError::TooShort => write!(f, "frame too short for a message and its CRC"),
+            FrameError::Checksum { stored, computed } => {
+                write!(f, "frame CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")
+            }
+            FrameError::Decode => write!(f, "frame does not hold a valid message"),
+            FrameError::TrailingBytes { extra } => write!(f, "{extra} bytes after the message"),
+            FrameError::Oversized => write!(f, "frame longer than the receive buffer"),
+            FrameError::BufferTooSmall => write!(f, "buffer too small for the frame"),
+            FrameError::Encode => write!(f, "message could not be serialised"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for FrameError {}
+
+/// Encode `(seq, msg)` as one delimited frame into `out`, using `work` for the raw bytes.
+/// Returns the frame length, delimiter included.
+pub fn encode_frame<T: Serialize>(
+    seq: u16,
+    msg: &T,
+    work: &mut [u8],
+    out: &mut [u8],
+) -> Result<usize, FrameError> {
+    let n = match postcard::to_slice(&(seq, msg), work) {
+        Ok(used) => used.len(),
+        Err(postcard::Error::SerializeBufferFull) => return Err(FrameError::BufferTooSmall),
+        Err(_) => return Err(FrameError::Encode),
+    };
+    let crc = crate::crc::crc32(work.get(..n).ok_or(FrameError::BufferTooSmall)?);
+    work.get_mut(n..n + 4)
+        .ok_or(FrameError::BufferTooSmall)?
+        .copy_from_slice(&crc.to_le_bytes());
+    let raw = work.get(..n + 4).ok_or(FrameError::BufferTooSmall)?;
+    if out.len() < cobs::max_encoding_length(raw.len()) + 1 {
+        return Err(FrameError::BufferTooSmall);
+    }
+    let len = cobs::try_encode(raw, out).map_err(|_| FrameError::BufferTooSmall)?;
+    *out.get_mut(len).ok_or(FrameError::BufferTooSmall)? = 0;
+    Ok(len + 1)
+}
+
+/// Decode one frame (without its delimiter) in place and parse `(seq, message)`.
+/// The message may borrow from `frame`.
+pub fn decode_frame<'b, T: Deserialize<'b>>(frame: &'b mut [u8]) -> Result<(u16, T), FrameError> {
+    if frame.is_empty() {
+        return Err(FrameError::Empty);
+    }
+    let n = cobs::decode_in_place(&mut *frame).map_err(|_| FrameError::Cobs)?;
+    let frame: &'b [u8] = frame;
+    let raw = frame.get(..n).ok_or(FrameError::Cobs)?;
+    if raw.len() < 5 {
+        return Err(FrameError::TooShort);
+    }
+    let (body, tail) = raw.split_at(raw.len() - 4);
+    let stored = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]);
+    let computed = crate::crc::crc32(body);
+    if stored != computed {
+        return Err(FrameError::Checksum { stored, computed });
+    }
+    let (msg, left) = postcard::take_from_bytes::<(u16, T)>(body).map_err(|_| FrameError::Decode)?;
+    if !left.is_empty() {
+        return Err(FrameError::TrailingBytes { extra: left.len() });
+    }
+    Ok(msg)
+}
+
+/// Encode a frame into a new vector.
+#[cfg(feature = "alloc")]
+pub fn encode_frame_vec<T: Serialize>(seq: u16, msg: &T) -> Result<alloc::vec::Vec<u8>, FrameError> {
+    let raw = postcard::to_allocvec(&(seq, msg)).map_err(|_| FrameError::Encode)?;
+    let mut work = raw.clone();
+    work.extend_from_slice(&[0; 4]);
+    let mut out = alloc::vec![0u8; cobs::max_encoding_length(work.len()) + 1];
+    let n = encode_frame(seq, msg, &mut work, &mut out)?;
+    out.truncate(n);
+    Ok(out)
+}
+
+/// Decode an owned message (no borrowed payload) from a frame.
+pub fn decode_owned<T: DeserializeOwned>(frame: &mut [u8]) -> Result<(u16, T), FrameError> {
+    decode_frame(frame)
+}
+
+/// What one received byte did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Feed<'r> {
+    /// Keep sending bytes.
+    Pending,
+    /// A complete frame (delimiter stripped), to pass to [`decode_frame`].
+    Frame(&'r mut [u8]),
+    /// The frame just ended was longer than the buffer and was dropped.
+    Overflow,
+}
+
+/// Collects bytes from a serial link into frames, resynchronising at each zero byte.
+/// Fixed capacity `N`; an oversized frame is dropped whole and reported once.
+pub struct FrameReader<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+    overflow: bool,
+}
+
+impl<const N: usize> Default for FrameReader<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> FrameReader<N> {
+    pub const fn new() -> Self {
+        FrameReader { buf: [0; N], len: 0, overflow: false }
+    }
+
+    /// Feed one byte.
+    pub fn push(&mut self, byte: u8) -> Feed<'_> {
+        if byte == 0 {
+            let len = core::mem::replace(&mut self.len, 0);
+            if core::mem::replace(&mut self.overflow, false) {
+                return Feed::Overflow;
+            }
+            return match self.buf.get_mut(..len) {
+                Some(frame) if !frame.is_empty() => Feed::Frame(frame),
+                _ => Feed::Pending,
+            };
+        }
+        match self.buf.get_mut(self.len) {
+            Some(slot) if !self.overflow => {
+                *slot = byte;
+                self.len += 1;
+            }
+            _ => {
+                self.overflow = true;
+                self.len = 0;
+            }
+        }
+        Feed::Pending
+    }
+}

@@ -1,0 +1,257 @@
+//! Model file: round trips, robustness against arbitrary bytes, and one test per FormatError.
+
+use edgevae_shared::build::{synthetic, OwnedActivation, OwnedModel, SyntheticSpec};
+use edgevae_shared::format::{FormatError, Model, Op, Section, Shape, PREAMBLE_LEN};
+use proptest::prelude::*;
+
+fn small() -> OwnedModel {
+    let spec = SyntheticSpec { input: Shape::new(8, 8, 1), widths: vec![4, 8], latent: 3, seed: 7 };
+    synthetic(&spec, 0).expect("synthetic model")
+}
+
+fn parse(m: &OwnedModel) -> Result<(), FormatError> {
+    let bytes = m.to_bytes_unchecked().expect("serialises");
+    Model::from_bytes(&bytes).map(|_| ())
+}
+
+fn mutated(f: impl FnOnce(&mut OwnedModel)) -> Result<(), FormatError> {
+    let mut m = small();
+    f(&mut m);
+    parse(&m)
+}
+
+/// Replace the payload of a valid file and fix the preamble's length and CRC.
+fn with_payload(payload: &[u8]) -> Vec<u8> {
+    let mut bytes = small().to_bytes().unwrap()[..PREAMBLE_LEN].to_vec();
+    bytes[8..12].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    bytes[12..16].copy_from_slice(&edgevae_shared::crc::crc32(payload).to_le_bytes());
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+const ENC: Section = Section::Encoder;
+const DEC: Section = Section::Decoder;
+
+#[test]
+fn valid_model_parses_and_reports_its_arena() {
+    let m = small();
+    let bytes = m.to_bytes().unwrap();
+    let parsed = Model::from_bytes(&bytes).unwrap();
+    assert_eq!(parsed.encoder().len(), 3);
+    assert_eq!(parsed.decoder().len(), 4);
+    // 8x8x1 -> 4x4x4 -> 2x2x8 -> 3 ; 3 -> 32 -> (2,2,8) -> 4x4x4 -> 8x8x1: largest pair is 64 + 64.
+    assert_eq!(parsed.activation_bytes(), 128);
+    assert_eq!(parsed.header().arena_bytes, 128);
+    assert_eq!(OwnedModel::from_model(&parsed), m);
+}
+
+#[test]
+fn default_architecture_is_valid() {
+    let m = synthetic(&SyntheticSpec::seed_architecture(1), 0).unwrap();
+    let bytes = m.to_bytes().unwrap();
+    let parsed = Model::from_bytes(&bytes).unwrap();
+    // conv2 (14x14x32 -> 7x7x64) and the first transposed conv hold the largest pair.
+    assert_eq!(parsed.activation_bytes(), 6272 + 3136);
+}
+
+#[test]
+fn preamble_errors() {
+    let good = small().to_bytes().unwrap();
+    assert_eq!(Model::from_bytes(&good[..10]), Err(FormatError::TooShort { len: 10 }));
+    let mut b = good.clone();
+    b[0] ^= 1;
+    assert_eq!(Model::from_bytes(&b), Err(FormatError::BadMagic));
+    let mut b = good.clone();
+    b[4] = 2;
+    assert_eq!(Model::from_bytes(&b), Err(FormatError::UnsupportedVersion { found: 2 }));
+    let mut b = good.clone();
+    b[6] = 1;
+    assert_eq!(Model::from_bytes(&b), Err(FormatError::UnsupportedFlags { found: 1 }));
+    let b = &good[..good.len() - 1];
+    assert!(matches!(Model::from_bytes(b), Err(FormatError::Truncated { .. })));
+    let mut b = good.clone();
+    b.push(0);
+    assert_eq!(Model::from_bytes(&b), Err(FormatError::TrailingBytes { extra: 1 }));
+    let mut b = good.clone();
+    let last = b.len() - 1;
+    b[last] ^= 0x40;
+    assert!(matches!(Model::from_bytes(&b), Err(FormatError::ChecksumMismatch { .. })));
+}
+
+#[test]
+fn payload_errors() {
+    assert_eq!(Model::from_bytes(&with_payload(&[0xFF; 12])), Err(FormatError::Decode));
+    let good = small().to_bytes().unwrap();
+    let mut payload = good[PREAMBLE_LEN..].to_vec();
+    payload.push(0);
+    assert_eq!(Model::from_bytes(&with_payload(&payload)), Err(FormatError::TrailingBytes { extra: 1 }));
+    // Seventeen layers do not fit the section's capacity (postcard encodes Vec and heapless::Vec alike).
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        header: edgevae_shared::Header,
+        encoder: Vec<edgevae_shared::Layer<'a>>,
+        decoder: Vec<edgevae_shared::Layer<'a>>,
+    }
+    let parsed = Model::from_bytes(&good).unwrap();
+    let mut decoder = parsed.decoder().to_vec();
+    let reshape = decoder[1];
+    decoder.splice(1..1, std::iter::repeat_n(reshape, 14));
+    let body = Body { header: parsed.header().clone(), encoder: parsed.encoder().to_vec(), decoder };
+    let bytes = with_payload(&postcard::to_allocvec(&body).unwrap());
+    assert_eq!(Model::from_bytes(&bytes), Err(FormatError::Decode));
+}
+
+#[test]
+fn header_errors() {
+    assert_eq!(mutated(|m| m.header.latent = 0), Err(FormatError::BadHeader));
+    assert_eq!(mutated(|m| m.header.input = Shape::new(0, 8, 1)), Err(FormatError::BadHeader));
+    assert_eq!(
+        mutated(|m| m.header.input_q.scale = f32::NAN),
+        Err(FormatError::BadQuantParams { section: Section::Header, index: 0 })
+    );
+    assert_eq!(mutated(|m| m.header.latent_q.zero_point ^= 1), Err(FormatError::LatentMismatch));
+    assert_eq!(mutated(|m| m.header.arena_bytes = 100), Err(FormatError::ArenaTooSmall { declared: 100, needed: 128 }));
+}
+
+#[test]
+fn section_and_layer_errors() {
+    assert_eq!(mutated(|m| m.encoder.clear()), Err(FormatError::EmptySection { section: ENC }));
+    assert_eq!(
+        mutated(|m| m.encoder[0].output = Shape::new(4, 0, 4)),
+        Err(FormatError::ZeroDimension { section: ENC, index: 0 })
+    );
+    assert_eq!(
+        mutated(|m| m.encoder[0].op = Op::Conv2d { kh: 3, kw: 3, stride: 0, pad: 1 }),
+        Err(FormatError::BadGeometry { section: ENC, index: 0 })
+    );
+    assert_eq!(
+        mutated(|m| m.decoder[2].op = Op::ConvTranspose2d { kh: 4, kw: 4, stride: 2, pad: 4 }),
+        Err(FormatError::BadGeometry { section: DEC, index: 2 })
+    );
+    assert_eq!(
+        mutated(|m| m.encoder[1].input = Shape::new(4, 4, 5)),
+        Err(FormatError::ShapeChain { section: ENC, index: 1 })
+    );
+    assert_eq!(
+        mutated(|m| m.encoder[1].input_q.zero_point = 3),
+        Err(FormatError::ShapeChain { section: ENC, index: 1 })
+    );
+    assert_eq!(
+        mutated(|m| m.decoder[1].output_q.zero_point = 3),
+        Err(FormatError::ShapeChain { section: DEC, index: 1 })
+    );
+    assert_eq!(
+        mutated(|m| m.encoder[0].output.h = 5),
+        Err(FormatError::OutputShape { section: ENC, index: 0 })
+    );
+    assert_eq!(
+        mutated(|m| m.decoder[2].output.w = 5),
+        Err(FormatError::OutputShape { section: DEC, index: 2 })
+    );
+    assert_eq!(
+        mutated(|m| m.decoder[0].output = Shape::new(2, 16, 1)),
+        Err(FormatError::OutputShape { section: DEC, index: 0 })
+    );
+    assert_eq!(
+        mutated(|m| m.decoder[1].output = Shape::new(2, 2, 7)),
+        Err(FormatError::OutputShape { section: DEC, index: 1 })
+    );
+    assert_eq!(
+        mutated(|m| {
+            m.encoder[0].weights.pop();
+        }),
+        Err(FormatError::WeightsLength { section: ENC, index: 0, expected: 36, found: 35 })
+    );
+    assert_eq!(
+        mutated(|m| {
+            m.encoder[2].bias.pop();
+        }),
+        Err(FormatError::ChannelParamsLength { section: ENC, index: 2 })
+    );
+    assert_eq!(
+        mutated(|m| m.encoder[0].output_q.scale = 0.0),
+        Err(FormatError::BadQuantParams { section: ENC, index: 0 })
+    );
+    assert_eq!(
+        mutated(|m| m.decoder[0].multiplier[5] = -1),
+        Err(FormatError::BadRequant { section: DEC, index: 0, channel: 5 })
+    );
+    assert_eq!(
+        mutated(|m| m.decoder[0].shift[2] = 31),
+        Err(FormatError::BadRequant { section: DEC, index: 0, channel: 2 })
+    );
+    assert_eq!(
+        mutated(|m| m.decoder[1].activation = OwnedActivation::Relu),
+        Err(FormatError::BadActivation { section: DEC, index: 1 })
+    );
+    assert_eq!(
+        mutated(|m| {
+            if let OwnedActivation::Lut { table, .. } = &mut m.decoder[3].activation {
+                table.pop();
+            }
+        }),
+        Err(FormatError::BadActivation { section: DEC, index: 3 })
+    );
+    assert_eq!(
+        mutated(|m| m.encoder[1].bias[3] = i32::MAX - 10),
+        Err(FormatError::AccumulatorOverflow { section: ENC, index: 1, channel: 3 })
+    );
+    assert_eq!(mutated(|m| m.decoder[3].activation = OwnedActivation::None), Err(FormatError::OutputMismatch));
+    assert_eq!(
+        mutated(|m| {
+            m.decoder[0].input = Shape::new(1, 1, 4);
+            m.decoder[0].weights.extend([0; 32]);
+        }),
+        Err(FormatError::ShapeChain { section: DEC, index: 0 })
+    );
+}
+
+#[test]
+fn errors_have_messages() {
+    let e = FormatError::WeightsLength { section: ENC, index: 2, expected: 10, found: 9 };
+    assert_eq!(e.to_string(), "encoder layer 2: 9 weight bytes, expected 10");
+}
+
+fn spec_strategy() -> impl Strategy<Value = SyntheticSpec> {
+    (1usize..=3, 1u16..=4, prop::collection::vec(1u16..=12, 1..=2), 1u16..=20, 1u16..=3, any::<u64>())
+        .prop_map(|(mult, k, widths, latent, c, seed)| {
+            let side = k * (1 << widths.len()) * mult as u16;
+            SyntheticSpec { input: Shape::new(side, side, c), widths, latent, seed }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn round_trip(spec in spec_strategy(), scratch in 0u32..1000) {
+        let m = synthetic(&spec, scratch).unwrap();
+        let bytes = m.to_bytes().unwrap();
+        let parsed = Model::from_bytes(&bytes).unwrap();
+        prop_assert_eq!(OwnedModel::from_model(&parsed), m.clone());
+        prop_assert_eq!(parsed.header().arena_bytes as u64, parsed.activation_bytes() + scratch as u64);
+        // Re-serialising the parsed model reproduces the file byte for byte.
+        prop_assert_eq!(OwnedModel::from_model(&parsed).to_bytes().unwrap(), bytes.clone());
+    }
+
+    #[test]
+    fn corrupted_files_never_panic(seed in any::<u64>(), edits in prop::collection::vec((any::<usize>(), any::<u8>()), 1..8), cut in any::<usize>()) {
+        let spec = SyntheticSpec { input: Shape::new(8, 8, 1), widths: vec![4, 8], latent: 3, seed };
+        let mut bytes = synthetic(&spec, 0).unwrap().to_bytes().unwrap();
+        for (at, v) in edits {
+            let i = at % bytes.len();
+            bytes[i] = v;
+        }
+        let _ = Model::from_bytes(&bytes);
+        let _ = Model::from_bytes(&bytes[..cut % bytes.len()]);
+        // With a fixed-up CRC the edits reach the validator.
+        let payload = bytes[PREAMBLE_LEN..].to_vec();
+        let _ = Model::from_bytes(&with_payload(&payload));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = Model::from_bytes(&bytes);
+        let _ = Model::from_bytes(&with_payload(&bytes));
+    }
+}
