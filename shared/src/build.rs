@@ -80,7 +80,11 @@ impl OwnedLayer {
         Bytes {
             weights: self.weights.iter().map(|&w| w as u8).collect(),
             bias: self.bias.iter().flat_map(|b| b.to_le_bytes()).collect(),
-            multiplier: self.multiplier.iter().flat_map(|m| m.to_le_bytes()).collect(),
+            multiplier: self
+                .multiplier
+                .iter()
+                .flat_map(|m| m.to_le_bytes())
+                .collect(),
             shift: self.shift.iter().map(|&s| s as u8).collect(),
         }
     }
@@ -120,7 +124,10 @@ impl OwnedLayer {
             activation: match l.activation {
                 Activation::None => OwnedActivation::None,
                 Activation::Relu => OwnedActivation::Relu,
-                Activation::Lut { table, out } => OwnedActivation::Lut { table: table.to_vec(), out },
+                Activation::Lut { table, out } => OwnedActivation::Lut {
+                    table: table.to_vec(),
+                    out,
+                },
             },
         }
     }
@@ -137,10 +144,14 @@ impl OwnedModel {
             decoder: heapless::Vec::new(),
         };
         for (l, b) in self.encoder.iter().zip(&enc) {
-            body.encoder.push(l.view(b)).map_err(|_| BuildError::TooManyLayers)?;
+            body.encoder
+                .push(l.view(b))
+                .map_err(|_| BuildError::TooManyLayers)?;
         }
         for (l, b) in self.decoder.iter().zip(&dec) {
-            body.decoder.push(l.view(b)).map_err(|_| BuildError::TooManyLayers)?;
+            body.decoder
+                .push(l.view(b))
+                .map_err(|_| BuildError::TooManyLayers)?;
         }
         body.to_bytes().map_err(BuildError::Serialize)
     }
@@ -157,15 +168,22 @@ impl OwnedModel {
         let enc: Vec<Bytes> = self.encoder.iter().map(OwnedLayer::bytes).collect();
         let dec: Vec<Bytes> = self.decoder.iter().map(OwnedLayer::bytes).collect();
         let mut body = ModelBody {
-            header: Header { arena_bytes: u32::MAX, ..self.header.clone() },
+            header: Header {
+                arena_bytes: u32::MAX,
+                ..self.header.clone()
+            },
             encoder: heapless::Vec::new(),
             decoder: heapless::Vec::new(),
         };
         for (l, b) in self.encoder.iter().zip(&enc) {
-            body.encoder.push(l.view(b)).map_err(|_| BuildError::TooManyLayers)?;
+            body.encoder
+                .push(l.view(b))
+                .map_err(|_| BuildError::TooManyLayers)?;
         }
         for (l, b) in self.decoder.iter().zip(&dec) {
-            body.decoder.push(l.view(b)).map_err(|_| BuildError::TooManyLayers)?;
+            body.decoder
+                .push(l.view(b))
+                .map_err(|_| BuildError::TooManyLayers)?;
         }
         validate(&body).map_err(BuildError::Invalid)
     }
@@ -213,7 +231,12 @@ pub struct SyntheticSpec {
 impl SyntheticSpec {
     /// The default edgevae architecture: 28×28×1, widths 32, 64, latent 16.
     pub fn seed_architecture(seed: u64) -> Self {
-        SyntheticSpec { input: Shape::new(28, 28, 1), widths: alloc::vec![32, 64], latent: 16, seed }
+        SyntheticSpec {
+            input: Shape::new(28, 28, 1),
+            widths: alloc::vec![32, 64],
+            latent: 16,
+            seed,
+        }
     }
 }
 
@@ -248,10 +271,12 @@ fn random_layer(
         output_q: q(0.05, out_zp),
         weights: (0..n_w).map(|_| rng.range(-127, 127) as i8).collect(),
         bias: (0..output.c).map(|_| rng.range(-20_000, 20_000)).collect(),
-        // Scale the accumulator (≈ sqrt(fan_in)·127·128 in size) down to about ±64.
-        multiplier: (0..output.c).map(|_| rng.range(1 << 30, i32::MAX)).collect(),
+        // Scale the accumulator (≈ sqrt(fan_in)·2^12 in size) down to about ±50.
+        multiplier: (0..output.c)
+            .map(|_| rng.range(1 << 30, i32::MAX))
+            .collect(),
         shift: (0..output.c)
-            .map(|_| -((fan_in as f32).sqrt().log2() as i8 + 8 + rng.range(0, 1) as i8))
+            .map(|_| -((fan_in as f32).sqrt().log2() as i8 + 6 + rng.range(0, 1) as i8))
             .collect(),
         activation: act,
     }
@@ -267,21 +292,40 @@ pub fn synthetic(spec: &SyntheticSpec, scratch: u32) -> Result<OwnedModel, Build
     let mut cur_q = input_q;
     for &w in &spec.widths {
         let out = Shape::new(shape.h.div_ceil(2), shape.w.div_ceil(2), w);
-        let op = Op::Conv2d { kh: 3, kw: 3, stride: 2, pad: 1 };
+        let op = Op::Conv2d {
+            kh: 3,
+            kw: 3,
+            stride: 2,
+            pad: 1,
+        };
         let l = random_layer(&mut rng, op, shape, out, cur_q, OwnedActivation::Relu);
         cur_q = l.output_q;
         shape = out;
         encoder.push(l);
     }
     let latent = Shape::flat(spec.latent);
-    let mu = random_layer(&mut rng, Op::Dense, shape, latent, cur_q, OwnedActivation::None);
+    let mu = random_layer(
+        &mut rng,
+        Op::Dense,
+        shape,
+        latent,
+        cur_q,
+        OwnedActivation::None,
+    );
     let latent_q = mu.output_q;
     encoder.push(mu);
 
     let mut decoder = Vec::new();
     let hidden = shape;
     let flat = Shape::flat(hidden.len() as u16);
-    let d = random_layer(&mut rng, Op::Dense, latent, flat, latent_q, OwnedActivation::Relu);
+    let d = random_layer(
+        &mut rng,
+        Op::Dense,
+        latent,
+        flat,
+        latent_q,
+        OwnedActivation::Relu,
+    );
     cur_q = d.output_q;
     decoder.push(d);
     decoder.push(OwnedLayer {
@@ -311,11 +355,19 @@ pub fn synthetic(spec: &SyntheticSpec, scratch: u32) -> Result<OwnedModel, Build
                     (s * 255.0 + 0.5) as u8
                 })
                 .collect();
-            OwnedActivation::Lut { table, out: q(1.0 / 255.0, -128) }
+            OwnedActivation::Lut {
+                table,
+                out: q(1.0 / 255.0, -128),
+            }
         } else {
             OwnedActivation::Relu
         };
-        let op = Op::ConvTranspose2d { kh: 4, kw: 4, stride: 2, pad: 1 };
+        let op = Op::ConvTranspose2d {
+            kh: 4,
+            kw: 4,
+            stride: 2,
+            pad: 1,
+        };
         let l = random_layer(&mut rng, op, shape, out, cur_q, act);
         cur_q = l.effective_output_q();
         shape = out;
@@ -329,7 +381,11 @@ pub fn synthetic(spec: &SyntheticSpec, scratch: u32) -> Result<OwnedModel, Build
         latent_q,
         arena_bytes: 0,
     };
-    let mut m = OwnedModel { header, encoder, decoder };
+    let mut m = OwnedModel {
+        header,
+        encoder,
+        decoder,
+    };
     let need = m.activation_bytes()?;
     m.header.arena_bytes = (need as u32).saturating_add(scratch);
     Ok(m)

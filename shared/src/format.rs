@@ -165,7 +165,9 @@ impl<'a> Layer<'a> {
     /// Multiply-accumulates for one inference of this layer.
     pub fn macs(&self) -> u64 {
         match self.op {
-            Op::Conv2d { kh, kw, .. } => self.output.len() * kh as u64 * kw as u64 * self.input.c as u64,
+            Op::Conv2d { kh, kw, .. } => {
+                self.output.len() * kh as u64 * kw as u64 * self.input.c as u64
+            }
             // Each input pixel meets every kernel tap once, minus taps cropped by padding.
             Op::ConvTranspose2d { kh, kw, .. } => {
                 self.input.len() * kh as u64 * kw as u64 * self.output.c as u64
@@ -225,45 +227,98 @@ impl fmt::Display for Section {
 #[non_exhaustive]
 pub enum FormatError {
     /// Shorter than the 16-byte preamble.
-    TooShort { len: usize },
+    TooShort {
+        len: usize,
+    },
     BadMagic,
-    UnsupportedVersion { found: u16 },
-    UnsupportedFlags { found: u16 },
+    UnsupportedVersion {
+        found: u16,
+    },
+    UnsupportedFlags {
+        found: u16,
+    },
     /// The preamble declares more payload than the file holds.
-    Truncated { declared: u32, available: usize },
+    Truncated {
+        declared: u32,
+        available: usize,
+    },
     /// Bytes after the declared payload, or inside it after the model.
-    TrailingBytes { extra: usize },
-    ChecksumMismatch { stored: u32, computed: u32 },
+    TrailingBytes {
+        extra: usize,
+    },
+    ChecksumMismatch {
+        stored: u32,
+        computed: u32,
+    },
     /// The payload is not a valid postcard `ModelBody` (includes too many layers, too long a name).
     Decode,
     /// Header: zero-sized image or latent.
     BadHeader,
     /// A section has no computing layer.
-    EmptySection { section: Section },
-    ZeroDimension { section: Section, index: u8 },
+    EmptySection {
+        section: Section,
+    },
+    ZeroDimension {
+        section: Section,
+        index: u8,
+    },
     /// Kernel or stride of zero, or padding not smaller than the kernel.
-    BadGeometry { section: Section, index: u8 },
+    BadGeometry {
+        section: Section,
+        index: u8,
+    },
     /// A layer's input is not the previous layer's output (shape or quantisation).
-    ShapeChain { section: Section, index: u8 },
+    ShapeChain {
+        section: Section,
+        index: u8,
+    },
     /// A layer's output shape does not follow from its input and geometry.
-    OutputShape { section: Section, index: u8 },
-    WeightsLength { section: Section, index: u8, expected: u64, found: usize },
+    OutputShape {
+        section: Section,
+        index: u8,
+    },
+    WeightsLength {
+        section: Section,
+        index: u8,
+        expected: u64,
+        found: usize,
+    },
     /// Bias, multiplier or shift array length is not one per output channel.
-    ChannelParamsLength { section: Section, index: u8 },
+    ChannelParamsLength {
+        section: Section,
+        index: u8,
+    },
     /// Scale not positive and finite.
-    BadQuantParams { section: Section, index: u8 },
+    BadQuantParams {
+        section: Section,
+        index: u8,
+    },
     /// Negative multiplier or shift outside `-31..=30`.
-    BadRequant { section: Section, index: u8, channel: u16 },
+    BadRequant {
+        section: Section,
+        index: u8,
+        channel: u16,
+    },
     /// A lookup table is not 256 entries, or a layer that cannot carry an activation has one.
-    BadActivation { section: Section, index: u8 },
+    BadActivation {
+        section: Section,
+        index: u8,
+    },
     /// Some int32 accumulator could overflow.
-    AccumulatorOverflow { section: Section, index: u8, channel: u16 },
+    AccumulatorOverflow {
+        section: Section,
+        index: u8,
+        channel: u16,
+    },
     /// Encoder output or decoder input is not the declared latent (shape or quantisation).
     LatentMismatch,
     /// Decoder output is not the image shape or does not end in a pixel lookup table.
     OutputMismatch,
     /// The declared arena cannot hold the activations.
-    ArenaTooSmall { declared: u32, needed: u64 },
+    ArenaTooSmall {
+        declared: u32,
+        needed: u64,
+    },
 }
 
 impl fmt::Display for FormatError {
@@ -374,10 +429,17 @@ impl<'a> Model<'a> {
         let rest = &bytes[PREAMBLE_LEN..];
         let payload = match rest.get(..declared as usize) {
             Some(p) => p,
-            None => return Err(FormatError::Truncated { declared, available: rest.len() }),
+            None => {
+                return Err(FormatError::Truncated {
+                    declared,
+                    available: rest.len(),
+                })
+            }
         };
         if rest.len() > payload.len() {
-            return Err(FormatError::TrailingBytes { extra: rest.len() - payload.len() });
+            return Err(FormatError::TrailingBytes {
+                extra: rest.len() - payload.len(),
+            });
         }
         let computed = crate::crc::crc32(payload);
         if computed != stored {
@@ -389,7 +451,11 @@ impl<'a> Model<'a> {
             return Err(FormatError::TrailingBytes { extra: left.len() });
         }
         let activation_bytes = validate(&body)?;
-        Ok(Model { body, crc: stored, activation_bytes })
+        Ok(Model {
+            body,
+            crc: stored,
+            activation_bytes,
+        })
     }
 
     pub fn header(&self) -> &Header {
@@ -421,7 +487,10 @@ pub fn validate(body: &ModelBody<'_>) -> Result<u64, FormatError> {
         return Err(FormatError::BadHeader);
     }
     if !h.input_q.valid() || !h.latent_q.valid() {
-        return Err(FormatError::BadQuantParams { section: Section::Header, index: 0 });
+        return Err(FormatError::BadQuantParams {
+            section: Section::Header,
+            index: 0,
+        });
     }
     let latent = Shape::flat(h.latent);
     let enc = check_section(Section::Encoder, &body.encoder, h.input, h.input_q)?;
@@ -434,7 +503,10 @@ pub fn validate(body: &ModelBody<'_>) -> Result<u64, FormatError> {
     }
     let needed = enc.3.max(dec.3);
     if (h.arena_bytes as u64) < needed {
-        return Err(FormatError::ArenaTooSmall { declared: h.arena_bytes, needed });
+        return Err(FormatError::ArenaTooSmall {
+            declared: h.arena_bytes,
+            needed,
+        });
     }
     Ok(needed)
 }
@@ -481,7 +553,12 @@ fn check_layer(section: Section, index: u8, l: &Layer<'_>) -> Result<(), FormatE
     let out_shape = FormatError::OutputShape { section, index };
     // Expected weight count, and the span (per output channel) each channel's weights cover.
     let expected_weights: u64 = match l.op {
-        Op::Conv2d { kh, kw, stride, pad } => {
+        Op::Conv2d {
+            kh,
+            kw,
+            stride,
+            pad,
+        } => {
             if kh == 0 || kw == 0 || stride == 0 || pad >= kh || pad >= kw {
                 return Err(geometry);
             }
@@ -494,7 +571,12 @@ fn check_layer(section: Section, index: u8, l: &Layer<'_>) -> Result<(), FormatE
             }
             o.c as u64 * kh as u64 * kw as u64 * i.c as u64
         }
-        Op::ConvTranspose2d { kh, kw, stride, pad } => {
+        Op::ConvTranspose2d {
+            kh,
+            kw,
+            stride,
+            pad,
+        } => {
             if kh == 0 || kw == 0 || stride == 0 || pad >= kh || pad >= kw {
                 return Err(geometry);
             }
@@ -528,7 +610,10 @@ fn check_layer(section: Section, index: u8, l: &Layer<'_>) -> Result<(), FormatE
         });
     }
     let channels = if l.computes() { o.c as usize } else { 0 };
-    if l.bias.len() != 4 * channels || l.multiplier.len() != 4 * channels || l.shift.len() != channels {
+    if l.bias.len() != 4 * channels
+        || l.multiplier.len() != 4 * channels
+        || l.shift.len() != channels
+    {
         return Err(FormatError::ChannelParamsLength { section, index });
     }
     match l.activation {
@@ -552,13 +637,23 @@ fn check_layer(section: Section, index: u8, l: &Layer<'_>) -> Result<(), FormatE
         let m = Layer::le_i32(l.multiplier, c);
         let s = shifts.get(c).copied().unwrap_or(0);
         if m < 0 || !(-31..=30).contains(&s) {
-            return Err(FormatError::BadRequant { section, index, channel });
+            return Err(FormatError::BadRequant {
+                section,
+                index,
+                channel,
+            });
         }
-        let w = weights.get(c * per_channel..(c + 1) * per_channel).unwrap_or(&[]);
+        let w = weights
+            .get(c * per_channel..(c + 1) * per_channel)
+            .unwrap_or(&[]);
         let abs_sum: i64 = w.iter().map(|&x| (x as i64).abs()).sum();
         let bound = abs_sum * MAX_ABS_INPUT + (Layer::le_i32(l.bias, c) as i64).abs();
         if bound > i32::MAX as i64 {
-            return Err(FormatError::AccumulatorOverflow { section, index, channel });
+            return Err(FormatError::AccumulatorOverflow {
+                section,
+                index,
+                channel,
+            });
         }
     }
     Ok(())

@@ -21,4 +21,6 @@ pub use format::{
     Activation, FormatError, Header, Layer, Model, ModelBody, Op, QParams, Section, Shape,
     FORMAT_VERSION, MAGIC,
 };
-pub use wire::{DeviceInfo, Feed, FrameError, FrameReader, KernelPath, Request, Response, WireErrorCode};
+pub use wire::{
+    DeviceInfo, Feed, FrameError, FrameReader, KernelPath, Request, Response, WireErrorCode,
+};

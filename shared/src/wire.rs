@@ -26,7 +26,11 @@ pub const INFO_LEN: usize = 96;
 
 /// Bytes a frame buffer needs (delimiter included) to carry a payload of `data_len` bytes.
 pub const fn frame_capacity(data_len: usize) -> usize {
-    let raw = if data_len > INFO_LEN { data_len } else { INFO_LEN } + MESSAGE_OVERHEAD;
+    let raw = if data_len > INFO_LEN {
+        data_len
+    } else {
+        INFO_LEN
+    } + MESSAGE_OVERHEAD;
     raw + raw / 254 + 2
 }
 
@@ -130,10 +134,15 @@ pub enum FrameError {
     Cobs,
     /// Too short to hold a sequence number, a message and a CRC.
     TooShort,
-    Checksum { stored: u32, computed: u32 },
+    Checksum {
+        stored: u32,
+        computed: u32,
+    },
     /// The bytes are not the expected message type.
     Decode,
-    TrailingBytes { extra: usize },
+    TrailingBytes {
+        extra: usize,
+    },
     /// More bytes than the receive buffer before a delimiter.
     Oversized,
     /// The output buffer cannot hold the encoded frame.
@@ -149,7 +158,10 @@ impl fmt::Display for FrameError {
             FrameError::Cobs => write!(f, "frame is not valid COBS"),
             FrameError::TooShort => write!(f, "frame too short for a message and its CRC"),
             FrameError::Checksum { stored, computed } => {
-                write!(f, "frame CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")
+                write!(
+                    f,
+                    "frame CRC mismatch: stored {stored:#010x}, computed {computed:#010x}"
+                )
             }
             FrameError::Decode => write!(f, "frame does not hold a valid message"),
             FrameError::TrailingBytes { extra } => write!(f, "{extra} bytes after the message"),
@@ -207,7 +219,8 @@ pub fn decode_frame<'b, T: Deserialize<'b>>(frame: &'b mut [u8]) -> Result<(u16,
     if stored != computed {
         return Err(FrameError::Checksum { stored, computed });
     }
-    let (msg, left) = postcard::take_from_bytes::<(u16, T)>(body).map_err(|_| FrameError::Decode)?;
+    let (msg, left) =
+        postcard::take_from_bytes::<(u16, T)>(body).map_err(|_| FrameError::Decode)?;
     if !left.is_empty() {
         return Err(FrameError::TrailingBytes { extra: left.len() });
     }
@@ -216,7 +229,10 @@ pub fn decode_frame<'b, T: Deserialize<'b>>(frame: &'b mut [u8]) -> Result<(u16,
 
 /// Encode a frame into a new vector.
 #[cfg(feature = "alloc")]
-pub fn encode_frame_vec<T: Serialize>(seq: u16, msg: &T) -> Result<alloc::vec::Vec<u8>, FrameError> {
+pub fn encode_frame_vec<T: Serialize>(
+    seq: u16,
+    msg: &T,
+) -> Result<alloc::vec::Vec<u8>, FrameError> {
     let raw = postcard::to_allocvec(&(seq, msg)).map_err(|_| FrameError::Encode)?;
     let mut work = raw.clone();
     work.extend_from_slice(&[0; 4]);
@@ -258,7 +274,11 @@ impl<const N: usize> Default for FrameReader<N> {
 
 impl<const N: usize> FrameReader<N> {
     pub const fn new() -> Self {
-        FrameReader { buf: [0; N], len: 0, overflow: false }
+        FrameReader {
+            buf: [0; N],
+            len: 0,
+            overflow: false,
+        }
     }
 
     /// Feed one byte.

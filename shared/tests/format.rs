@@ -5,7 +5,12 @@ use edgevae_shared::format::{FormatError, Model, Op, Section, Shape, PREAMBLE_LE
 use proptest::prelude::*;
 
 fn small() -> OwnedModel {
-    let spec = SyntheticSpec { input: Shape::new(8, 8, 1), widths: vec![4, 8], latent: 3, seed: 7 };
+    let spec = SyntheticSpec {
+        input: Shape::new(8, 8, 1),
+        widths: vec![4, 8],
+        latent: 3,
+        seed: 7,
+    };
     synthetic(&spec, 0).expect("synthetic model")
 }
 
@@ -57,34 +62,58 @@ fn default_architecture_is_valid() {
 #[test]
 fn preamble_errors() {
     let good = small().to_bytes().unwrap();
-    assert_eq!(Model::from_bytes(&good[..10]), Err(FormatError::TooShort { len: 10 }));
+    assert_eq!(
+        Model::from_bytes(&good[..10]),
+        Err(FormatError::TooShort { len: 10 })
+    );
     let mut b = good.clone();
     b[0] ^= 1;
     assert_eq!(Model::from_bytes(&b), Err(FormatError::BadMagic));
     let mut b = good.clone();
     b[4] = 2;
-    assert_eq!(Model::from_bytes(&b), Err(FormatError::UnsupportedVersion { found: 2 }));
+    assert_eq!(
+        Model::from_bytes(&b),
+        Err(FormatError::UnsupportedVersion { found: 2 })
+    );
     let mut b = good.clone();
     b[6] = 1;
-    assert_eq!(Model::from_bytes(&b), Err(FormatError::UnsupportedFlags { found: 1 }));
+    assert_eq!(
+        Model::from_bytes(&b),
+        Err(FormatError::UnsupportedFlags { found: 1 })
+    );
     let b = &good[..good.len() - 1];
-    assert!(matches!(Model::from_bytes(b), Err(FormatError::Truncated { .. })));
+    assert!(matches!(
+        Model::from_bytes(b),
+        Err(FormatError::Truncated { .. })
+    ));
     let mut b = good.clone();
     b.push(0);
-    assert_eq!(Model::from_bytes(&b), Err(FormatError::TrailingBytes { extra: 1 }));
+    assert_eq!(
+        Model::from_bytes(&b),
+        Err(FormatError::TrailingBytes { extra: 1 })
+    );
     let mut b = good.clone();
     let last = b.len() - 1;
     b[last] ^= 0x40;
-    assert!(matches!(Model::from_bytes(&b), Err(FormatError::ChecksumMismatch { .. })));
+    assert!(matches!(
+        Model::from_bytes(&b),
+        Err(FormatError::ChecksumMismatch { .. })
+    ));
 }
 
 #[test]
 fn payload_errors() {
-    assert_eq!(Model::from_bytes(&with_payload(&[0xFF; 12])), Err(FormatError::Decode));
+    assert_eq!(
+        Model::from_bytes(&with_payload(&[0xFF; 12])),
+        Err(FormatError::Decode)
+    );
     let good = small().to_bytes().unwrap();
     let mut payload = good[PREAMBLE_LEN..].to_vec();
     payload.push(0);
-    assert_eq!(Model::from_bytes(&with_payload(&payload)), Err(FormatError::TrailingBytes { extra: 1 }));
+    assert_eq!(
+        Model::from_bytes(&with_payload(&payload)),
+        Err(FormatError::TrailingBytes { extra: 1 })
+    );
     // Seventeen layers do not fit the section's capacity (postcard encodes Vec and heapless::Vec alike).
     #[derive(serde::Serialize)]
     struct Body<'a> {
@@ -96,93 +125,180 @@ fn payload_errors() {
     let mut decoder = parsed.decoder().to_vec();
     let reshape = decoder[1];
     decoder.splice(1..1, std::iter::repeat_n(reshape, 14));
-    let body = Body { header: parsed.header().clone(), encoder: parsed.encoder().to_vec(), decoder };
+    let body = Body {
+        header: parsed.header().clone(),
+        encoder: parsed.encoder().to_vec(),
+        decoder,
+    };
     let bytes = with_payload(&postcard::to_allocvec(&body).unwrap());
     assert_eq!(Model::from_bytes(&bytes), Err(FormatError::Decode));
 }
 
 #[test]
 fn header_errors() {
-    assert_eq!(mutated(|m| m.header.latent = 0), Err(FormatError::BadHeader));
-    assert_eq!(mutated(|m| m.header.input = Shape::new(0, 8, 1)), Err(FormatError::BadHeader));
+    assert_eq!(
+        mutated(|m| m.header.latent = 0),
+        Err(FormatError::BadHeader)
+    );
+    assert_eq!(
+        mutated(|m| m.header.input = Shape::new(0, 8, 1)),
+        Err(FormatError::BadHeader)
+    );
     assert_eq!(
         mutated(|m| m.header.input_q.scale = f32::NAN),
-        Err(FormatError::BadQuantParams { section: Section::Header, index: 0 })
+        Err(FormatError::BadQuantParams {
+            section: Section::Header,
+            index: 0
+        })
     );
-    assert_eq!(mutated(|m| m.header.latent_q.zero_point ^= 1), Err(FormatError::LatentMismatch));
-    assert_eq!(mutated(|m| m.header.arena_bytes = 100), Err(FormatError::ArenaTooSmall { declared: 100, needed: 128 }));
+    assert_eq!(
+        mutated(|m| m.header.latent_q.zero_point ^= 1),
+        Err(FormatError::LatentMismatch)
+    );
+    assert_eq!(
+        mutated(|m| m.header.arena_bytes = 100),
+        Err(FormatError::ArenaTooSmall {
+            declared: 100,
+            needed: 128
+        })
+    );
 }
 
 #[test]
 fn section_and_layer_errors() {
-    assert_eq!(mutated(|m| m.encoder.clear()), Err(FormatError::EmptySection { section: ENC }));
+    assert_eq!(
+        mutated(|m| m.encoder.clear()),
+        Err(FormatError::EmptySection { section: ENC })
+    );
     assert_eq!(
         mutated(|m| m.encoder[0].output = Shape::new(4, 0, 4)),
-        Err(FormatError::ZeroDimension { section: ENC, index: 0 })
+        Err(FormatError::ZeroDimension {
+            section: ENC,
+            index: 0
+        })
     );
     assert_eq!(
-        mutated(|m| m.encoder[0].op = Op::Conv2d { kh: 3, kw: 3, stride: 0, pad: 1 }),
-        Err(FormatError::BadGeometry { section: ENC, index: 0 })
+        mutated(|m| m.encoder[0].op = Op::Conv2d {
+            kh: 3,
+            kw: 3,
+            stride: 0,
+            pad: 1
+        }),
+        Err(FormatError::BadGeometry {
+            section: ENC,
+            index: 0
+        })
     );
     assert_eq!(
-        mutated(|m| m.decoder[2].op = Op::ConvTranspose2d { kh: 4, kw: 4, stride: 2, pad: 4 }),
-        Err(FormatError::BadGeometry { section: DEC, index: 2 })
+        mutated(|m| m.decoder[2].op = Op::ConvTranspose2d {
+            kh: 4,
+            kw: 4,
+            stride: 2,
+            pad: 4
+        }),
+        Err(FormatError::BadGeometry {
+            section: DEC,
+            index: 2
+        })
     );
     assert_eq!(
         mutated(|m| m.encoder[1].input = Shape::new(4, 4, 5)),
-        Err(FormatError::ShapeChain { section: ENC, index: 1 })
+        Err(FormatError::ShapeChain {
+            section: ENC,
+            index: 1
+        })
     );
     assert_eq!(
         mutated(|m| m.encoder[1].input_q.zero_point = 3),
-        Err(FormatError::ShapeChain { section: ENC, index: 1 })
+        Err(FormatError::ShapeChain {
+            section: ENC,
+            index: 1
+        })
     );
     assert_eq!(
         mutated(|m| m.decoder[1].output_q.zero_point = 3),
-        Err(FormatError::ShapeChain { section: DEC, index: 1 })
+        Err(FormatError::ShapeChain {
+            section: DEC,
+            index: 1
+        })
     );
     assert_eq!(
         mutated(|m| m.encoder[0].output.h = 5),
-        Err(FormatError::OutputShape { section: ENC, index: 0 })
+        Err(FormatError::OutputShape {
+            section: ENC,
+            index: 0
+        })
     );
     assert_eq!(
         mutated(|m| m.decoder[2].output.w = 5),
-        Err(FormatError::OutputShape { section: DEC, index: 2 })
+        Err(FormatError::OutputShape {
+            section: DEC,
+            index: 2
+        })
     );
     assert_eq!(
         mutated(|m| m.decoder[0].output = Shape::new(2, 16, 1)),
-        Err(FormatError::OutputShape { section: DEC, index: 0 })
+        Err(FormatError::OutputShape {
+            section: DEC,
+            index: 0
+        })
     );
     assert_eq!(
         mutated(|m| m.decoder[1].output = Shape::new(2, 2, 7)),
-        Err(FormatError::OutputShape { section: DEC, index: 1 })
+        Err(FormatError::OutputShape {
+            section: DEC,
+            index: 1
+        })
     );
     assert_eq!(
         mutated(|m| {
             m.encoder[0].weights.pop();
         }),
-        Err(FormatError::WeightsLength { section: ENC, index: 0, expected: 36, found: 35 })
+        Err(FormatError::WeightsLength {
+            section: ENC,
+            index: 0,
+            expected: 36,
+            found: 35
+        })
     );
     assert_eq!(
         mutated(|m| {
             m.encoder[2].bias.pop();
         }),
-        Err(FormatError::ChannelParamsLength { section: ENC, index: 2 })
+        Err(FormatError::ChannelParamsLength {
+            section: ENC,
+            index: 2
+        })
     );
     assert_eq!(
         mutated(|m| m.encoder[0].output_q.scale = 0.0),
-        Err(FormatError::BadQuantParams { section: ENC, index: 0 })
+        Err(FormatError::BadQuantParams {
+            section: ENC,
+            index: 0
+        })
     );
     assert_eq!(
         mutated(|m| m.decoder[0].multiplier[5] = -1),
-        Err(FormatError::BadRequant { section: DEC, index: 0, channel: 5 })
+        Err(FormatError::BadRequant {
+            section: DEC,
+            index: 0,
+            channel: 5
+        })
     );
     assert_eq!(
         mutated(|m| m.decoder[0].shift[2] = 31),
-        Err(FormatError::BadRequant { section: DEC, index: 0, channel: 2 })
+        Err(FormatError::BadRequant {
+            section: DEC,
+            index: 0,
+            channel: 2
+        })
     );
     assert_eq!(
         mutated(|m| m.decoder[1].activation = OwnedActivation::Relu),
-        Err(FormatError::BadActivation { section: DEC, index: 1 })
+        Err(FormatError::BadActivation {
+            section: DEC,
+            index: 1
+        })
     );
     assert_eq!(
         mutated(|m| {
@@ -190,33 +306,66 @@ fn section_and_layer_errors() {
                 table.pop();
             }
         }),
-        Err(FormatError::BadActivation { section: DEC, index: 3 })
+        Err(FormatError::BadActivation {
+            section: DEC,
+            index: 3
+        })
     );
     assert_eq!(
         mutated(|m| m.encoder[1].bias[3] = i32::MAX - 10),
-        Err(FormatError::AccumulatorOverflow { section: ENC, index: 1, channel: 3 })
+        Err(FormatError::AccumulatorOverflow {
+            section: ENC,
+            index: 1,
+            channel: 3
+        })
     );
-    assert_eq!(mutated(|m| m.decoder[3].activation = OwnedActivation::None), Err(FormatError::OutputMismatch));
+    assert_eq!(
+        mutated(|m| m.decoder[3].activation = OwnedActivation::None),
+        Err(FormatError::OutputMismatch)
+    );
     assert_eq!(
         mutated(|m| {
             m.decoder[0].input = Shape::new(1, 1, 4);
             m.decoder[0].weights.extend([0; 32]);
         }),
-        Err(FormatError::ShapeChain { section: DEC, index: 0 })
+        Err(FormatError::ShapeChain {
+            section: DEC,
+            index: 0
+        })
     );
 }
 
 #[test]
 fn errors_have_messages() {
-    let e = FormatError::WeightsLength { section: ENC, index: 2, expected: 10, found: 9 };
-    assert_eq!(e.to_string(), "encoder layer 2: 9 weight bytes, expected 10");
+    let e = FormatError::WeightsLength {
+        section: ENC,
+        index: 2,
+        expected: 10,
+        found: 9,
+    };
+    assert_eq!(
+        e.to_string(),
+        "encoder layer 2: 9 weight bytes, expected 10"
+    );
 }
 
 fn spec_strategy() -> impl Strategy<Value = SyntheticSpec> {
-    (1usize..=3, 1u16..=4, prop::collection::vec(1u16..=12, 1..=2), 1u16..=20, 1u16..=3, any::<u64>())
+    (
+        1usize..=3,
+        1u16..=4,
+        prop::collection::vec(1u16..=12, 1..=2),
+        1u16..=20,
+        1u16..=3,
+        any::<u64>(),
+    )
         .prop_map(|(mult, k, widths, latent, c, seed)| {
             let side = k * (1 << widths.len()) * mult as u16;
-            SyntheticSpec { input: Shape::new(side, side, c), widths, latent, seed }
+            SyntheticSpec {
+                input: Shape::new(side, side, c),
+                widths,
+                latent,
+                seed,
+            }
         })
 }
 
@@ -254,4 +403,32 @@ proptest! {
         let _ = Model::from_bytes(&bytes);
         let _ = Model::from_bytes(&with_payload(&bytes));
     }
+}
+
+/// Seeds for the fuzzers: `cargo test -p edgevae-shared --features std --test format -- --ignored`.
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/model_from_bytes");
+    std::fs::create_dir_all(&dir).unwrap();
+    for seed in 0..4 {
+        let spec = SyntheticSpec {
+            input: Shape::new(8, 8, 1),
+            widths: vec![2, 3],
+            latent: 2,
+            seed,
+        };
+        let bytes = synthetic(&spec, 0).unwrap().to_bytes().unwrap();
+        std::fs::write(dir.join(format!("file{seed}")), &bytes).unwrap();
+        std::fs::write(dir.join(format!("payload{seed}")), &bytes[PREAMBLE_LEN..]).unwrap();
+    }
+    let frames =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/frame_decode");
+    std::fs::create_dir_all(&frames).unwrap();
+    use edgevae_shared::wire::{encode_frame_vec, Request};
+    let mut stream = encode_frame_vec(1, &Request::Info).unwrap();
+    stream.extend(encode_frame_vec(2, &Request::Encode { frame: &[7; 40] }).unwrap());
+    stream.extend(encode_frame_vec(3, &Request::Decode { latent: &[1, 2, 3] }).unwrap());
+    std::fs::write(frames.join("stream"), stream).unwrap();
 }

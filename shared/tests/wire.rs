@@ -9,7 +9,10 @@ use proptest::prelude::*;
 
 fn strip(frame: &[u8]) -> Vec<u8> {
     assert_eq!(frame.last(), Some(&0), "frames end in a zero delimiter");
-    assert!(!frame[..frame.len() - 1].contains(&0), "COBS removes zeros inside the frame");
+    assert!(
+        !frame[..frame.len() - 1].contains(&0),
+        "COBS removes zeros inside the frame"
+    );
     frame[..frame.len() - 1].to_vec()
 }
 
@@ -20,7 +23,10 @@ fn info() -> Response<'static> {
         model_crc: 0xDEAD_BEEF,
         input: Shape::new(28, 28, 1),
         latent: 16,
-        latent_q: QParams { scale: 0.0123, zero_point: -3 },
+        latent_q: QParams {
+            scale: 0.0123,
+            zero_point: -3,
+        },
         arena_bytes: 12_345,
         kernels: KernelPath::CortexMDsp,
     })
@@ -29,7 +35,12 @@ fn info() -> Response<'static> {
 #[test]
 fn info_fits_its_bound() {
     let frame = encode_frame_vec(65535, &info()).unwrap();
-    assert!(frame.len() <= frame_capacity(0), "{} > {}", frame.len(), frame_capacity(0));
+    assert!(
+        frame.len() <= frame_capacity(0),
+        "{} > {}",
+        frame.len(),
+        frame_capacity(0)
+    );
     let mut raw = strip(&frame);
     let (seq, back): (u16, Response) = decode_frame(&mut raw).unwrap();
     assert_eq!((seq, back), (65535, info()));
@@ -39,15 +50,24 @@ fn info_fits_its_bound() {
 fn frame_errors() {
     assert_eq!(decode_frame::<Request>(&mut []), Err(FrameError::Empty));
     // A COBS code byte promising more bytes than follow.
-    assert_eq!(decode_frame::<Request>(&mut [9, 1, 2]), Err(FrameError::Cobs));
-    assert_eq!(decode_frame::<Request>(&mut [3, 1, 2]), Err(FrameError::TooShort));
+    assert_eq!(
+        decode_frame::<Request>(&mut [9, 1, 2]),
+        Err(FrameError::Cobs)
+    );
+    assert_eq!(
+        decode_frame::<Request>(&mut [3, 1, 2]),
+        Err(FrameError::TooShort)
+    );
     let mut raw = strip(&encode_frame_vec(7, &Request::Info).unwrap());
     let n = raw.len();
     raw[n - 1] ^= 0x01;
     if raw[n - 1] == 0 {
         raw[n - 1] = 0x80;
     }
-    assert!(matches!(decode_frame::<Request>(&mut raw), Err(FrameError::Checksum { .. })));
+    assert!(matches!(
+        decode_frame::<Request>(&mut raw),
+        Err(FrameError::Checksum { .. })
+    ));
     // A response frame read as a request: valid CRC, unknown variant.
     let mut raw = strip(&encode_frame_vec(7, &Response::Error(WireErrorCode::Engine)).unwrap());
     assert_eq!(decode_frame::<Request>(&mut raw), Err(FrameError::Decode));
@@ -56,7 +76,10 @@ fn frame_errors() {
     body.push(0x55);
     body.extend_from_slice(&edgevae_shared::crc::crc32(&body).to_le_bytes());
     let mut raw = cobs::encode_vec(&body);
-    assert_eq!(decode_frame::<Request>(&mut raw), Err(FrameError::TrailingBytes { extra: 1 }));
+    assert_eq!(
+        decode_frame::<Request>(&mut raw),
+        Err(FrameError::TrailingBytes { extra: 1 })
+    );
     // Encoding into buffers that are too small.
     let payload = [1u8; 100];
     let (mut work, mut out) = ([0u8; 50], [0u8; 200]);
@@ -83,8 +106,18 @@ fn frame_errors() {
         }
     }
     assert_eq!(got, Some(Ok((3, "Info".to_string()))));
-    assert_eq!(WireErrorCode::from(FrameError::Oversized), WireErrorCode::Oversized);
-    assert_eq!(FrameError::Checksum { stored: 1, computed: 2 }.to_string(), "frame CRC mismatch: stored 0x00000001, computed 0x00000002");
+    assert_eq!(
+        WireErrorCode::from(FrameError::Oversized),
+        WireErrorCode::Oversized
+    );
+    assert_eq!(
+        FrameError::Checksum {
+            stored: 1,
+            computed: 2
+        }
+        .to_string(),
+        "frame CRC mismatch: stored 0x00000001, computed 0x00000002"
+    );
 }
 
 fn request() -> impl Strategy<Value = (u8, Vec<u8>)> {

@@ -1,0 +1,403 @@
+//! The engine: runs a validated model's encoder (image → int8 latent) and decoder (latent →
+//! uint8 image) in one caller-provided arena.
+//!
+//! Arena layout, fixed by the model alone:
+//!
+//! ```text
+//! [0, P)        ping-pong activations, P = Model::activation_bytes()
+//!               layer k reads from one end and writes to the other:
+//!               input at the front [0, in) → output at the back [P-out, P) → next output at the front …
+//! [P, P+S)      kernel scratch, S = the largest *_scratch_size of any layer on the compiled path
+//! ```
+//!
+//! `P` is the largest (input + output) of any layer, so the two never overlap. `Reshape` layers
+//! move nothing. A lookup-table activation is applied in place on the layer's output.
+//!
+//! **Invariant:** the engine never allocates and never panics; a too-small arena, a model whose
+//! declared arena is smaller than this build needs, or wrong buffer lengths are errors.
+
+use edgevae_shared::format::{Activation, Layer, Model, Op, Section};
+
+use crate::kernels::{self, ConvGeom, KernelError, LeI32, OutputStage, Shape};
+
+/// Why the engine refused to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum EngineError {
+    /// The arena passed in is smaller than the model declares.
+    ArenaTooSmall { needed: usize, provided: usize },
+    /// The model declares less arena than this build's kernels need (exported for other kernels).
+    DeclaredArenaTooSmall { declared: usize, needed: usize },
+    /// The model's input is not uint8 pixels fed as `p - 128` (zero point -128).
+    UnsupportedInput,
+    /// An image or latent buffer of the wrong length.
+    WrongLength { expected: usize, found: usize },
+    /// A kernel refused its arguments (cannot happen for a validated model; reported, not panicked).
+    Kernel { section: Section, index: u8, error: KernelErrorCode },
+}
+
+/// [`KernelError`] in a form defmt can print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum KernelErrorCode {
+    ShapeMismatch,
+    BufferTooSmall,
+    ScratchTooSmall,
+    BadParams,
+}
+
+impl From<KernelError> for KernelErrorCode {
+    fn from(e: KernelError) -> Self {
+        match e {
+            KernelError::ShapeMismatch => KernelErrorCode::ShapeMismatch,
+            KernelError::BufferTooSmall => KernelErrorCode::BufferTooSmall,
+            KernelError::ScratchTooSmall => KernelErrorCode::ScratchTooSmall,
+            KernelError::BadParams => KernelErrorCode::BadParams,
+        }
+    }
+}
+
+impl core::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            EngineError::ArenaTooSmall { needed, provided } => {
+                write!(f, "arena of {provided} bytes, the model needs {needed}")
+            }
+            EngineError::DeclaredArenaTooSmall { declared, needed } => write!(
+                f,
+                "model declares a {declared}-byte arena, these kernels need {needed}"
+            ),
+            EngineError::UnsupportedInput => write!(f, "model input is not uint8 pixels (zp -128)"),
+            EngineError::WrongLength { expected, found } => {
+                write!(f, "buffer of {found} bytes, expected {expected}")
+            }
+            EngineError::Kernel { section, index, error } => {
+                write!(f, "{section} layer {index}: kernel refused its arguments ({error:?})")
+            }
+        }
+    }
+}
+
+/// A set of kernels with the `kernels` module's signatures: [`Fast`] (the compiled fast path) or
+/// [`Scalar`] (the reference, which the host uses as its fixed-point model).
+pub trait KernelSet {
+    fn conv2d_scratch_size(i: Shape, o: Shape, g: ConvGeom) -> usize;
+    fn conv_transpose2d_scratch_size(i: Shape, o: Shape, g: ConvGeom) -> usize;
+    fn dense_scratch_size(n_in: usize, n_out: usize) -> usize;
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d(
+        input: &[i8],
+        i: Shape,
+        zp: i32,
+        w: &[i8],
+        g: ConvGeom,
+        st: &OutputStage,
+        out: &mut [i8],
+        o: Shape,
+        scratch: &mut [u8],
+    ) -> Result<(), KernelError>;
+    #[allow(clippy::too_many_arguments)]
+    fn conv_transpose2d(
+        input: &[i8],
+        i: Shape,
+        zp: i32,
+        w: &[i8],
+        g: ConvGeom,
+        st: &OutputStage,
+        out: &mut [i8],
+        o: Shape,
+        scratch: &mut [u8],
+    ) -> Result<(), KernelError>;
+    #[allow(clippy::too_many_arguments)]
+    fn dense(
+        input: &[i8],
+        zp: i32,
+        w: &[i8],
+        n_in: usize,
+        n_out: usize,
+        st: &OutputStage,
+        out: &mut [i8],
+        scratch: &mut [u8],
+    ) -> Result<(), KernelError>;
+}
+
+macro_rules! kernel_set {
+    ($name:ident, $path:path, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Clone, Copy, Debug, Default)]
+        pub struct $name;
+        impl KernelSet for $name {
+            fn conv2d_scratch_size(i: Shape, o: Shape, g: ConvGeom) -> usize {
+                use $path as k;
+                k::conv2d_scratch_size(i, o, g)
+            }
+            fn conv_transpose2d_scratch_size(i: Shape, o: Shape, g: ConvGeom) -> usize {
+                use $path as k;
+                k::conv_transpose2d_scratch_size(i, o, g)
+            }
+            fn dense_scratch_size(n_in: usize, n_out: usize) -> usize {
+                use $path as k;
+                k::dense_scratch_size(n_in, n_out)
+            }
+            fn conv2d(
+                input: &[i8],
+                i: Shape,
+                zp: i32,
+                w: &[i8],
+                g: ConvGeom,
+                st: &OutputStage,
+                out: &mut [i8],
+                o: Shape,
+                scratch: &mut [u8],
+            ) -> Result<(), KernelError> {
+                use $path as k;
+                k::conv2d(input, i, zp, w, g, st, out, o, scratch)
+            }
+            fn conv_transpose2d(
+                input: &[i8],
+                i: Shape,
+                zp: i32,
+                w: &[i8],
+                g: ConvGeom,
+                st: &OutputStage,
+                out: &mut [i8],
+                o: Shape,
+                scratch: &mut [u8],
+            ) -> Result<(), KernelError> {
+                use $path as k;
+                k::conv_transpose2d(input, i, zp, w, g, st, out, o, scratch)
+            }
+            fn dense(
+                input: &[i8],
+                zp: i32,
+                w: &[i8],
+                n_in: usize,
+                n_out: usize,
+                st: &OutputStage,
+                out: &mut [i8],
+                scratch: &mut [u8],
+            ) -> Result<(), KernelError> {
+                use $path as k;
+                k::dense(input, zp, w, n_in, n_out, st, out, scratch)
+            }
+        }
+    };
+}
+
+kernel_set!(Fast, crate::kernels, "The fast path compiled for this target (DSP, NEON or scalar).");
+kernel_set!(Scalar, crate::kernels::scalar, "The portable scalar reference kernels.");
+
+fn shape(s: edgevae_shared::Shape) -> Shape {
+    Shape { h: s.h as usize, w: s.w as usize, c: s.c as usize }
+}
+
+fn geom(op: Op) -> Option<ConvGeom> {
+    match op {
+        Op::Conv2d { kh, kw, stride, pad } | Op::ConvTranspose2d { kh, kw, stride, pad } => Some(ConvGeom {
+            kh: kh as usize,
+            kw: kw as usize,
+            stride: stride as usize,
+            pad: pad as usize,
+        }),
+        _ => None,
+    }
+}
+
+/// Scratch bytes one layer needs with kernel set `K`.
+pub fn layer_scratch<K: KernelSet>(l: &Layer<'_>) -> usize {
+    let (i, o) = (shape(l.input), shape(l.output));
+    match (l.op, geom(l.op)) {
+        (Op::Conv2d { .. }, Some(g)) => K::conv2d_scratch_size(i, o, g),
+        (Op::ConvTranspose2d { .. }, Some(g)) => K::conv_transpose2d_scratch_size(i, o, g),
+        (Op::Dense, _) => K::dense_scratch_size(i.len(), o.len()),
+        _ => 0,
+    }
+}
+
+/// Largest scratch of any layer with kernel set `K`.
+pub fn scratch_bytes<K: KernelSet>(model: &Model<'_>) -> usize {
+    model.encoder().iter().chain(model.decoder()).map(layer_scratch::<K>).max().unwrap_or(0)
+}
+
+/// Arena bytes the model needs with kernel set `K`: ping-pong activations plus scratch.
+/// The exporter writes the largest of this over every kernel set into the header.
+pub fn required_arena<K: KernelSet>(model: &Model<'_>) -> usize {
+    (model.activation_bytes() as usize).saturating_add(scratch_bytes::<K>(model))
+}
+
+/// Called around every computing layer (per-layer timing, tracing). Both methods default to nothing.
+pub trait Observer {
+    fn before(&mut self, _section: Section, _index: usize, _layer: &Layer<'_>) {}
+    /// `output` is the layer's int8 output (after any lookup table).
+    fn after(&mut self, _section: Section, _index: usize, _layer: &Layer<'_>, _output: &[i8]) {}
+}
+
+/// Observes nothing.
+pub struct NoObserver;
+impl Observer for NoObserver {}
+
+/// Runs one model in one arena.
+pub struct Engine<'m, 'a, K: KernelSet = Fast> {
+    model: &'m Model<'m>,
+    arena: &'a mut [u8],
+    activations: usize,
+    _kernels: core::marker::PhantomData<K>,
+}
+
+impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
+    /// Checks the arena: at least what the model declares, and the declaration at least what
+    /// these kernels need.
+    pub fn new(model: &'m Model<'m>, arena: &'a mut [u8]) -> Result<Self, EngineError> {
+        let needed = required_arena::<K>(model);
+        let declared = model.header().arena_bytes as usize;
+        if declared < needed {
+            return Err(EngineError::DeclaredArenaTooSmall { declared, needed });
+        }
+        if arena.len() < declared {
+            return Err(EngineError::ArenaTooSmall { needed: declared, provided: arena.len() });
+        }
+        if model.header().input_q.zero_point != -128 {
+            return Err(EngineError::UnsupportedInput);
+        }
+        let activations = model.activation_bytes() as usize;
+        Ok(Engine { model, arena, activations, _kernels: core::marker::PhantomData })
+    }
+
+    pub fn model(&self) -> &Model<'m> {
+        self.model
+    }
+
+    /// Image (uint8 pixels, H×W×C) → int8 latent code.
+    pub fn encode(&mut self, pixels: &[u8], latent: &mut [i8]) -> Result<(), EngineError> {
+        self.encode_observed(pixels, latent, &mut NoObserver)
+    }
+
+    /// Latent code → image (uint8 pixels).
+    pub fn decode(&mut self, latent: &[i8], pixels: &mut [u8]) -> Result<(), EngineError> {
+        self.decode_observed(latent, pixels, &mut NoObserver)
+    }
+
+    pub fn encode_observed(
+        &mut self,
+        pixels: &[u8],
+        latent: &mut [i8],
+        obs: &mut impl Observer,
+    ) -> Result<(), EngineError> {
+        let h = self.model.header();
+        check_len(pixels.len(), h.input.len() as usize)?;
+        check_len(latent.len(), h.latent as usize)?;
+        let (ping, _) = self.split();
+        let first = ping.get_mut(..pixels.len()).ok_or(internal(Section::Encoder, 0))?;
+        kernels::quantize_pixels(pixels, first).map_err(|e| kernel_err(Section::Encoder, 0, e))?;
+        let out = self.run(Section::Encoder, obs)?;
+        latent.copy_from_slice(out.get(..latent.len()).ok_or(internal(Section::Encoder, 0))?);
+        Ok(())
+    }
+
+    pub fn decode_observed(
+        &mut self,
+        latent: &[i8],
+        pixels: &mut [u8],
+        obs: &mut impl Observer,
+    ) -> Result<(), EngineError> {
+        let h = self.model.header();
+        check_len(latent.len(), h.latent as usize)?;
+        check_len(pixels.len(), h.input.len() as usize)?;
+        let (ping, _) = self.split();
+        ping.get_mut(..latent.len()).ok_or(internal(Section::Decoder, 0))?.copy_from_slice(latent);
+        let out = self.run(Section::Decoder, obs)?;
+        let out = out.get(..pixels.len()).ok_or(internal(Section::Decoder, 0))?;
+        for (p, &q) in pixels.iter_mut().zip(out) {
+            *p = q as u8; // the last lookup table yields uint8 pixels
+        }
+        Ok(())
+    }
+
+    /// (ping-pong region, scratch) as int8 / bytes.
+    fn split(&mut self) -> (&mut [i8], &mut [u8]) {
+        let (act, scratch) = self.arena.split_at_mut(self.activations.min(self.arena.len()));
+        (bytemuck::cast_slice_mut(act), scratch)
+    }
+
+    /// Runs a section whose input is at the front of the ping-pong region; returns its output.
+    fn run(&mut self, section: Section, obs: &mut impl Observer) -> Result<&[i8], EngineError> {
+        let model = self.model;
+        let layers = match section {
+            Section::Decoder => model.decoder(),
+            _ => model.encoder(),
+        };
+        let p = self.activations;
+        let (ping, scratch) = self.split();
+        // Where the current data lives: at the front, or ending at P.
+        let mut at_front = true;
+        let mut cur_len = layers.first().map_or(0, |l| l.input.len() as usize);
+        for (index, l) in layers.iter().enumerate() {
+            if !l.computes() {
+                continue;
+            }
+            let err = |e| kernel_err(section, index, e);
+            let bad = internal(section, index);
+            let (in_len, out_len) = (l.input.len() as usize, l.output.len() as usize);
+            if in_len != cur_len || in_len + out_len > p {
+                return Err(bad);
+            }
+            obs.before(section, index, l);
+            let (input, output): (&[i8], &mut [i8]) = if at_front {
+                let (a, b) = ping.split_at_mut(p - out_len);
+                (a.get(..in_len).ok_or(bad)?, b)
+            } else {
+                let (a, b) = ping.split_at_mut(out_len);
+                (b.get(p - out_len - in_len..).ok_or(bad)?, a)
+            };
+            let act_min = match l.activation {
+                Activation::Relu => l.output_q.zero_point as i32,
+                _ => -128,
+            };
+            let stage = OutputStage {
+                bias: LeI32(l.bias),
+                multiplier: LeI32(l.multiplier),
+                shift: l.shift_i8(),
+                output_zp: l.output_q.zero_point as i32,
+                act_min,
+                act_max: 127,
+            };
+            let zp = l.input_q.zero_point as i32;
+            let (i, o) = (shape(l.input), shape(l.output));
+            let w = l.weights_i8();
+            match (l.op, geom(l.op)) {
+                (Op::Conv2d { .. }, Some(g)) => K::conv2d(input, i, zp, w, g, &stage, output, o, scratch),
+                (Op::ConvTranspose2d { .. }, Some(g)) => {
+                    K::conv_transpose2d(input, i, zp, w, g, &stage, output, o, scratch)
+                }
+                (Op::Dense, _) => K::dense(input, zp, w, in_len, out_len, &stage, output, scratch),
+                _ => Err(KernelError::BadParams),
+            }
+            .map_err(err)?;
+            if let Activation::Lut { table, .. } = l.activation {
+                let table: &[u8; 256] = table.try_into().map_err(|_| bad)?;
+                kernels::apply_lut(output, table);
+            }
+            obs.after(section, index, l, output);
+            at_front = !at_front;
+            cur_len = out_len;
+        }
+        let out = if at_front { ping.get(..cur_len) } else { ping.get(p - cur_len..p) };
+        out.map(|o| &*o).ok_or(internal(section, layers.len()))
+    }
+}
+
+fn check_len(found: usize, expected: usize) -> Result<(), EngineError> {
+    if found == expected {
+        Ok(())
+    } else {
+        Err(EngineError::WrongLength { expected, found })
+    }
+}
+
+fn kernel_err(section: Section, index: usize, e: KernelError) -> EngineError {
+    EngineError::Kernel { section, index: index as u8, error: e.into() }
+}
+
+fn internal(section: Section, index: usize) -> EngineError {
+    kernel_err(section, index, KernelError::BufferTooSmall)
+}

@@ -1,0 +1,8 @@
+//! edgevae firmware library: fixed-point kernels and the static-arena engine.
+//!
+//! no_std, no alloc, no floating point in kernels, no panics on any input path.
+#![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod engine;
+pub mod kernels;

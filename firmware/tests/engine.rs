@@ -1,0 +1,176 @@
+//! The engine against an independent whole-model reference written from the format's semantics,
+//! on synthetic models (the default architecture and random small ones). Run on the host this
+//! checks the scalar path; under `--target aarch64-unknown-linux-gnu` (qemu-aarch64) the NEON path.
+
+use edgevae_firmware::engine::{required_arena, Engine, EngineError, Fast, Scalar};
+use edgevae_firmware::kernels::requantize;
+use edgevae_shared::build::{synthetic, OwnedActivation, OwnedLayer, OwnedModel, SyntheticSpec, XorShift};
+use edgevae_shared::format::{Model, Op, Shape};
+use proptest::prelude::*;
+
+fn at(s: Shape, y: usize, x: usize, c: usize) -> usize {
+    (y * s.w as usize + x) * s.c as usize + c
+}
+
+/// One layer, by the definition: explicit loops, i64 accumulators.
+fn reference_layer(l: &OwnedLayer, x: &[i8]) -> Vec<i8> {
+    let (i, o) = (l.input, l.output);
+    if l.op == Op::Reshape {
+        return x.to_vec();
+    }
+    let zp = l.input_q.zero_point as i64;
+    let mut acc: Vec<i64> = (0..o.len() as usize).map(|k| l.bias[k % o.c as usize] as i64).collect();
+    match l.op {
+        Op::Conv2d { kh, kw, stride, pad } | Op::ConvTranspose2d { kh, kw, stride, pad } => {
+            let transposed = matches!(l.op, Op::ConvTranspose2d { .. });
+            let (kh, kw, s, p) = (kh as i64, kw as i64, stride as i64, pad as i64);
+            for iy in 0..i.h as i64 {
+                for ix in 0..i.w as i64 {
+                    for oy in 0..o.h as i64 {
+                        for ox in 0..o.w as i64 {
+                            // The tap linking input (iy, ix) and output (oy, ox), if any.
+                            let (ky, kx) = if transposed {
+                                (oy - iy * s + p, ox - ix * s + p)
+                            } else {
+                                (iy - oy * s + p, ix - ox * s + p)
+                            };
+                            if ky < 0 || kx < 0 || ky >= kh || kx >= kw {
+                                continue;
+                            }
+                            for oc in 0..o.c as usize {
+                                for ic in 0..i.c as usize {
+                                    let w = l.weights[((oc * kh as usize + ky as usize) * kw as usize + kx as usize)
+                                        * i.c as usize
+                                        + ic] as i64;
+                                    let v = x[at(i, iy as usize, ix as usize, ic)] as i64 - zp;
+                                    acc[at(o, oy as usize, ox as usize, oc)] += w * v;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Op::Dense => {
+            let n = i.len() as usize;
+            for (k, a) in acc.iter_mut().enumerate() {
+                for j in 0..n {
+                    *a += l.weights[k * n + j] as i64 * (x[j] as i64 - zp);
+                }
+            }
+        }
+        Op::Reshape => unreachable!(),
+    }
+    let lo = if l.activation == OwnedActivation::Relu { l.output_q.zero_point as i32 } else { -128 };
+    acc.iter()
+        .enumerate()
+        .map(|(k, &a)| {
+            let c = k % o.c as usize;
+            let q = requantize(a as i32, l.multiplier[c], l.shift[c] as i32) + l.output_q.zero_point as i32;
+            let q = q.clamp(lo, 127) as i8;
+            match &l.activation {
+                OwnedActivation::Lut { table, .. } => table[(q as i32 + 128) as usize] as i8,
+                _ => q,
+            }
+        })
+        .collect()
+}
+
+fn reference(layers: &[OwnedLayer], x: Vec<i8>) -> Vec<i8> {
+    layers.iter().fold(x, |x, l| reference_layer(l, &x))
+}
+
+/// Returns the latents and images it produced, to check they are not degenerate.
+fn check_model(m: &OwnedModel, seed: u64) -> (std::collections::BTreeSet<i8>, std::collections::BTreeSet<u8>) {
+    let mut spread: (std::collections::BTreeSet<i8>, std::collections::BTreeSet<u8>) = Default::default();
+    let bytes = m.to_bytes().unwrap();
+    let model = Model::from_bytes(&bytes).unwrap();
+    let mut arena_f = vec![0u8; model.header().arena_bytes as usize];
+    let mut arena_s = vec![0u8; model.header().arena_bytes as usize];
+    let mut fast = Engine::<Fast>::new(&model, &mut arena_f).unwrap();
+    let mut scalar = Engine::<Scalar>::new(&model, &mut arena_s).unwrap();
+    let mut rng = XorShift(seed);
+    let n = m.header.input.len() as usize;
+    let z = m.header.latent as usize;
+    for _ in 0..3 {
+        let pixels: Vec<u8> = (0..n).map(|_| rng.range(0, 255) as u8).collect();
+        let expected = reference(&m.encoder, pixels.iter().map(|&p| (p as i32 - 128) as i8).collect());
+        let (mut lf, mut ls) = (vec![0i8; z], vec![0i8; z]);
+        fast.encode(&pixels, &mut lf).unwrap();
+        scalar.encode(&pixels, &mut ls).unwrap();
+        assert_eq!(ls, expected, "scalar encoder vs reference");
+        assert_eq!(lf, expected, "fast encoder vs reference");
+
+        let latent: Vec<i8> = (0..z).map(|_| rng.range(-128, 127) as i8).collect();
+        let expected: Vec<u8> = reference(&m.decoder, latent.clone()).iter().map(|&q| q as u8).collect();
+        let (mut pf, mut ps) = (vec![0u8; n], vec![0u8; n]);
+        fast.decode(&latent, &mut pf).unwrap();
+        scalar.decode(&latent, &mut ps).unwrap();
+        assert_eq!(ps, expected, "scalar decoder vs reference");
+        assert_eq!(pf, expected, "fast decoder vs reference");
+        spread.0.extend(lf);
+        spread.1.extend(pf);
+    }
+    spread
+}
+
+fn with_scratch(spec: &SyntheticSpec) -> OwnedModel {
+    // Declare what both kernel sets need, as the exporter does.
+    let mut m = synthetic(spec, 0).unwrap();
+    let mut probe = m.clone();
+    probe.header.arena_bytes = u32::MAX;
+    let probe_bytes = probe.to_bytes().unwrap();
+    let parsed = Model::from_bytes(&probe_bytes).unwrap();
+    let need = required_arena::<Fast>(&parsed).max(required_arena::<Scalar>(&parsed));
+    m.header.arena_bytes = need as u32;
+    m
+}
+
+#[test]
+fn default_architecture_matches_reference() {
+    let (latents, pixels) = check_model(&with_scratch(&SyntheticSpec::seed_architecture(42)), 1);
+    // The synthetic parameters exercise the arithmetic: outputs are spread, not saturated.
+    assert!(latents.len() > 8, "latent values {latents:?}");
+    assert!(pixels.len() > 16, "{} distinct pixel values", pixels.len());
+}
+
+#[test]
+fn arena_and_length_errors() {
+    let m = with_scratch(&SyntheticSpec::seed_architecture(3));
+    let bytes = m.to_bytes().unwrap();
+    let model = Model::from_bytes(&bytes).unwrap();
+    let declared = model.header().arena_bytes as usize;
+    let mut small = vec![0u8; declared - 1];
+    assert_eq!(
+        Engine::<Fast>::new(&model, &mut small).err(),
+        Some(EngineError::ArenaTooSmall { needed: declared, provided: declared - 1 })
+    );
+    let mut arena = vec![0u8; declared];
+    let mut e = Engine::<Fast>::new(&model, &mut arena).unwrap();
+    assert_eq!(e.encode(&[0; 783], &mut [0; 16]), Err(EngineError::WrongLength { expected: 784, found: 783 }));
+    assert_eq!(e.encode(&[0; 784], &mut [0; 15]), Err(EngineError::WrongLength { expected: 16, found: 15 }));
+    assert_eq!(e.decode(&[0; 17], &mut [0; 784]), Err(EngineError::WrongLength { expected: 16, found: 17 }));
+    // A model declaring only its activations is refused where the kernels need scratch.
+    let mut lean = m.clone();
+    lean.header.arena_bytes = model.activation_bytes() as u32;
+    let lean_bytes = lean.to_bytes().unwrap();
+    let lean_model = Model::from_bytes(&lean_bytes).unwrap();
+    let mut arena = vec![0u8; declared];
+    let need = required_arena::<Fast>(&lean_model);
+    match Engine::<Fast>::new(&lean_model, &mut arena) {
+        Ok(_) => assert_eq!(need, lean_model.activation_bytes() as usize, "fast path needs no scratch"),
+        Err(e) => assert_eq!(e, EngineError::DeclaredArenaTooSmall { declared: lean_model.activation_bytes() as usize, needed: need }),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn random_models_match_reference(mult in 1u16..=2, k in 1u16..=3, widths in prop::collection::vec(1u16..=9, 1..=2),
+                                     latent in 1u16..=12, c in 1u16..=3, seed in any::<u64>()) {
+        let side = k * (1 << widths.len()) * mult;
+        let spec = SyntheticSpec { input: Shape::new(side, side, c), widths, latent, seed };
+        check_model(&with_scratch(&spec), seed);
+
+    }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Sets up the machine and runs every test: host (unit, property, integration, tiny training),
+# no_std builds for Cortex-M, NEON kernels under qemu-aarch64, DSP kernels under QEMU Cortex-M4/M7.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+step() { echo; echo "== $*"; }
+
+step "host: cargo test --workspace"
+cargo test --workspace --locked
+
+step "no_std: shared without std or alloc, firmware library, for thumbv7em-none-eabihf"
+cargo build --locked -p edgevae-shared --target thumbv7em-none-eabihf --no-default-features
+cargo build --locked -p edgevae-firmware --target thumbv7em-none-eabihf
+
+step "NEON: firmware kernels and engine under qemu-aarch64 (bit-exact with scalar)"
+cargo test --locked -p edgevae-firmware --target aarch64-unknown-linux-gnu
+
+if [ -x firmware/boards/run-qemu.sh ]; then
+    step "Cortex-M DSP kernels under QEMU (bit-exact with scalar): M4 (mps2-an386), M7 (mps2-an500)"
+    firmware/boards/run-qemu.sh kernel_check an386
+    firmware/boards/run-qemu.sh kernel_check an500
+fi
+echo
+echo "all tests passed"
