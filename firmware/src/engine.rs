@@ -33,7 +33,11 @@ pub enum EngineError {
     /// An image or latent buffer of the wrong length.
     WrongLength { expected: usize, found: usize },
     /// A kernel refused its arguments (cannot happen for a validated model; reported, not panicked).
-    Kernel { section: Section, index: u8, error: KernelErrorCode },
+    Kernel {
+        section: Section,
+        index: u8,
+        error: KernelErrorCode,
+    },
 }
 
 /// [`KernelError`] in a form defmt can print.
@@ -71,8 +75,15 @@ impl core::fmt::Display for EngineError {
             EngineError::WrongLength { expected, found } => {
                 write!(f, "buffer of {found} bytes, expected {expected}")
             }
-            EngineError::Kernel { section, index, error } => {
-                write!(f, "{section} layer {index}: kernel refused its arguments ({error:?})")
+            EngineError::Kernel {
+                section,
+                index,
+                error,
+            } => {
+                write!(
+                    f,
+                    "{section} layer {index}: kernel refused its arguments ({error:?})"
+                )
             }
         }
     }
@@ -184,16 +195,39 @@ macro_rules! kernel_set {
     };
 }
 
-kernel_set!(Fast, crate::kernels, "The fast path compiled for this target (DSP, NEON or scalar).");
-kernel_set!(Scalar, crate::kernels::scalar, "The portable scalar reference kernels.");
+kernel_set!(
+    Fast,
+    crate::kernels,
+    "The fast path compiled for this target (DSP, NEON or scalar)."
+);
+kernel_set!(
+    Scalar,
+    crate::kernels::scalar,
+    "The portable scalar reference kernels."
+);
 
 fn shape(s: edgevae_shared::Shape) -> Shape {
-    Shape { h: s.h as usize, w: s.w as usize, c: s.c as usize }
+    Shape {
+        h: s.h as usize,
+        w: s.w as usize,
+        c: s.c as usize,
+    }
 }
 
 fn geom(op: Op) -> Option<ConvGeom> {
     match op {
-        Op::Conv2d { kh, kw, stride, pad } | Op::ConvTranspose2d { kh, kw, stride, pad } => Some(ConvGeom {
+        Op::Conv2d {
+            kh,
+            kw,
+            stride,
+            pad,
+        }
+        | Op::ConvTranspose2d {
+            kh,
+            kw,
+            stride,
+            pad,
+        } => Some(ConvGeom {
             kh: kh as usize,
             kw: kw as usize,
             stride: stride as usize,
@@ -216,7 +250,13 @@ pub fn layer_scratch<K: KernelSet>(l: &Layer<'_>) -> usize {
 
 /// Largest scratch of any layer with kernel set `K`.
 pub fn scratch_bytes<K: KernelSet>(model: &Model<'_>) -> usize {
-    model.encoder().iter().chain(model.decoder()).map(layer_scratch::<K>).max().unwrap_or(0)
+    model
+        .encoder()
+        .iter()
+        .chain(model.decoder())
+        .map(layer_scratch::<K>)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Arena bytes the model needs with kernel set `K`: ping-pong activations plus scratch.
@@ -254,13 +294,21 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
             return Err(EngineError::DeclaredArenaTooSmall { declared, needed });
         }
         if arena.len() < declared {
-            return Err(EngineError::ArenaTooSmall { needed: declared, provided: arena.len() });
+            return Err(EngineError::ArenaTooSmall {
+                needed: declared,
+                provided: arena.len(),
+            });
         }
         if model.header().input_q.zero_point != -128 {
             return Err(EngineError::UnsupportedInput);
         }
         let activations = model.activation_bytes() as usize;
-        Ok(Engine { model, arena, activations, _kernels: core::marker::PhantomData })
+        Ok(Engine {
+            model,
+            arena,
+            activations,
+            _kernels: core::marker::PhantomData,
+        })
     }
 
     pub fn model(&self) -> &Model<'m> {
@@ -287,10 +335,15 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
         check_len(pixels.len(), h.input.len() as usize)?;
         check_len(latent.len(), h.latent as usize)?;
         let (ping, _) = self.split();
-        let first = ping.get_mut(..pixels.len()).ok_or(internal(Section::Encoder, 0))?;
+        let first = ping
+            .get_mut(..pixels.len())
+            .ok_or(internal(Section::Encoder, 0))?;
         kernels::quantize_pixels(pixels, first).map_err(|e| kernel_err(Section::Encoder, 0, e))?;
         let out = self.run(Section::Encoder, obs)?;
-        latent.copy_from_slice(out.get(..latent.len()).ok_or(internal(Section::Encoder, 0))?);
+        latent.copy_from_slice(
+            out.get(..latent.len())
+                .ok_or(internal(Section::Encoder, 0))?,
+        );
         Ok(())
     }
 
@@ -304,9 +357,13 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
         check_len(latent.len(), h.latent as usize)?;
         check_len(pixels.len(), h.input.len() as usize)?;
         let (ping, _) = self.split();
-        ping.get_mut(..latent.len()).ok_or(internal(Section::Decoder, 0))?.copy_from_slice(latent);
+        ping.get_mut(..latent.len())
+            .ok_or(internal(Section::Decoder, 0))?
+            .copy_from_slice(latent);
         let out = self.run(Section::Decoder, obs)?;
-        let out = out.get(..pixels.len()).ok_or(internal(Section::Decoder, 0))?;
+        let out = out
+            .get(..pixels.len())
+            .ok_or(internal(Section::Decoder, 0))?;
         for (p, &q) in pixels.iter_mut().zip(out) {
             *p = q as u8; // the last lookup table yields uint8 pixels
         }
@@ -315,7 +372,9 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
 
     /// (ping-pong region, scratch) as int8 / bytes.
     fn split(&mut self) -> (&mut [i8], &mut [u8]) {
-        let (act, scratch) = self.arena.split_at_mut(self.activations.min(self.arena.len()));
+        let (act, scratch) = self
+            .arena
+            .split_at_mut(self.activations.min(self.arena.len()));
         (bytemuck::cast_slice_mut(act), scratch)
     }
 
@@ -365,7 +424,9 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
             let (i, o) = (shape(l.input), shape(l.output));
             let w = l.weights_i8();
             match (l.op, geom(l.op)) {
-                (Op::Conv2d { .. }, Some(g)) => K::conv2d(input, i, zp, w, g, &stage, output, o, scratch),
+                (Op::Conv2d { .. }, Some(g)) => {
+                    K::conv2d(input, i, zp, w, g, &stage, output, o, scratch)
+                }
                 (Op::ConvTranspose2d { .. }, Some(g)) => {
                     K::conv_transpose2d(input, i, zp, w, g, &stage, output, o, scratch)
                 }
@@ -381,7 +442,11 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
             at_front = !at_front;
             cur_len = out_len;
         }
-        let out = if at_front { ping.get(..cur_len) } else { ping.get(p - cur_len..p) };
+        let out = if at_front {
+            ping.get(..cur_len)
+        } else {
+            ping.get(p - cur_len..p)
+        };
         out.map(|o| &*o).ok_or(internal(section, layers.len()))
     }
 }
@@ -395,7 +460,11 @@ fn check_len(found: usize, expected: usize) -> Result<(), EngineError> {
 }
 
 fn kernel_err(section: Section, index: usize, e: KernelError) -> EngineError {
-    EngineError::Kernel { section, index: index as u8, error: e.into() }
+    EngineError::Kernel {
+        section,
+        index: index as u8,
+        error: e.into(),
+    }
 }
 
 fn internal(section: Section, index: usize) -> EngineError {

@@ -4,5 +4,6 @@
 #![no_std]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod app;
 pub mod engine;
 pub mod kernels;

@@ -4,7 +4,9 @@
 
 use edgevae_firmware::engine::{required_arena, Engine, EngineError, Fast, Scalar};
 use edgevae_firmware::kernels::requantize;
-use edgevae_shared::build::{synthetic, OwnedActivation, OwnedLayer, OwnedModel, SyntheticSpec, XorShift};
+use edgevae_shared::build::{
+    synthetic, OwnedActivation, OwnedLayer, OwnedModel, SyntheticSpec, XorShift,
+};
 use edgevae_shared::format::{Model, Op, Shape};
 use proptest::prelude::*;
 
@@ -19,9 +21,22 @@ fn reference_layer(l: &OwnedLayer, x: &[i8]) -> Vec<i8> {
         return x.to_vec();
     }
     let zp = l.input_q.zero_point as i64;
-    let mut acc: Vec<i64> = (0..o.len() as usize).map(|k| l.bias[k % o.c as usize] as i64).collect();
+    let mut acc: Vec<i64> = (0..o.len() as usize)
+        .map(|k| l.bias[k % o.c as usize] as i64)
+        .collect();
     match l.op {
-        Op::Conv2d { kh, kw, stride, pad } | Op::ConvTranspose2d { kh, kw, stride, pad } => {
+        Op::Conv2d {
+            kh,
+            kw,
+            stride,
+            pad,
+        }
+        | Op::ConvTranspose2d {
+            kh,
+            kw,
+            stride,
+            pad,
+        } => {
             let transposed = matches!(l.op, Op::ConvTranspose2d { .. });
             let (kh, kw, s, p) = (kh as i64, kw as i64, stride as i64, pad as i64);
             for iy in 0..i.h as i64 {
@@ -39,7 +54,9 @@ fn reference_layer(l: &OwnedLayer, x: &[i8]) -> Vec<i8> {
                             }
                             for oc in 0..o.c as usize {
                                 for ic in 0..i.c as usize {
-                                    let w = l.weights[((oc * kh as usize + ky as usize) * kw as usize + kx as usize)
+                                    let w = l.weights[((oc * kh as usize + ky as usize)
+                                        * kw as usize
+                                        + kx as usize)
                                         * i.c as usize
                                         + ic] as i64;
                                     let v = x[at(i, iy as usize, ix as usize, ic)] as i64 - zp;
@@ -61,12 +78,17 @@ fn reference_layer(l: &OwnedLayer, x: &[i8]) -> Vec<i8> {
         }
         Op::Reshape => unreachable!(),
     }
-    let lo = if l.activation == OwnedActivation::Relu { l.output_q.zero_point as i32 } else { -128 };
+    let lo = if l.activation == OwnedActivation::Relu {
+        l.output_q.zero_point as i32
+    } else {
+        -128
+    };
     acc.iter()
         .enumerate()
         .map(|(k, &a)| {
             let c = k % o.c as usize;
-            let q = requantize(a as i32, l.multiplier[c], l.shift[c] as i32) + l.output_q.zero_point as i32;
+            let q = requantize(a as i32, l.multiplier[c], l.shift[c] as i32)
+                + l.output_q.zero_point as i32;
             let q = q.clamp(lo, 127) as i8;
             match &l.activation {
                 OwnedActivation::Lut { table, .. } => table[(q as i32 + 128) as usize] as i8,
@@ -81,8 +103,17 @@ fn reference(layers: &[OwnedLayer], x: Vec<i8>) -> Vec<i8> {
 }
 
 /// Returns the latents and images it produced, to check they are not degenerate.
-fn check_model(m: &OwnedModel, seed: u64) -> (std::collections::BTreeSet<i8>, std::collections::BTreeSet<u8>) {
-    let mut spread: (std::collections::BTreeSet<i8>, std::collections::BTreeSet<u8>) = Default::default();
+fn check_model(
+    m: &OwnedModel,
+    seed: u64,
+) -> (
+    std::collections::BTreeSet<i8>,
+    std::collections::BTreeSet<u8>,
+) {
+    let mut spread: (
+        std::collections::BTreeSet<i8>,
+        std::collections::BTreeSet<u8>,
+    ) = Default::default();
     let bytes = m.to_bytes().unwrap();
     let model = Model::from_bytes(&bytes).unwrap();
     let mut arena_f = vec![0u8; model.header().arena_bytes as usize];
@@ -94,7 +125,10 @@ fn check_model(m: &OwnedModel, seed: u64) -> (std::collections::BTreeSet<i8>, st
     let z = m.header.latent as usize;
     for _ in 0..3 {
         let pixels: Vec<u8> = (0..n).map(|_| rng.range(0, 255) as u8).collect();
-        let expected = reference(&m.encoder, pixels.iter().map(|&p| (p as i32 - 128) as i8).collect());
+        let expected = reference(
+            &m.encoder,
+            pixels.iter().map(|&p| (p as i32 - 128) as i8).collect(),
+        );
         let (mut lf, mut ls) = (vec![0i8; z], vec![0i8; z]);
         fast.encode(&pixels, &mut lf).unwrap();
         scalar.encode(&pixels, &mut ls).unwrap();
@@ -102,7 +136,10 @@ fn check_model(m: &OwnedModel, seed: u64) -> (std::collections::BTreeSet<i8>, st
         assert_eq!(lf, expected, "fast encoder vs reference");
 
         let latent: Vec<i8> = (0..z).map(|_| rng.range(-128, 127) as i8).collect();
-        let expected: Vec<u8> = reference(&m.decoder, latent.clone()).iter().map(|&q| q as u8).collect();
+        let expected: Vec<u8> = reference(&m.decoder, latent.clone())
+            .iter()
+            .map(|&q| q as u8)
+            .collect();
         let (mut pf, mut ps) = (vec![0u8; n], vec![0u8; n]);
         fast.decode(&latent, &mut pf).unwrap();
         scalar.decode(&latent, &mut ps).unwrap();
@@ -143,13 +180,34 @@ fn arena_and_length_errors() {
     let mut small = vec![0u8; declared - 1];
     assert_eq!(
         Engine::<Fast>::new(&model, &mut small).err(),
-        Some(EngineError::ArenaTooSmall { needed: declared, provided: declared - 1 })
+        Some(EngineError::ArenaTooSmall {
+            needed: declared,
+            provided: declared - 1
+        })
     );
     let mut arena = vec![0u8; declared];
     let mut e = Engine::<Fast>::new(&model, &mut arena).unwrap();
-    assert_eq!(e.encode(&[0; 783], &mut [0; 16]), Err(EngineError::WrongLength { expected: 784, found: 783 }));
-    assert_eq!(e.encode(&[0; 784], &mut [0; 15]), Err(EngineError::WrongLength { expected: 16, found: 15 }));
-    assert_eq!(e.decode(&[0; 17], &mut [0; 784]), Err(EngineError::WrongLength { expected: 16, found: 17 }));
+    assert_eq!(
+        e.encode(&[0; 783], &mut [0; 16]),
+        Err(EngineError::WrongLength {
+            expected: 784,
+            found: 783
+        })
+    );
+    assert_eq!(
+        e.encode(&[0; 784], &mut [0; 15]),
+        Err(EngineError::WrongLength {
+            expected: 16,
+            found: 15
+        })
+    );
+    assert_eq!(
+        e.decode(&[0; 17], &mut [0; 784]),
+        Err(EngineError::WrongLength {
+            expected: 16,
+            found: 17
+        })
+    );
     // A model declaring only its activations is refused where the kernels need scratch.
     let mut lean = m.clone();
     lean.header.arena_bytes = model.activation_bytes() as u32;
@@ -158,8 +216,18 @@ fn arena_and_length_errors() {
     let mut arena = vec![0u8; declared];
     let need = required_arena::<Fast>(&lean_model);
     match Engine::<Fast>::new(&lean_model, &mut arena) {
-        Ok(_) => assert_eq!(need, lean_model.activation_bytes() as usize, "fast path needs no scratch"),
-        Err(e) => assert_eq!(e, EngineError::DeclaredArenaTooSmall { declared: lean_model.activation_bytes() as usize, needed: need }),
+        Ok(_) => assert_eq!(
+            need,
+            lean_model.activation_bytes() as usize,
+            "fast path needs no scratch"
+        ),
+        Err(e) => assert_eq!(
+            e,
+            EngineError::DeclaredArenaTooSmall {
+                declared: lean_model.activation_bytes() as usize,
+                needed: need
+            }
+        ),
     }
 }
 
