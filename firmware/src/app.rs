@@ -32,7 +32,14 @@ pub struct Stats {
 pub const fn kernel_path() -> KernelPath {
     if cfg!(feature = "force-scalar") {
         KernelPath::Scalar
-    } else if cfg!(all(target_arch = "arm", target_feature = "dsp")) {
+    } else if cfg!(all(
+        target_arch = "arm",
+        target_endian = "little",
+        any(
+            target_feature = "dsp",
+            all(target_os = "none", target_abi = "eabihf")
+        )
+    )) {
         KernelPath::CortexMDsp
     } else if cfg!(target_arch = "aarch64") {
         KernelPath::Neon

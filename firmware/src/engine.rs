@@ -265,6 +265,33 @@ pub fn required_arena<K: KernelSet>(model: &Model<'_>) -> usize {
     (model.activation_bytes() as usize).saturating_add(scratch_bytes::<K>(model))
 }
 
+/// Scratch bytes one layer needs on the Cortex-M DSP path (computable on any target).
+pub fn layer_scratch_dsp(l: &Layer<'_>) -> usize {
+    use crate::kernels::dsp_scratch as d;
+    let (i, o) = (shape(l.input), shape(l.output));
+    match (l.op, geom(l.op)) {
+        (Op::Conv2d { .. }, Some(g)) => d::conv2d_scratch_size(i, o, g),
+        (Op::ConvTranspose2d { .. }, Some(g)) => d::conv_transpose2d_scratch_size(i, o, g),
+        (Op::Dense, _) => d::dense_scratch_size(i.len(), o.len()),
+        _ => 0,
+    }
+}
+
+/// Arena bytes that fit every kernel set (scalar, this target's fast path, Cortex-M DSP; NEON needs
+/// no scratch): what the exporter declares, so one model file runs on every build.
+pub fn required_arena_all_paths(model: &Model<'_>) -> usize {
+    let dsp = model
+        .encoder()
+        .iter()
+        .chain(model.decoder())
+        .map(layer_scratch_dsp)
+        .max()
+        .unwrap_or(0);
+    let dsp = (model.activation_bytes() as usize).saturating_add(dsp);
+    dsp.max(required_arena::<Scalar>(model))
+        .max(required_arena::<Fast>(model))
+}
+
 /// Called around every computing layer (per-layer timing, tracing). Both methods default to nothing.
 pub trait Observer {
     fn before(&mut self, _section: Section, _index: usize, _layer: &Layer<'_>) {}

@@ -158,7 +158,7 @@ fn with_scratch(spec: &SyntheticSpec) -> OwnedModel {
     probe.header.arena_bytes = u32::MAX;
     let probe_bytes = probe.to_bytes().unwrap();
     let parsed = Model::from_bytes(&probe_bytes).unwrap();
-    let need = required_arena::<Fast>(&parsed).max(required_arena::<Scalar>(&parsed));
+    let need = edgevae_firmware::engine::required_arena_all_paths(&parsed);
     m.header.arena_bytes = need as u32;
     m
 }

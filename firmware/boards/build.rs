@@ -1,0 +1,60 @@
+//! Puts memory.x where cortex-m-rt's link.x finds it, and sizes the app from its model file.
+//!
+//! `EDGEVAE_MODEL` names the model file to embed (default: `models/default/model.evae`). Its
+//! header is validated here and its arena, image and latent sizes become constants, so the
+//! firmware's static memory is fixed at build time. Without a model file, a synthetic model of
+//! the default architecture is embedded (with a warning) so the board crate still builds.
+use std::{env, fs, path::PathBuf};
+
+use edgevae_shared::build::{synthetic, SyntheticSpec};
+use edgevae_shared::format::Model;
+
+fn main() {
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR set by cargo"));
+    fs::copy("memory.x", out.join("memory.x")).expect("copy memory.x");
+    println!("cargo:rustc-link-search={}", out.display());
+    println!("cargo:rerun-if-changed=memory.x");
+    println!("cargo:rerun-if-env-changed=EDGEVAE_MODEL");
+
+    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let path = env::var_os("EDGEVAE_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest.join("../../models/default/model.evae"));
+    println!("cargo:rerun-if-changed={}", path.display());
+    let (path, bytes) = match fs::read(&path) {
+        Ok(b) => (path, b),
+        Err(e) => {
+            println!(
+                "cargo:warning=no model file at {} ({e}); embedding a synthetic model",
+                path.display()
+            );
+            let mut m =
+                synthetic(&SyntheticSpec::seed_architecture(1), 0).expect("synthetic model");
+            m.header.arena_bytes = u32::MAX;
+            let probe = m.to_bytes().expect("valid");
+            let parsed = Model::from_bytes(&probe).expect("valid");
+            m.header.arena_bytes =
+                edgevae_firmware::engine::required_arena_all_paths(&parsed) as u32;
+            let synth = out.join("synthetic.evae");
+            let bytes = m.to_bytes().expect("valid");
+            fs::write(&synth, &bytes).expect("write synthetic model");
+            (synth, bytes)
+        }
+    };
+    let model = match Model::from_bytes(&bytes) {
+        Ok(m) => m,
+        Err(e) => panic!("model file {} is invalid: {e}", path.display()),
+    };
+    let h = model.header();
+    let consts = format!(
+        "/// Arena bytes the embedded model declares.\nconst ARENA_BYTES: usize = {};\n\
+         /// Bytes of one image.\nconst IMAGE_BYTES: usize = {};\n\
+         /// Latent code length.\nconst LATENT: usize = {};\n",
+        h.arena_bytes,
+        h.input.len(),
+        h.latent
+    );
+    fs::write(out.join("model.rs"), consts).expect("write model.rs");
+    let abs = path.canonicalize().unwrap_or(path);
+    println!("cargo:rustc-env=EDGEVAE_MODEL_PATH={}", abs.display());
+}

@@ -1,0 +1,248 @@
+//! The default model's layers with random weights and requantisation parameters, timed with
+//! SysTick under `-icount` (instruction counts, not cycles): the DSP path against the scalar
+//! reference, in the same binary. Also checks that both give the same bytes.
+//!
+//! `firmware/boards/run-qemu.sh kernel_bench an386` (run-qemu.sh passes `-icount shift=5`).
+#![no_std]
+#![no_main]
+
+use cortex_m_rt::entry;
+use cortex_m_semihosting::hprintln;
+use edgevae_boards::{exit, Params, Rng, Ticks};
+use edgevae_firmware::kernels::{dsp, scalar, ConvGeom, KernelError, OutputStage, Shape};
+
+/// Must match the `-icount shift` of the runner: one SysTick tick is 40 ns of virtual time
+/// (25 MHz), one instruction 2^SHIFT ns.
+const ICOUNT_SHIFT: u32 = 5;
+
+static mut INPUT: [i8; 6272] = [0; 6272];
+static mut WEIGHTS: [i8; 3136 * 16] = [0; 3136 * 16];
+static mut OUT_DSP: [i8; 6272] = [0; 6272];
+static mut OUT_SCALAR: [i8; 6272] = [0; 6272];
+static mut SCRATCH: [u8; 24 * 1024] = [0; 24 * 1024];
+
+enum Layer {
+    Conv(&'static str, Shape, Shape, ConvGeom, bool),
+    ConvT(&'static str, Shape, Shape, ConvGeom, bool),
+    Dense(&'static str, usize, usize, bool),
+}
+
+type ConvFn = fn(
+    &[i8],
+    Shape,
+    i32,
+    &[i8],
+    ConvGeom,
+    &OutputStage,
+    &mut [i8],
+    Shape,
+    &mut [u8],
+) -> Result<(), KernelError>;
+
+#[entry]
+fn main() -> ! {
+    let cp = cortex_m::Peripherals::take().unwrap_or_else(|| exit(false));
+    let mut ticks = Ticks::new(cp.SYST);
+    // SAFETY: single-threaded, the only references to these statics are taken here, once.
+    let (input, weights, out_dsp, out_scalar, scratch) = unsafe {
+        (
+            &mut *core::ptr::addr_of_mut!(INPUT),
+            &mut *core::ptr::addr_of_mut!(WEIGHTS),
+            &mut *core::ptr::addr_of_mut!(OUT_DSP),
+            &mut *core::ptr::addr_of_mut!(OUT_SCALAR),
+            &mut *core::ptr::addr_of_mut!(SCRATCH),
+        )
+    };
+    let g3 = ConvGeom {
+        kh: 3,
+        kw: 3,
+        stride: 2,
+        pad: 1,
+    };
+    let g4 = ConvGeom {
+        kh: 4,
+        kw: 4,
+        stride: 2,
+        pad: 1,
+    };
+    let layers = [
+        Layer::Conv(
+            "enc conv1 28x28x1->14x14x32 k3s2p1",
+            Shape { h: 28, w: 28, c: 1 },
+            Shape {
+                h: 14,
+                w: 14,
+                c: 32,
+            },
+            g3,
+            true,
+        ),
+        Layer::Conv(
+            "enc conv2 14x14x32->7x7x64 k3s2p1",
+            Shape {
+                h: 14,
+                w: 14,
+                c: 32,
+            },
+            Shape { h: 7, w: 7, c: 64 },
+            g3,
+            true,
+        ),
+        Layer::Dense("enc dense 3136->16", 3136, 16, false),
+        Layer::Dense("dec dense 16->3136", 16, 3136, true),
+        Layer::ConvT(
+            "dec convT1 7x7x64->14x14x32 k4s2p1",
+            Shape { h: 7, w: 7, c: 64 },
+            Shape {
+                h: 14,
+                w: 14,
+                c: 32,
+            },
+            g4,
+            true,
+        ),
+        Layer::ConvT(
+            "dec convT2 14x14x32->28x28x1 k4s2p1",
+            Shape {
+                h: 14,
+                w: 14,
+                c: 32,
+            },
+            Shape { h: 28, w: 28, c: 1 },
+            g4,
+            false,
+        ),
+    ];
+
+    // Cost of the measurement itself.
+    let t0 = ticks.now();
+    let t1 = ticks.now();
+    let overhead = t1 - t0;
+
+    let mut r = Rng(0x1234_5678);
+    let mut ok = true;
+    let (mut total_macs, mut total_dsp, mut total_scalar) = (0u64, 0u64, 0u64);
+    hprintln!(
+        "layer | MACs | dsp instr | dsp instr/MAC | scalar instr | scalar instr/MAC | scratch B"
+    );
+    for layer in &layers {
+        let (name, n_in, n_out, fan_in, macs, relu) = match *layer {
+            Layer::Conv(n, is, os, g, relu) => (
+                n,
+                is.len(),
+                os.len(),
+                g.kh * g.kw * is.c,
+                (os.len() * g.kh * g.kw * is.c) as u64,
+                relu,
+            ),
+            Layer::ConvT(n, is, os, g, relu) => (
+                n,
+                is.len(),
+                os.len(),
+                g.kh * g.kw * is.c / 4,
+                (is.len() * g.kh * g.kw * os.c) as u64,
+                relu,
+            ),
+            Layer::Dense(n, i, o, relu) => (n, i, o, i, (i * o) as u64, relu),
+        };
+        let n_w = match *layer {
+            Layer::Conv(_, is, os, g, _) | Layer::ConvT(_, is, os, g, _) => {
+                os.c * g.kh * g.kw * is.c
+            }
+            Layer::Dense(_, i, o, _) => i * o,
+        };
+        let n_oc = match *layer {
+            Layer::Conv(_, _, os, _, _) | Layer::ConvT(_, _, os, _, _) => os.c,
+            Layer::Dense(_, _, o, _) => o,
+        };
+        let (x, w) = (&mut input[..n_in], &mut weights[..n_w]);
+        r.fill(x);
+        r.fill(w);
+        let zp = r.range(-128, 127);
+        let mut p: Params<{ 4 * 3136 }> = Params::random(&mut r, n_oc, fan_in);
+        // Realistic requantisation: every channel in [2^30, 2^31) with a moderate right shift.
+        for c in 0..n_oc {
+            p.mult[4 * c..4 * c + 4].copy_from_slice(&r.range(1 << 30, i32::MAX).to_le_bytes());
+            p.shift[c] = r.range(-12, -6) as i8;
+        }
+        if relu {
+            p.min = p.zp;
+        } else {
+            p.min = -128;
+        }
+        let stage = p.stage();
+        let (od, os_) = (&mut out_dsp[..n_out], &mut out_scalar[..n_out]);
+        let size = match *layer {
+            Layer::Conv(_, is, os, g, _) => dsp::conv2d_scratch_size(is, os, g),
+            Layer::ConvT(_, is, os, g, _) => dsp::conv_transpose2d_scratch_size(is, os, g),
+            Layer::Dense(_, i, o, _) => dsp::dense_scratch_size(i, o),
+        };
+        if size > scratch.len() {
+            hprintln!("{}: scratch {} too large", name, size);
+            exit(false);
+        }
+        let sc = &mut scratch[..size];
+        let (x, w) = (&*x, &*w);
+        let (rd, rs, td, ts) = match *layer {
+            Layer::Conv(_, is, os, g, _) | Layer::ConvT(_, is, os, g, _) => {
+                let (f, s): (ConvFn, ConvFn) = if matches!(layer, Layer::Conv(..)) {
+                    (dsp::conv2d, scalar::conv2d)
+                } else {
+                    (dsp::conv_transpose2d, scalar::conv_transpose2d)
+                };
+                let a = ticks.now();
+                let rd = f(x, is, zp, w, g, &stage, od, os, sc);
+                let b = ticks.now();
+                let rs = s(x, is, zp, w, g, &stage, os_, os, &mut []);
+                let c = ticks.now();
+                (rd, rs, b - a, c - b)
+            }
+            Layer::Dense(_, i, o, _) => {
+                let a = ticks.now();
+                let rd = dsp::dense(x, zp, w, i, o, &stage, od, sc);
+                let b = ticks.now();
+                let rs = scalar::dense(x, zp, w, i, o, &stage, os_, &mut []);
+                let c = ticks.now();
+                (rd, rs, b - a, c - b)
+            }
+        };
+        if rd.is_err() || rs.is_err() || od != os_ {
+            hprintln!("{}: dsp and scalar differ ({:?} / {:?})", name, rd, rs);
+            ok = false;
+        }
+        let instr = |t: u64| (t.saturating_sub(overhead) * 40) >> ICOUNT_SHIFT;
+        let (id, is_) = (instr(td), instr(ts));
+        total_macs += macs;
+        total_dsp += id;
+        total_scalar += is_;
+        hprintln!(
+            "{} | {} | {} | {} | {} | {} | {}",
+            name,
+            macs,
+            id,
+            Ratio(id, macs),
+            is_,
+            Ratio(is_, macs),
+            size
+        );
+    }
+    hprintln!(
+        "total | {} | {} | {} | {} | {} |",
+        total_macs,
+        total_dsp,
+        Ratio(total_dsp, total_macs),
+        total_scalar,
+        Ratio(total_scalar, total_macs)
+    );
+    exit(ok)
+}
+
+/// `a / b` with two decimals, without floating point.
+struct Ratio(u64, u64);
+
+impl core::fmt::Display for Ratio {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        let hundredths = (self.0 * 100 + self.1 / 2) / self.1.max(1);
+        write!(f, "{}.{:02}", hundredths / 100, hundredths % 100)
+    }
+}

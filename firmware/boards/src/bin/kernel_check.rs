@@ -1,0 +1,180 @@
+//! Random cases per kernel: `kernels::dsp` against `kernels::scalar`, bit for bit. Prints the first
+//! mismatch and exits with failure, else exits with success.
+//!
+//! `firmware/boards/run-qemu.sh kernel_check an386` (Cortex-M4) or `… an500` (Cortex-M7).
+#![no_std]
+#![no_main]
+
+use cortex_m_rt::entry;
+use cortex_m_semihosting::hprintln;
+use edgevae_boards::{exit, Params, Rng};
+use edgevae_firmware::kernels::{dsp, scalar, ConvGeom, KernelError, Shape};
+
+const CASES: usize = 300;
+const MAX_IN: usize = 9 * 9 * 17;
+const MAX_W: usize = 17 * 5 * 5 * 17;
+const MAX_OUT: usize = 29 * 29 * 17;
+const MAX_SCRATCH: usize = 20 * 1024;
+
+#[entry]
+fn main() -> ! {
+    let mut r = Rng(0x2545_F491);
+    let mut x = [0i8; MAX_IN];
+    let mut w = [0i8; MAX_W];
+    let mut fast = [0i8; MAX_OUT];
+    let mut reference = [0i8; MAX_OUT];
+    let mut scratch = [0u8; MAX_SCRATCH];
+    let mut ok = true;
+
+    for transpose in [false, true] {
+        let name = if transpose {
+            "conv_transpose2d"
+        } else {
+            "conv2d"
+        };
+        let mut done = 0;
+        while done < CASES {
+            let is = Shape {
+                h: r.range(1, 9) as usize,
+                w: r.range(1, 9) as usize,
+                c: r.range(1, 17) as usize,
+            };
+            let g = ConvGeom {
+                kh: r.range(1, 5) as usize,
+                kw: r.range(1, 5) as usize,
+                stride: r.range(1, 3) as usize,
+                pad: r.range(0, 2) as usize,
+            };
+            let oc = r.range(1, 17) as usize;
+            let dim = |i: usize, k: usize| {
+                if transpose {
+                    ((i - 1) * g.stride + k)
+                        .checked_sub(2 * g.pad)
+                        .filter(|&n| n > 0)
+                } else {
+                    (i + 2 * g.pad).checked_sub(k).map(|n| n / g.stride + 1)
+                }
+            };
+            let (Some(oh), Some(ow)) = (dim(is.h, g.kh), dim(is.w, g.kw)) else {
+                continue;
+            };
+            let os = Shape {
+                h: oh,
+                w: ow,
+                c: oc,
+            };
+            let zp = r.range(-128, 127);
+            let (x, w) = (&mut x[..is.len()], &mut w[..oc * g.kh * g.kw * is.c]);
+            r.fill(x);
+            r.fill(w);
+            let p: Params<68> = Params::random(&mut r, oc, g.kh * g.kw * is.c);
+            let stage = p.stage();
+            let (fo, ro) = (&mut fast[..os.len()], &mut reference[..os.len()]);
+            fo.fill(0x5A);
+            ro.fill(0x3C);
+            let (f, s, size) = if transpose {
+                (
+                    dsp::conv_transpose2d as Conv,
+                    scalar::conv_transpose2d as Conv,
+                    dsp::conv_transpose2d_scratch_size(is, os, g),
+                )
+            } else {
+                (
+                    dsp::conv2d as Conv,
+                    scalar::conv2d as Conv,
+                    dsp::conv2d_scratch_size(is, os, g),
+                )
+            };
+            if size > MAX_SCRATCH {
+                hprintln!("{}: scratch {} > {}", name, size, MAX_SCRATCH);
+                exit(false);
+            }
+            let rf = f(x, is, zp, w, g, &stage, fo, os, &mut scratch[..size]);
+            let rs = s(x, is, zp, w, g, &stage, ro, os, &mut []);
+            if rf != rs || rf.is_err() || fo != ro {
+                let i = fo.iter().zip(ro.iter()).position(|(a, b)| a != b);
+                hprintln!(
+                    "MISMATCH {} case {}: in {:?} out {:?} {:?} zp {} results {:?}/{:?}, first differing index {:?}",
+                    name, done, is, os, g, zp, rf, rs, i
+                );
+                if let Some(i) = i {
+                    hprintln!("  dsp {} scalar {}", fo[i], ro[i]);
+                }
+                ok = false;
+                break;
+            }
+            if size > 0
+                && f(x, is, zp, w, g, &stage, fo, os, &mut scratch[..size - 1])
+                    != Err(KernelError::ScratchTooSmall)
+            {
+                hprintln!("{}: short scratch accepted", name);
+                ok = false;
+                break;
+            }
+            done += 1;
+        }
+        hprintln!("{}: {} cases", name, done);
+    }
+
+    let mut done = 0;
+    while ok && done < CASES {
+        let (n_in, n_out) = match done {
+            0 => (3136, 16),
+            1 => (16, 3136),
+            _ => (r.range(0, 70) as usize, r.range(1, 19) as usize),
+        };
+        let zp = r.range(-128, 127);
+        let mut pbig: Params<{ 4 * 3136 }> = Params::random(&mut r, n_out, n_in);
+        pbig.shift.iter_mut().skip(n_out).for_each(|s| *s = 0);
+        let stage = pbig.stage();
+        let (x, w) = (&mut x[..n_in.min(MAX_IN)], &mut w[..]);
+        let mut wbig = [0i8; 3136 * 16];
+        let w = if n_in * n_out > w.len() {
+            &mut wbig[..n_in * n_out]
+        } else {
+            &mut w[..n_in * n_out]
+        };
+        let mut xbig = [0i8; 3136];
+        let x = if n_in > x.len() {
+            &mut xbig[..n_in]
+        } else {
+            &mut x[..n_in]
+        };
+        r.fill(x);
+        r.fill(w);
+        let (fo, ro) = (&mut fast[..n_out], &mut reference[..n_out]);
+        fo.fill(0x5A);
+        ro.fill(0x3C);
+        let size = dsp::dense_scratch_size(n_in, n_out);
+        let rf = dsp::dense(x, zp, w, n_in, n_out, &stage, fo, &mut scratch[..size]);
+        let rs = scalar::dense(x, zp, w, n_in, n_out, &stage, ro, &mut []);
+        if rf != rs || rf.is_err() || fo != ro {
+            let i = fo.iter().zip(ro.iter()).position(|(a, b)| a != b);
+            hprintln!("MISMATCH dense case {}: {} -> {} zp {} results {:?}/{:?}, first differing index {:?}", done, n_in, n_out, zp, rf, rs, i);
+            ok = false;
+        }
+        done += 1;
+    }
+    hprintln!("dense: {} cases", done);
+    hprintln!(
+        "{}",
+        if ok {
+            "kernel_check: PASS"
+        } else {
+            "kernel_check: FAIL"
+        }
+    );
+    exit(ok)
+}
+
+type Conv = fn(
+    &[i8],
+    Shape,
+    i32,
+    &[i8],
+    ConvGeom,
+    &edgevae_firmware::kernels::OutputStage,
+    &mut [i8],
+    Shape,
+    &mut [u8],
+) -> Result<(), KernelError>;

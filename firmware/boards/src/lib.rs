@@ -1,0 +1,152 @@
+//! Support shared by the QEMU board binaries: a PRNG, random kernel parameters, an instruction
+//! counter on SysTick, and exits that QEMU turns into the process exit status.
+#![no_std]
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use cortex_m::peripheral::{syst::SystClkSource, SCB, SYST};
+use cortex_m_rt::{exception, ExceptionFrame};
+use cortex_m_semihosting::{debug, hprintln};
+
+/// Ends the QEMU run with success or failure.
+pub fn exit(ok: bool) -> ! {
+    debug::exit(if ok {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
+    loop {
+        cortex_m::asm::bkpt();
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    hprintln!("PANIC: {}", info);
+    exit(false)
+}
+
+#[exception]
+unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
+    hprintln!("HARDFAULT at pc={:#010x}", frame.pc());
+    exit(false)
+}
+
+/// xorshift32: tiny, deterministic.
+pub struct Rng(pub u32);
+
+impl Rng {
+    pub fn next_u32(&mut self) -> u32 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.0 = x;
+        x
+    }
+    /// Uniform-ish in `lo..=hi`.
+    pub fn range(&mut self, lo: i32, hi: i32) -> i32 {
+        lo + (self.next_u32() % (hi - lo + 1) as u32) as i32
+    }
+    pub fn fill(&mut self, buf: &mut [i8]) {
+        for b in buf {
+            *b = self.next_u32() as i8;
+        }
+    }
+}
+
+/// Random per-channel output parameters in caller-provided storage (no alloc).
+pub struct Params<const N: usize> {
+    pub bias: [u8; N],
+    pub mult: [u8; N],
+    pub shift: [i8; N],
+    pub zp: i32,
+    pub min: i32,
+    pub max: i32,
+}
+
+impl<const N: usize> Params<N> {
+    /// Parameters for `n_out ≤ N / 4` channels and a fan-in of `fan_in`.
+    pub fn random(r: &mut Rng, n_out: usize, fan_in: usize) -> Self {
+        let mut p = Params {
+            bias: [0; N],
+            mult: [0; N],
+            shift: [0; N],
+            zp: 0,
+            min: -128,
+            max: 127,
+        };
+        p.zp = r.range(-128, 127);
+        if r.next_u32().is_multiple_of(2) {
+            p.min = p.zp; // fused ReLU
+        }
+        let span = 1 + 300 * fan_in.min(100_000) as i32;
+        for c in 0..n_out.min(N / 4) {
+            p.bias[4 * c..4 * c + 4].copy_from_slice(&r.range(-span, span).to_le_bytes());
+            let m = match r.next_u32() % 8 {
+                0 => 0,
+                1 => i32::MAX,
+                _ => r.range(1 << 30, i32::MAX),
+            };
+            p.mult[4 * c..4 * c + 4].copy_from_slice(&m.to_le_bytes());
+            p.shift[c] = if r.next_u32().is_multiple_of(4) {
+                r.range(-31, 30)
+            } else {
+                r.range(-14, 1)
+            } as i8;
+        }
+        p
+    }
+
+    pub fn stage(&self) -> edgevae_firmware::kernels::OutputStage<'_> {
+        edgevae_firmware::kernels::OutputStage {
+            bias: edgevae_firmware::kernels::LeI32(&self.bias),
+            multiplier: edgevae_firmware::kernels::LeI32(&self.mult),
+            shift: &self.shift,
+            output_zp: self.zp,
+            act_min: self.min,
+            act_max: self.max,
+        }
+    }
+}
+
+static WRAPS: AtomicU32 = AtomicU32::new(0);
+const RELOAD: u32 = 0x00FF_FFFF;
+
+#[exception]
+fn SysTick() {
+    WRAPS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts SysTick ticks (core clock) across wraps. Under `-icount shift=N` a tick is
+/// `40 / 2^N` executed instructions (mps2: 25 MHz core clock).
+pub struct Ticks {
+    syst: SYST,
+}
+
+impl Ticks {
+    pub fn new(mut syst: SYST) -> Self {
+        syst.set_clock_source(SystClkSource::Core);
+        syst.set_reload(RELOAD);
+        syst.clear_current();
+        syst.enable_interrupt();
+        syst.enable_counter();
+        Ticks { syst }
+    }
+
+    /// Monotonic tick count.
+    pub fn now(&mut self) -> u64 {
+        let _ = &mut self.syst;
+        loop {
+            let w0 = WRAPS.load(Ordering::SeqCst);
+            let cur = SYST::get_current();
+            // A wrap whose interrupt has not run yet: count it if `cur` was read after it.
+            let pending = SCB::is_pendst_pending() && cur > RELOAD / 2;
+            let w1 = WRAPS.load(Ordering::SeqCst);
+            if w0 == w1 {
+                let wraps = w0 as u64 + pending as u64;
+                return wraps * (RELOAD as u64 + 1) + (RELOAD - cur) as u64;
+            }
+        }
+    }
+}

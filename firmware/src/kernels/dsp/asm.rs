@@ -1,0 +1,141 @@
+//! The Armv7E-M DSP instructions used by the fast path, one inline `asm!` each (the
+//! `core::arch::arm` intrinsics are unstable).
+
+use core::arch::asm;
+
+/// Sign-extends bytes 0 and 2 to the two halfwords.
+#[inline(always)]
+pub(super) fn sxtb16(x: u32) -> u32 {
+    let r: u32;
+    // SAFETY: register-only arithmetic.
+    unsafe { asm!("sxtb16 {0}, {1}", out(reg) r, in(reg) x, options(pure, nomem, nostack)) };
+    r
+}
+
+/// Sign-extends bytes 1 and 3 to the two halfwords.
+#[inline(always)]
+pub(super) fn sxtb16_ror8(x: u32) -> u32 {
+    let r: u32;
+    // SAFETY: register-only arithmetic.
+    unsafe {
+        asm!("sxtb16 {0}, {1}, ror #8", out(reg) r, in(reg) x, options(pure, nomem, nostack))
+    };
+    r
+}
+
+/// Halfword-wise signed subtraction.
+#[inline(always)]
+pub(super) fn ssub16(a: u32, b: u32) -> u32 {
+    let r: u32;
+    // SAFETY: register-only arithmetic (sets the GE flags, which nothing reads).
+    unsafe {
+        asm!("ssub16 {0}, {1}, {2}", out(reg) r, in(reg) a, in(reg) b, options(pure, nomem, nostack))
+    };
+    r
+}
+
+/// Two output channels × two pixels over widened, interleaved rows: `w` holds
+/// `[oc0 word t, oc1 word t]` and `x` `[px0 word t, px1 word t]` for t in 0..words. Returns
+/// `acc` plus the dot products, as `[oc0·px0, oc0·px1, oc1·px0, oc1·px1]`.
+///
+/// Both slices must hold `2 * words` words and `words` must be a multiple of 4 (checked by the
+/// caller, and again here; a short slice computes nothing).
+#[inline(always)]
+pub(super) fn block_2x2(w: &[u32], x: &[u32], words: usize, acc: [i32; 4]) -> [i32; 4] {
+    let [mut a00, mut a01, mut a10, mut a11] = acc;
+    let n = words / 4;
+    if n == 0 || !words.is_multiple_of(4) || w.len() < 2 * words || x.len() < 2 * words {
+        return acc;
+    }
+    // SAFETY: the loop reads 4·n LDRD pairs = 2·words words from each pointer, which the check
+    // above keeps inside `w` and `x`; both come from `&[u32]`, so LDRD's word alignment holds.
+    unsafe {
+        asm!(
+            "2:",
+            "ldrd {w0}, {w1}, [{wp}], #8",
+            "ldrd {x0}, {x1}, [{xp}], #8",
+            "smlad {a00}, {w0}, {x0}, {a00}",
+            "smlad {a01}, {w0}, {x1}, {a01}",
+            "smlad {a10}, {w1}, {x0}, {a10}",
+            "smlad {a11}, {w1}, {x1}, {a11}",
+            "ldrd {w0}, {w1}, [{wp}], #8",
+            "ldrd {x0}, {x1}, [{xp}], #8",
+            "smlad {a00}, {w0}, {x0}, {a00}",
+            "smlad {a01}, {w0}, {x1}, {a01}",
+            "smlad {a10}, {w1}, {x0}, {a10}",
+            "smlad {a11}, {w1}, {x1}, {a11}",
+            "ldrd {w0}, {w1}, [{wp}], #8",
+            "ldrd {x0}, {x1}, [{xp}], #8",
+            "smlad {a00}, {w0}, {x0}, {a00}",
+            "smlad {a01}, {w0}, {x1}, {a01}",
+            "smlad {a10}, {w1}, {x0}, {a10}",
+            "smlad {a11}, {w1}, {x1}, {a11}",
+            "ldrd {w0}, {w1}, [{wp}], #8",
+            "ldrd {x0}, {x1}, [{xp}], #8",
+            "smlad {a00}, {w0}, {x0}, {a00}",
+            "smlad {a01}, {w0}, {x1}, {a01}",
+            "smlad {a10}, {w1}, {x0}, {a10}",
+            "smlad {a11}, {w1}, {x1}, {a11}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            wp = inout(reg) w.as_ptr() => _,
+            xp = inout(reg) x.as_ptr() => _,
+            n = inout(reg) n => _,
+            a00 = inout(reg) a00,
+            a01 = inout(reg) a01,
+            a10 = inout(reg) a10,
+            a11 = inout(reg) a11,
+            w0 = out(reg) _,
+            w1 = out(reg) _,
+            x0 = out(reg) _,
+            x1 = out(reg) _,
+            options(nostack, readonly),
+        )
+    };
+    [a00, a01, a10, a11]
+}
+
+/// Two output channels of a dense layer: `w0`, `w1` are int8 weight rows (any alignment; LDR
+/// handles unaligned words on Armv7-M), `x` the widened input (`[A, B]` per group of four).
+/// Returns `acc` plus the dot products over `groups` groups of four.
+#[inline(always)]
+pub(super) fn dense_2(w0: &[i8], w1: &[i8], x: &[u32], groups: usize, acc: [i32; 2]) -> [i32; 2] {
+    let [mut a0, mut a1] = acc;
+    if groups == 0 || w0.len() < 4 * groups || w1.len() < 4 * groups || x.len() < 2 * groups {
+        return acc;
+    }
+    // SAFETY: the loop reads `groups` words from each weight row and 2·groups words from `x`,
+    // inside the slices by the check above; `x` is word-aligned for LDRD, the weight rows are read
+    // with LDR, which allows unaligned addresses on Armv7-M (UNALIGN_TRP is off after reset).
+    unsafe {
+        asm!(
+            "2:",
+            "ldr {w0}, [{wp0}], #4",
+            "ldr {w1}, [{wp1}], #4",
+            "ldrd {x0}, {x1}, [{xp}], #8",
+            "sxtb16 {t}, {w0}",
+            "smlad {a0}, {t}, {x0}, {a0}",
+            "sxtb16 {t}, {w0}, ror #8",
+            "smlad {a0}, {t}, {x1}, {a0}",
+            "sxtb16 {t}, {w1}",
+            "smlad {a1}, {t}, {x0}, {a1}",
+            "sxtb16 {t}, {w1}, ror #8",
+            "smlad {a1}, {t}, {x1}, {a1}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            wp0 = inout(reg) w0.as_ptr() => _,
+            wp1 = inout(reg) w1.as_ptr() => _,
+            xp = inout(reg) x.as_ptr() => _,
+            n = inout(reg) groups => _,
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            w0 = out(reg) _,
+            w1 = out(reg) _,
+            x0 = out(reg) _,
+            x1 = out(reg) _,
+            t = out(reg) _,
+            options(nostack, readonly),
+        )
+    };
+    [a0, a1]
+}

@@ -1,0 +1,311 @@
+//! Convolution and transposed convolution as phase-wise im2col GEMMs (2 channels × 2 pixels).
+
+use super::super::{scalar, validate_conv, ConvGeom, KernelError, OutputStage, Shape};
+use super::{asm, put_row, put_zeros, scratch_words};
+pub use crate::kernels::dsp_scratch::{conv2d_scratch_size, conv_transpose2d_scratch_size};
+use crate::kernels::dsp_scratch::{padded_k, CHUNK, MIN_GEMM_CHANNELS};
+
+/// One phase of a (transposed) convolution: the taps `ky0, ky0 + kstep, … < kh` (same for x) and
+/// how an output coordinate and a tap map to an input coordinate.
+#[derive(Clone, Copy)]
+struct Phase {
+    transpose: bool,
+    stride: usize,
+    pad: usize,
+    ky0: usize,
+    kx0: usize,
+    kstep: usize,
+    kh: usize,
+    kw: usize,
+}
+
+impl Phase {
+    fn taps(&self, k0: usize, k: usize) -> impl Iterator<Item = usize> + Clone {
+        (k0..k).step_by(self.kstep)
+    }
+
+    /// Input coordinate feeding output `o` through tap `k`, if inside the input.
+    #[inline(always)]
+    fn input(&self, o: usize, k: usize, n: usize) -> Option<usize> {
+        let i = if self.transpose {
+            // o = i·s - pad + k, and the phase guarantees s divides o + pad - k.
+            (o + self.pad).checked_sub(k)? / self.stride
+        } else {
+            (o * self.stride + k).checked_sub(self.pad)?
+        };
+        (i < n).then_some(i)
+    }
+
+    fn k_len(&self, ic: usize) -> usize {
+        self.taps(self.ky0, self.kh).count() * self.taps(self.kx0, self.kw).count() * ic
+    }
+}
+
+/// See [`crate::kernels::conv2d`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    input: &[i8],
+    in_shape: Shape,
+    input_zp: i32,
+    weights: &[i8],
+    geom: ConvGeom,
+    stage: &OutputStage,
+    output: &mut [i8],
+    out_shape: Shape,
+    scratch: &mut [u8],
+) -> Result<(), KernelError> {
+    if out_shape.c < MIN_GEMM_CHANNELS {
+        return scalar::conv2d(
+            input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
+        );
+    }
+    validate_conv(
+        input, in_shape, input_zp, weights, geom, stage, output, out_shape, false,
+    )?;
+    if scratch.len() < conv2d_scratch_size(in_shape, out_shape, geom) {
+        return Err(KernelError::ScratchTooSmall);
+    }
+    let phase = Phase {
+        transpose: false,
+        stride: geom.stride,
+        pad: geom.pad,
+        ky0: 0,
+        kx0: 0,
+        kstep: 1,
+        kh: geom.kh,
+        kw: geom.kw,
+    };
+    let ctx = Ctx {
+        input,
+        in_shape,
+        input_zp,
+        weights,
+        stage,
+        out_shape,
+    };
+    let pixels = (0..out_shape.h).flat_map(|oy| (0..out_shape.w).map(move |ox| (oy, ox)));
+    gemm(&ctx, phase, pixels, output, scratch_words(scratch))
+}
+
+/// See [`crate::kernels::conv_transpose2d`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose2d(
+    input: &[i8],
+    in_shape: Shape,
+    input_zp: i32,
+    weights: &[i8],
+    geom: ConvGeom,
+    stage: &OutputStage,
+    output: &mut [i8],
+    out_shape: Shape,
+    scratch: &mut [u8],
+) -> Result<(), KernelError> {
+    if out_shape.c < MIN_GEMM_CHANNELS {
+        return scalar::conv_transpose2d(
+            input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
+        );
+    }
+    validate_conv(
+        input, in_shape, input_zp, weights, geom, stage, output, out_shape, true,
+    )?;
+    if scratch.len() < conv_transpose2d_scratch_size(in_shape, out_shape, geom) {
+        return Err(KernelError::ScratchTooSmall);
+    }
+    let ctx = Ctx {
+        input,
+        in_shape,
+        input_zp,
+        weights,
+        stage,
+        out_shape,
+    };
+    let words = scratch_words(scratch);
+    let s = geom.stride;
+    for ry in 0..s {
+        for rx in 0..s {
+            // Outputs with (o + pad) % s == r take the taps r, r + s, ….
+            let phase = Phase {
+                transpose: true,
+                stride: s,
+                pad: geom.pad,
+                ky0: ry,
+                kx0: rx,
+                kstep: s,
+                kh: geom.kh,
+                kw: geom.kw,
+            };
+            let oy0 = (ry + s - geom.pad % s) % s;
+            let ox0 = (rx + s - geom.pad % s) % s;
+            let ow = out_shape.w;
+            let pixels = (oy0..out_shape.h)
+                .step_by(s)
+                .flat_map(move |oy| (ox0..ow).step_by(s).map(move |ox| (oy, ox)));
+            gemm(&ctx, phase, pixels, output, words)?;
+        }
+    }
+    Ok(())
+}
+
+struct Ctx<'a, 'b> {
+    input: &'a [i8],
+    in_shape: Shape,
+    input_zp: i32,
+    weights: &'a [i8],
+    stage: &'a OutputStage<'b>,
+    out_shape: Shape,
+}
+
+/// im2col GEMM of one phase over the given output pixels.
+fn gemm(
+    ctx: &Ctx,
+    phase: Phase,
+    pixels: impl Iterator<Item = (usize, usize)>,
+    output: &mut [i8],
+    words: &mut [u32],
+) -> Result<(), KernelError> {
+    let (ic, oc_n) = (ctx.in_shape.c, ctx.out_shape.c);
+    let k = phase.k_len(ic);
+    let k8 = padded_k(k);
+    let w_words = k8 / 2;
+    let mut chunk = [(0usize, 0usize); CHUNK];
+    let mut pixels = pixels.peekable();
+    if k == 0 {
+        // A phase without taps (stride > kernel): the bias alone.
+        for (oy, ox) in pixels {
+            let base = (oy * ctx.out_shape.w + ox) * oc_n;
+            for oc in 0..oc_n {
+                if let Some(o) = output.get_mut(base + oc) {
+                    *o = ctx.stage.apply(ctx.stage.bias.get(oc), oc);
+                }
+            }
+        }
+        return Ok(());
+    }
+    // Two widened weight rows, then CHUNK widened pixel rows, all interleaved in pairs.
+    let (wbuf, cols) = words
+        .split_at_mut_checked(2 * w_words)
+        .ok_or(KernelError::ScratchTooSmall)?;
+    while pixels.peek().is_some() {
+        let mut n = 0;
+        for p in pixels.by_ref().take(CHUNK) {
+            if let Some(slot) = chunk.get_mut(n) {
+                *slot = p;
+            }
+            n += 1;
+        }
+        let blocks = n.div_ceil(2);
+        let cols = cols
+            .get_mut(..blocks * 2 * w_words)
+            .ok_or(KernelError::ScratchTooSmall)?;
+        for (i, &(oy, ox)) in chunk[..n].iter().enumerate() {
+            let block = &mut cols[(i / 2) * 2 * w_words..][..2 * w_words];
+            im2col(ctx, phase, oy, ox, block, i % 2, k, k8);
+        }
+        for oc0 in (0..oc_n).step_by(2) {
+            // An odd last channel runs as a pair with itself; the duplicate is discarded.
+            let oc1 = (oc0 + 1).min(oc_n - 1);
+            widen_weights(ctx, phase, oc0, wbuf, 0, k, k8);
+            widen_weights(ctx, phase, oc1, wbuf, 1, k, k8);
+            let (b0, b1) = (ctx.stage.bias.get(oc0), ctx.stage.bias.get(oc1));
+            for (b, block) in cols.chunks_exact(2 * w_words).enumerate() {
+                let acc = asm::block_2x2(wbuf, block, w_words, [b0, b0, b1, b1]);
+                // acc = [oc0·px0, oc0·px1, oc1·px0, oc1·px1]; an odd last pixel's twin is garbage.
+                for (j, &(oy, ox)) in chunk[2 * b..n.min(2 * b + 2)].iter().enumerate() {
+                    let base = (oy * ctx.out_shape.w + ox) * oc_n;
+                    if let Some(o) = output.get_mut(base + oc0) {
+                        *o = ctx.stage.apply(acc[j], oc0);
+                    }
+                    if oc1 != oc0 {
+                        if let Some(o) = output.get_mut(base + oc1) {
+                            *o = ctx.stage.apply(acc[2 + j], oc1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Gathers the taps of output pixel (oy, ox) as widened `x - zp` into lane `lane` of `block`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn im2col(
+    ctx: &Ctx,
+    phase: Phase,
+    oy: usize,
+    ox: usize,
+    block: &mut [u32],
+    lane: usize,
+    k: usize,
+    k8: usize,
+) {
+    let Shape { h, w, c: ic } = ctx.in_shape;
+    let mut at = 0;
+    let nkx = phase.taps(phase.kx0, phase.kw).count();
+    // With unit tap step (every plain convolution) the taps of one kernel row whose inputs are
+    // all inside are one contiguous run of the HWC input: copy it in one go.
+    let x_first = phase.input(ox, phase.kx0, w);
+    let x_last = phase.input(ox, phase.kx0 + (nkx.max(1) - 1) * phase.kstep, w);
+    let run = !phase.transpose && phase.kstep == 1 && x_first.is_some() && x_last.is_some();
+    for ky in phase.taps(phase.ky0, phase.kh) {
+        let iy = phase.input(oy, ky, h);
+        if run {
+            if let (Some(iy), Some(ix)) = (iy, x_first) {
+                let o = (iy * w + ix) * ic;
+                if let Some(row) = ctx.input.get(o..o + nkx * ic) {
+                    put_row::<2>(block, lane, at, row, ctx.input_zp);
+                    at += nkx * ic;
+                    continue;
+                }
+            }
+        }
+        for kx in phase.taps(phase.kx0, phase.kw) {
+            let ix = phase.input(ox, kx, w);
+            let row = match (iy, ix) {
+                (Some(iy), Some(ix)) => ctx.input.get((iy * w + ix) * ic..(iy * w + ix + 1) * ic),
+                _ => None,
+            };
+            match row {
+                Some(row) => put_row::<2>(block, lane, at, row, ctx.input_zp),
+                None => put_zeros::<2>(block, lane, at, ic),
+            }
+            at += ic;
+        }
+    }
+    put_zeros::<2>(block, lane, k, k8 - k);
+}
+
+/// Widens the phase's sub-kernel of output channel `oc` into lane `lane` of `wbuf`, in the tap
+/// order `im2col` uses.
+#[inline(always)]
+fn widen_weights(
+    ctx: &Ctx,
+    phase: Phase,
+    oc: usize,
+    wbuf: &mut [u32],
+    lane: usize,
+    k: usize,
+    k8: usize,
+) {
+    let ic = ctx.in_shape.c;
+    if phase.kstep == 1 {
+        // The whole kernel of `oc` is one contiguous run.
+        let o = oc * k;
+        if let Some(row) = ctx.weights.get(o..o + k) {
+            put_row::<2>(wbuf, lane, 0, row, 0);
+        }
+    } else {
+        let mut at = 0;
+        for ky in phase.taps(phase.ky0, phase.kh) {
+            for kx in phase.taps(phase.kx0, phase.kw) {
+                let o = ((oc * phase.kh + ky) * phase.kw + kx) * ic;
+                if let Some(row) = ctx.weights.get(o..o + ic) {
+                    put_row::<2>(wbuf, lane, at, row, 0);
+                }
+                at += ic;
+            }
+        }
+    }
+    put_zeros::<2>(wbuf, lane, k, k8 - k);
+}

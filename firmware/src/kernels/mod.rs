@@ -1,0 +1,334 @@
+//! Fixed-point int8 kernels: a portable reference (`scalar`) and fast paths behind one interface.
+//!
+//! The top-level functions dispatch at compile time:
+//! - `dsp` (SMLAD/SXTB16 through inline `asm!`) on little-endian 32-bit Arm with the DSP extension
+//!   and a hard-float ABI (thumbv7em-none-eabihf and friends; see [`dsp`]);
+//! - `neon` on aarch64;
+//! - `scalar` elsewhere, and everywhere with the cargo feature `force-scalar`.
+//!
+//! Every kernel validates its shapes, slice lengths and parameters up front (one shared validation,
+//! so every path answers a bad call with the same error) and never panics afterwards. All paths are
+//! bit-exact against `scalar`; accumulation wraps modulo 2^32 (the exporter proves no overflow, and
+//! wrapping keeps the paths identical even where that proof would be wrong).
+//!
+//! Layouts: activations HWC int8; conv and transposed-conv weights `[oc][ky][kx][ic]` int8
+//! (symmetric); dense weights `[out][in]`.
+
+pub mod dsp_scratch;
+pub mod scalar;
+
+#[cfg(all(
+    target_arch = "arm",
+    target_endian = "little",
+    any(target_feature = "dsp", all(target_os = "none", target_abi = "eabihf"))
+))]
+pub mod dsp;
+
+#[cfg(target_arch = "aarch64")]
+pub mod neon;
+
+pub use scalar::requantize;
+
+/// Why a kernel refused to run. Nothing is written to the output when a kernel returns `Err`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelError {
+    /// `out_shape` is not the shape the geometry produces from `in_shape`, or a size overflows.
+    ShapeMismatch,
+    /// `input`, `output` or `weights` is shorter than the shapes require.
+    BufferTooSmall,
+    /// `scratch` is shorter than the matching `*_scratch_size` function returns.
+    ScratchTooSmall,
+    /// Stride or kernel size 0, a zero point or clamp range outside int8, a shift outside
+    /// [-31, 30], or per-channel parameters shorter than the number of output channels.
+    BadParams,
+}
+
+/// Activation shape, channels-last (H, W, C) int8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+}
+
+impl Shape {
+    /// Number of elements, `h * w * c` (saturating; validation uses the checked form).
+    pub const fn len(&self) -> usize {
+        self.h.saturating_mul(self.w).saturating_mul(self.c)
+    }
+
+    /// True when the shape holds no element.
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub(crate) fn checked_len(&self) -> Option<usize> {
+        self.h.checked_mul(self.w)?.checked_mul(self.c)
+    }
+}
+
+/// Convolution geometry: kernel height and width, stride (≥ 1) and symmetric zero padding.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvGeom {
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+/// Little-endian i32 values borrowed from unaligned bytes (the model file in flash).
+#[derive(Clone, Copy, Debug)]
+pub struct LeI32<'a>(pub &'a [u8]);
+
+impl<'a> LeI32<'a> {
+    /// Number of whole i32 values (trailing bytes are ignored).
+    pub fn len(&self) -> usize {
+        self.0.len() / 4
+    }
+
+    /// True when no whole value is present.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Value `i`, or 0 when `i` is out of range. Never panics.
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> i32 {
+        match i
+            .checked_mul(4)
+            .and_then(|o| self.0.get(o..o.checked_add(4)?))
+        {
+            Some(&[a, b, c, d]) => i32::from_le_bytes([a, b, c, d]),
+            _ => 0,
+        }
+    }
+}
+
+/// Per-output-channel output stage: `clamp(requantize(acc, multiplier[c], shift[c]) + output_zp,
+/// act_min, act_max)`.
+pub struct OutputStage<'a> {
+    /// int32 bias per output channel, scale `s_in * s_w[c]`, zero point 0.
+    pub bias: LeI32<'a>,
+    /// Q31 multiplier per output channel, in [2^30, 2^31) or 0.
+    pub multiplier: LeI32<'a>,
+    /// TFLite convention: > 0 shifts left before the multiply, < 0 is a rounding right shift
+    /// after it. Valid range [-31, 30].
+    pub shift: &'a [i8],
+    /// Output zero point, within [-128, 127].
+    pub output_zp: i32,
+    /// Clamp range within [-128, 127] (ReLU fused: `act_min = output_zp`).
+    pub act_min: i32,
+    pub act_max: i32,
+}
+
+impl OutputStage<'_> {
+    /// Requantise one accumulator of output channel `oc` to int8.
+    #[inline(always)]
+    pub(crate) fn apply(&self, acc: i32, oc: usize) -> i8 {
+        let shift = self.shift.get(oc).copied().unwrap_or(0) as i32;
+        let q = requantize(acc, self.multiplier.get(oc), shift);
+        q.saturating_add(self.output_zp)
+            .clamp(self.act_min, self.act_max) as i8
+    }
+
+    fn validate(&self, n_out: usize) -> Result<(), KernelError> {
+        let int8 = -128..=127;
+        let ok = self.bias.len() >= n_out
+            && self.multiplier.len() >= n_out
+            && self.shift.len() >= n_out
+            && int8.contains(&self.output_zp)
+            && int8.contains(&self.act_min)
+            && int8.contains(&self.act_max)
+            && self.act_min <= self.act_max
+            && self.shift[..n_out].iter().all(|s| (-31..=30).contains(s));
+        if ok {
+            Ok(())
+        } else {
+            Err(KernelError::BadParams)
+        }
+    }
+}
+
+/// Output size of a convolution, `(in + 2 pad - k) / stride + 1`, or `None` when the kernel does
+/// not fit the padded input.
+fn conv_out_dim(input: usize, k: usize, stride: usize, pad: usize) -> Option<usize> {
+    let padded = input.checked_add(pad.checked_mul(2)?)?;
+    Some(padded.checked_sub(k)? / stride + 1)
+}
+
+/// Output size of a transposed convolution, `(in - 1) * stride - 2 pad + k`, or `None` when it is
+/// not positive.
+fn conv_transpose_out_dim(input: usize, k: usize, stride: usize, pad: usize) -> Option<usize> {
+    let full = input.checked_sub(1)?.checked_mul(stride)?.checked_add(k)?;
+    full.checked_sub(pad.checked_mul(2)?).filter(|&n| n > 0)
+}
+
+/// Everything a convolution-like kernel checks before it touches memory. After `Ok`, every index
+/// the kernels compute stays inside `input`, `weights` and `output`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn validate_conv(
+    input: &[i8],
+    in_shape: Shape,
+    input_zp: i32,
+    weights: &[i8],
+    geom: ConvGeom,
+    stage: &OutputStage,
+    output: &[i8],
+    out_shape: Shape,
+    transpose: bool,
+) -> Result<(), KernelError> {
+    if geom.kh == 0 || geom.kw == 0 || geom.stride == 0 || !(-128..=127).contains(&input_zp) {
+        return Err(KernelError::BadParams);
+    }
+    let dims = |i, k| {
+        if transpose {
+            conv_transpose_out_dim(i, k, geom.stride, geom.pad)
+        } else {
+            conv_out_dim(i, k, geom.stride, geom.pad)
+        }
+    };
+    if dims(in_shape.h, geom.kh) != Some(out_shape.h)
+        || dims(in_shape.w, geom.kw) != Some(out_shape.w)
+    {
+        return Err(KernelError::ShapeMismatch);
+    }
+    let in_len = in_shape.checked_len().ok_or(KernelError::ShapeMismatch)?;
+    let out_len = out_shape.checked_len().ok_or(KernelError::ShapeMismatch)?;
+    let w_len = out_shape
+        .c
+        .checked_mul(geom.kh)
+        .and_then(|n| n.checked_mul(geom.kw))
+        .and_then(|n| n.checked_mul(in_shape.c))
+        .ok_or(KernelError::ShapeMismatch)?;
+    // Padding larger than the kernel is legal but pointless; it also keeps index arithmetic
+    // (`o * stride + k`) far from overflow, since every product below is bounded by a slice length.
+    if geom
+        .pad
+        .checked_mul(2)
+        .and_then(|p| p.checked_add(geom.kh.max(geom.kw)))
+        .is_none()
+    {
+        return Err(KernelError::ShapeMismatch);
+    }
+    if input.len() < in_len || output.len() < out_len || weights.len() < w_len {
+        return Err(KernelError::BufferTooSmall);
+    }
+    stage.validate(out_shape.c)
+}
+
+pub(crate) fn validate_dense(
+    input: &[i8],
+    input_zp: i32,
+    weights: &[i8],
+    n_in: usize,
+    n_out: usize,
+    stage: &OutputStage,
+    output: &[i8],
+) -> Result<(), KernelError> {
+    if !(-128..=127).contains(&input_zp) {
+        return Err(KernelError::BadParams);
+    }
+    let w_len = n_in.checked_mul(n_out).ok_or(KernelError::ShapeMismatch)?;
+    if input.len() < n_in || output.len() < n_out || weights.len() < w_len {
+        return Err(KernelError::BufferTooSmall);
+    }
+    stage.validate(n_out)
+}
+
+#[cfg(all(
+    not(feature = "force-scalar"),
+    target_arch = "arm",
+    target_endian = "little",
+    any(target_feature = "dsp", all(target_os = "none", target_abi = "eabihf"))
+))]
+use dsp as fast;
+#[cfg(all(not(feature = "force-scalar"), target_arch = "aarch64"))]
+use neon as fast;
+#[cfg(any(
+    feature = "force-scalar",
+    not(any(
+        target_arch = "aarch64",
+        all(
+            target_arch = "arm",
+            target_endian = "little",
+            any(target_feature = "dsp", all(target_os = "none", target_abi = "eabihf"))
+        )
+    ))
+))]
+use scalar as fast;
+
+/// Scratch bytes `conv2d` needs for these shapes, on the path compiled in.
+pub fn conv2d_scratch_size(in_shape: Shape, out_shape: Shape, geom: ConvGeom) -> usize {
+    fast::conv2d_scratch_size(in_shape, out_shape, geom)
+}
+
+/// int8 2-D convolution, HWC activations, weights `[oc][ky][kx][ic]`:
+/// `out[oy][ox][oc] = stage(bias[oc] + Σ w[oc][ky][kx][ic] · (in[oy*s-pad+ky][ox*s-pad+kx][ic] - input_zp))`,
+/// padding taps contributing nothing. `input`/`output` may be longer than their shapes (the
+/// prefix is used).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    input: &[i8],
+    in_shape: Shape,
+    input_zp: i32,
+    weights: &[i8],
+    geom: ConvGeom,
+    stage: &OutputStage,
+    output: &mut [i8],
+    out_shape: Shape,
+    scratch: &mut [u8],
+) -> Result<(), KernelError> {
+    fast::conv2d(
+        input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
+    )
+}
+
+/// Scratch bytes `conv_transpose2d` needs for these shapes, on the path compiled in.
+pub fn conv_transpose2d_scratch_size(in_shape: Shape, out_shape: Shape, geom: ConvGeom) -> usize {
+    fast::conv_transpose2d_scratch_size(in_shape, out_shape, geom)
+}
+
+/// int8 transposed 2-D convolution with PyTorch semantics (no kernel flip), weights
+/// `[oc][ky][kx][ic]`: `out[iy*s-pad+ky][ix*s-pad+kx][oc]` accumulates `w · (in[iy][ix] - input_zp)`.
+/// Output size `(in-1)*s - 2 pad + k`. Computed as s² phase convolutions with sub-kernels.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose2d(
+    input: &[i8],
+    in_shape: Shape,
+    input_zp: i32,
+    weights: &[i8],
+    geom: ConvGeom,
+    stage: &OutputStage,
+    output: &mut [i8],
+    out_shape: Shape,
+    scratch: &mut [u8],
+) -> Result<(), KernelError> {
+    fast::conv_transpose2d(
+        input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
+    )
+}
+
+/// Scratch bytes `dense` needs, on the path compiled in.
+pub fn dense_scratch_size(n_in: usize, n_out: usize) -> usize {
+    fast::dense_scratch_size(n_in, n_out)
+}
+
+/// int8 fully connected layer, weights `[out][in]`:
+/// `out[o] = stage(bias[o] + Σ w[o][i] · (in[i] - input_zp))`.
+#[allow(clippy::too_many_arguments)]
+pub fn dense(
+    input: &[i8],
+    input_zp: i32,
+    weights: &[i8],
+    n_in: usize,
+    n_out: usize,
+    stage: &OutputStage,
+    output: &mut [i8],
+    scratch: &mut [u8],
+) -> Result<(), KernelError> {
+    fast::dense(
+        input, input_zp, weights, n_in, n_out, stage, output, scratch,
+    )
+}
+
+pub use scalar::{apply_lut, quantize_pixels};
