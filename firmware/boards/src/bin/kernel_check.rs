@@ -26,18 +26,25 @@ fn main() -> ! {
     let mut scratch = [0u8; MAX_SCRATCH];
     let mut ok = true;
 
-    for transpose in [false, true] {
-        let name = if transpose {
-            "conv_transpose2d"
-        } else {
-            "conv2d"
+    // Pass 0: random shapes. Pass 1: the special-case kernels: one input channel (conv2d, up to
+    // 70 output channels: both prepared blocks and the fallback above 64) or 1–3 output channels.
+    for (transpose, narrow) in [(false, false), (true, false), (false, true), (true, true)] {
+        let name = match (transpose, narrow) {
+            (true, false) => "conv_transpose2d",
+            (false, false) => "conv2d",
+            (true, true) => "conv_transpose2d oc<4",
+            (false, true) => "conv2d ic=1",
         };
         let mut done = 0;
-        while done < CASES {
+        while ok && done < CASES {
             let is = Shape {
                 h: r.range(1, 9) as usize,
                 w: r.range(1, 9) as usize,
-                c: r.range(1, 17) as usize,
+                c: if narrow && !transpose {
+                    1
+                } else {
+                    r.range(1, 17) as usize
+                },
             };
             let g = ConvGeom {
                 kh: r.range(1, 5) as usize,
@@ -45,7 +52,11 @@ fn main() -> ! {
                 stride: r.range(1, 3) as usize,
                 pad: r.range(0, 2) as usize,
             };
-            let oc = r.range(1, 17) as usize;
+            let oc = match (narrow, transpose) {
+                (false, _) => r.range(1, 17),
+                (true, true) => r.range(1, 3),
+                (true, false) => r.range(1, 70),
+            } as usize;
             let dim = |i: usize, k: usize| {
                 if transpose {
                     ((i - 1) * g.stride + k)
@@ -67,7 +78,7 @@ fn main() -> ! {
             let (x, w) = (&mut x[..is.len()], &mut w[..oc * g.kh * g.kw * is.c]);
             r.fill(x);
             r.fill(w);
-            let p: Params<68> = Params::random(&mut r, oc, g.kh * g.kw * is.c);
+            let p: Params<{ 4 * 70 }> = Params::random(&mut r, oc, g.kh * g.kw * is.c);
             let stage = p.stage();
             let (fo, ro) = (&mut fast[..os.len()], &mut reference[..os.len()]);
             fo.fill(0x5A);

@@ -139,3 +139,100 @@ pub(super) fn dense_2(w0: &[i8], w1: &[i8], x: &[u32], groups: usize, acc: [i32;
     };
     [a0, a1]
 }
+
+/// `acc` plus the dot product of two widened rows (same layout) of `words` words; `words` must
+/// be even (checked; an odd count or short slice computes nothing). Eight words per iteration,
+/// then pairs.
+#[inline(always)]
+pub(super) fn dot(w: &[u32], x: &[u32], words: usize, acc: i32) -> i32 {
+    let mut a = acc;
+    if words == 0 || !words.is_multiple_of(2) || w.len() < words || x.len() < words {
+        return acc;
+    }
+    // SAFETY: the loops read exactly `words` words from each pointer (8 per first-loop
+    // iteration, 2 per second), inside the slices by the check above; both come from `&[u32]`,
+    // so LDRD's word alignment holds.
+    unsafe {
+        asm!(
+            "lsrs {n}, {words}, #3",
+            "beq 3f",
+            "2:",
+            "ldrd {w0}, {w1}, [{wp}], #8",
+            "ldrd {x0}, {x1}, [{xp}], #8",
+            "smlad {a}, {w0}, {x0}, {a}",
+            "smlad {a}, {w1}, {x1}, {a}",
+            "ldrd {w0}, {w1}, [{wp}], #8",
+            "ldrd {x0}, {x1}, [{xp}], #8",
+            "smlad {a}, {w0}, {x0}, {a}",
+            "smlad {a}, {w1}, {x1}, {a}",
+            "ldrd {w0}, {w1}, [{wp}], #8",
+            "ldrd {x0}, {x1}, [{xp}], #8",
+            "smlad {a}, {w0}, {x0}, {a}",
+            "smlad {a}, {w1}, {x1}, {a}",
+            "ldrd {w0}, {w1}, [{wp}], #8",
+            "ldrd {x0}, {x1}, [{xp}], #8",
+            "smlad {a}, {w0}, {x0}, {a}",
+            "smlad {a}, {w1}, {x1}, {a}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            "3:",
+            "ands {n}, {words}, #6",
+            "beq 5f",
+            "4:",
+            "ldrd {w0}, {w1}, [{wp}], #8",
+            "ldrd {x0}, {x1}, [{xp}], #8",
+            "smlad {a}, {w0}, {x0}, {a}",
+            "smlad {a}, {w1}, {x1}, {a}",
+            "subs {n}, {n}, #2",
+            "bne 4b",
+            "5:",
+            wp = inout(reg) w.as_ptr() => _,
+            xp = inout(reg) x.as_ptr() => _,
+            words = in(reg) words,
+            n = out(reg) _,
+            a = inout(reg) a,
+            w0 = out(reg) _,
+            w1 = out(reg) _,
+            x0 = out(reg) _,
+            x1 = out(reg) _,
+            options(nostack, readonly),
+        )
+    };
+    a
+}
+
+/// `acc` plus the dot product of six words of int16 pairs: `w` from memory (at least 6 words,
+/// checked; a short slice computes nothing), `x` in registers.
+#[inline(always)]
+pub(super) fn dot6(w: &[u32], x: &[u32; 6], acc: i32) -> i32 {
+    let mut a = acc;
+    if w.len() < 6 {
+        return acc;
+    }
+    // SAFETY: reads words 0..6 of `w`, in bounds by the check above and word-aligned (`&[u32]`).
+    unsafe {
+        asm!(
+            "ldrd {w0}, {w1}, [{wp}]",
+            "smlad {a}, {w0}, {x0}, {a}",
+            "smlad {a}, {w1}, {x1}, {a}",
+            "ldrd {w0}, {w1}, [{wp}, #8]",
+            "smlad {a}, {w0}, {x2}, {a}",
+            "smlad {a}, {w1}, {x3}, {a}",
+            "ldrd {w0}, {w1}, [{wp}, #16]",
+            "smlad {a}, {w0}, {x4}, {a}",
+            "smlad {a}, {w1}, {x5}, {a}",
+            wp = in(reg) w.as_ptr(),
+            x0 = in(reg) x[0],
+            x1 = in(reg) x[1],
+            x2 = in(reg) x[2],
+            x3 = in(reg) x[3],
+            x4 = in(reg) x[4],
+            x5 = in(reg) x[5],
+            a = inout(reg) a,
+            w0 = out(reg) _,
+            w1 = out(reg) _,
+            options(nostack, readonly, pure),
+        )
+    };
+    a
+}

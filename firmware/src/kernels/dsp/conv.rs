@@ -1,7 +1,7 @@
 //! Convolution and transposed convolution as phase-wise im2col GEMMs (2 channels × 2 pixels).
 
 use super::super::{scalar, validate_conv, ConvGeom, KernelError, OutputStage, Shape};
-use super::{asm, put_row, put_zeros, scratch_words};
+use super::{asm, put_row, put_zeros, scratch_words, Rq};
 pub use crate::kernels::dsp_scratch::{conv2d_scratch_size, conv_transpose2d_scratch_size};
 use crate::kernels::dsp_scratch::{padded_k, CHUNK, MIN_GEMM_CHANNELS};
 
@@ -54,7 +54,7 @@ pub fn conv2d(
     out_shape: Shape,
     scratch: &mut [u8],
 ) -> Result<(), KernelError> {
-    if out_shape.c < MIN_GEMM_CHANNELS {
+    if in_shape.c != 1 && out_shape.c < MIN_GEMM_CHANNELS {
         return scalar::conv2d(
             input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
         );
@@ -64,6 +64,11 @@ pub fn conv2d(
     )?;
     if scratch.len() < conv2d_scratch_size(in_shape, out_shape, geom) {
         return Err(KernelError::ScratchTooSmall);
+    }
+    if in_shape.c == 1 {
+        return super::narrow::conv2d_ic1(
+            input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
+        );
     }
     let phase = Phase {
         transpose: false,
@@ -100,16 +105,16 @@ pub fn conv_transpose2d(
     out_shape: Shape,
     scratch: &mut [u8],
 ) -> Result<(), KernelError> {
-    if out_shape.c < MIN_GEMM_CHANNELS {
-        return scalar::conv_transpose2d(
-            input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
-        );
-    }
     validate_conv(
         input, in_shape, input_zp, weights, geom, stage, output, out_shape, true,
     )?;
     if scratch.len() < conv_transpose2d_scratch_size(in_shape, out_shape, geom) {
         return Err(KernelError::ScratchTooSmall);
+    }
+    if out_shape.c < MIN_GEMM_CHANNELS {
+        return super::narrow::conv_transpose2d_narrow(
+            input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
+        );
     }
     let ctx = Ctx {
         input,
@@ -207,17 +212,18 @@ fn gemm(
             widen_weights(ctx, phase, oc0, wbuf, 0, k, k8);
             widen_weights(ctx, phase, oc1, wbuf, 1, k, k8);
             let (b0, b1) = (ctx.stage.bias.get(oc0), ctx.stage.bias.get(oc1));
+            let (q0, q1) = (Rq::new(ctx.stage, oc0), Rq::new(ctx.stage, oc1));
             for (b, block) in cols.chunks_exact(2 * w_words).enumerate() {
                 let acc = asm::block_2x2(wbuf, block, w_words, [b0, b0, b1, b1]);
                 // acc = [oc0·px0, oc0·px1, oc1·px0, oc1·px1]; an odd last pixel's twin is garbage.
                 for (j, &(oy, ox)) in chunk[2 * b..n.min(2 * b + 2)].iter().enumerate() {
                     let base = (oy * ctx.out_shape.w + ox) * oc_n;
                     if let Some(o) = output.get_mut(base + oc0) {
-                        *o = ctx.stage.apply(acc[j], oc0);
+                        *o = q0.apply(acc[j], ctx.stage);
                     }
                     if oc1 != oc0 {
                         if let Some(o) = output.get_mut(base + oc1) {
-                            *o = ctx.stage.apply(acc[2 + j], oc1);
+                            *o = q1.apply(acc[2 + j], ctx.stage);
                         }
                     }
                 }

@@ -1,7 +1,7 @@
 //! Dense layer: the input is widened once; two output channels share each input load.
 
 use super::super::{validate_dense, KernelError, OutputStage};
-use super::{asm, put_row, scratch_words};
+use super::{asm, put_row, scratch_words, Rq};
 use crate::kernels::dsp_scratch::dense_scratch_size;
 
 /// See [`crate::kernels::dense`].
@@ -54,10 +54,10 @@ pub fn dense(
         );
         let Some(o) = outs.next() else { break };
         if let Some(o0) = o.get_mut(0) {
-            *o0 = stage.apply(tail_dot(w0, a0), oc0);
+            *o0 = Rq::new(stage, oc0).apply(tail_dot(w0, a0), stage);
         }
         if let Some(o1) = o.get_mut(1) {
-            *o1 = stage.apply(tail_dot(w1, a1), oc1);
+            *o1 = Rq::new(stage, oc1).apply(tail_dot(w1, a1), stage);
         }
     }
     Ok(())

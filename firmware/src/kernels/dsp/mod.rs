@@ -5,6 +5,10 @@
 //! into the scratch as int16 `x - zp` (padding as 0), the weights of two output channels are
 //! widened beside it, and a 2 channel × 2 pixel register-blocked SMLAD loop computes four sums at
 //! once. A transposed convolution is the same GEMM run once per output phase with its sub-kernel.
+//! Two shapes have their own kernels (`narrow`): a one-input-channel convolution (taps of a pixel in
+//! registers, one short dot per output channel) and a transposed convolution with fewer than four
+//! output channels (direct dot products over widened input rows). Requantisation is prepared per
+//! channel ([`Rq`]).
 //! The dense layer widens the input once and widens the int8 weights in the loop (each weight is
 //! used once, so widening them ahead would only add stores).
 //!
@@ -15,6 +19,9 @@
 mod asm;
 mod conv;
 mod dense;
+mod narrow;
+
+use super::OutputStage;
 
 pub use crate::kernels::dsp_scratch::dense_scratch_size;
 pub use conv::{conv2d, conv2d_scratch_size, conv_transpose2d, conv_transpose2d_scratch_size};
@@ -103,5 +110,66 @@ fn put_one<const LANES: usize>(dst: &mut [u32], lane: usize, k: usize, v: i32) {
     let shift = 16 * (r >> 1) as u32;
     if let Some(d) = dst.get_mut(t * LANES + lane) {
         *d = (*d & !(0xFFFF << shift)) | ((v as u16 as u32) << shift);
+    }
+}
+
+/// One output channel's requantisation, prepared once per channel: bit-exact with
+/// [`OutputStage::apply`] (`scalar::requantize`, then `+ zp` and the clamp) for every input.
+///
+/// The common case (shift ≤ 0 and multiplier ≠ i32::MIN) runs without the saturating left shift
+/// and the `MIN · MIN` check: `y = (acc·m + 2^30) >> 31` (SMULL, exact in 64 bits), then the
+/// rounding right shift by `e = -shift` as `t = y - [y < 0]`, `q = (t >> e) + bit (e-1) of t`
+/// (equal to TFLite's remainder/threshold form; `kernel_check` compares every path with the
+/// reference over random multipliers and shifts −31…30), then
+/// a 9-bit saturation (which keeps every clamped result), `+ zp` and the clamp. Other channels
+/// take the reference path.
+#[derive(Clone, Copy)]
+pub(crate) struct Rq {
+    /// Q31 multiplier.
+    m: i32,
+    /// Right shift `e` (fast path), or the raw TFLite shift (slow path).
+    e: i32,
+    /// `e - 1` when `e ≥ 1`; -1 marks the slow path, -2 the fast path without right shift.
+    em1: i32,
+}
+
+impl Rq {
+    #[inline(always)]
+    pub(crate) fn new(stage: &OutputStage, oc: usize) -> Rq {
+        let m = stage.multiplier.get(oc);
+        let shift = stage.shift.get(oc).copied().unwrap_or(0) as i32;
+        if shift > 0 || m == i32::MIN {
+            Rq {
+                m,
+                e: shift,
+                em1: -1,
+            }
+        } else if shift == 0 {
+            Rq { m, e: 0, em1: -2 }
+        } else {
+            Rq {
+                m,
+                e: -shift,
+                em1: -shift - 1,
+            }
+        }
+    }
+
+    /// `stage.apply(acc, oc)` for the channel this was made for.
+    #[inline(always)]
+    pub(crate) fn apply(&self, acc: i32, stage: &OutputStage) -> i8 {
+        let q = if self.em1 >= 0 {
+            let y = ((acc as i64 * self.m as i64 + (1 << 30)) >> 31) as i32;
+            // y > i32::MIN here (|m| < 2^31), so t cannot wrap.
+            let t = y + (y >> 31);
+            // e ≤ 31 and e - 1 ≤ 30: plain arithmetic shifts.
+            (t >> (self.e & 31)) + ((t >> (self.em1 & 31)) & 1)
+        } else if self.em1 == -2 {
+            ((acc as i64 * self.m as i64 + (1 << 30)) >> 31) as i32
+        } else {
+            crate::kernels::requantize(acc, self.m, self.e)
+        };
+        // |q| ≥ 256 clamps to the same int8 as its 9-bit saturation, since |zp| ≤ 128.
+        (q.clamp(-256, 255) + stage.output_zp).clamp(stage.act_min, stage.act_max) as i8
     }
 }

@@ -1,0 +1,83 @@
+//! The device app on a Linux target, serving the wire protocol over stdin/stdout: how the NEON
+//! build runs under `qemu-aarch64` in the hardware-in-the-loop tests (and how to run the app on an
+//! aarch64 board with a camera pipeline feeding it).
+//!
+//!     cargo build -p edgevae-firmware --example stdio_app --target aarch64-unknown-linux-gnu
+//!     qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu max target/.../stdio_app models/default/model.evae
+use std::convert::Infallible;
+use std::io::{Read as _, Write as _};
+
+use edgevae_firmware::app::{kernel_path, App};
+use edgevae_shared::wire::frame_capacity;
+use edgevae_shared::Model;
+use embedded_hal_nb::nb;
+use embedded_hal_nb::serial::{ErrorType, Read, Write};
+
+struct Stdio {
+    out: std::io::BufWriter<std::io::Stdout>,
+}
+
+impl ErrorType for Stdio {
+    type Error = Infallible;
+}
+impl Read<u8> for Stdio {
+    fn read(&mut self) -> nb::Result<u8, Infallible> {
+        let mut b = [0u8];
+        match std::io::stdin().read(&mut b) {
+            Ok(1) => Ok(b[0]),
+            _ => std::process::exit(0), // host closed the link
+        }
+    }
+}
+impl Write<u8> for Stdio {
+    fn write(&mut self, b: u8) -> nb::Result<(), Infallible> {
+        let _ = self.out.write_all(&[b]);
+        Ok(())
+    }
+    fn flush(&mut self) -> nb::Result<(), Infallible> {
+        let _ = self.out.flush();
+        Ok(())
+    }
+}
+
+const FRAME: usize = frame_capacity(64 * 64 * 3);
+
+fn main() {
+    let Some(path) = std::env::args().nth(1) else {
+        eprintln!("usage: stdio_app MODEL_FILE");
+        std::process::exit(2);
+    };
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{path}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let model = match Model::from_bytes(&bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("{path}: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut arena = vec![0u8; model.header().arena_bytes as usize];
+    let serial = Stdio {
+        out: std::io::BufWriter::new(std::io::stdout()),
+    };
+    let mut app = match App::<'_, '_, Stdio, FRAME>::new(&model, &mut arena, serial) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{path}: {e:?}");
+            std::process::exit(1);
+        }
+    };
+    eprintln!(
+        "stdio_app: serving {} with {:?} kernels",
+        model.header().name.as_str(),
+        kernel_path()
+    );
+    loop {
+        let _ = app.poll();
+    }
+}
