@@ -19,5 +19,5 @@ fuzz_target!(|data: &[u8]| {
         let again = owned.to_bytes().expect("a valid model re-serialises");
         let back = Model::from_bytes(&again).expect("and parses again");
         assert_eq!(edgevae_shared::build::OwnedModel::from_model(&back), owned);
-    }
+    };
 });

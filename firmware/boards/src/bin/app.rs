@@ -79,8 +79,38 @@ impl Write<u8> for Uart0 {
     }
 }
 
+/// Bytes of stack below the entry stack pointer painted to measure the high-water mark.
+const PAINT: u32 = 32 * 1024;
+const MARK: u32 = 0x5AA5_C33C;
+
+/// Fills the unused stack below the current stack pointer with a mark.
+fn paint_stack() -> u32 {
+    let sp = cortex_m::register::msp::read();
+    let bottom = sp - PAINT;
+    let mut a = bottom;
+    // Leave 256 bytes below sp for this function's own frame.
+    while a < sp - 256 {
+        // SAFETY: [sp - PAINT, sp - 256) is unused stack inside the 4 MiB RAM of the MPS2 boards
+        // (the stack starts at the top of RAM and nothing has used it yet).
+        unsafe { (a as *mut u32).write_volatile(MARK) };
+        a += 4;
+    }
+    sp
+}
+
+/// Bytes of stack used since `paint_stack` (from the painted top down to the deepest overwrite).
+fn stack_used(top: u32) -> u32 {
+    let mut a = top - PAINT;
+    // SAFETY: reads the region `paint_stack` wrote.
+    while a < top - 256 && unsafe { (a as *const u32).read_volatile() } == MARK {
+        a += 4;
+    }
+    top - a
+}
+
 #[entry]
 fn main() -> ! {
+    let stack_top = paint_stack();
     let Some(cp) = cortex_m::Peripherals::take() else {
         exit(false)
     };
@@ -121,13 +151,14 @@ fn main() -> ! {
             exit(false)
         }
         hprintln!(
-            "edgevae app: model {} crc {:#010x}, arena {} B, model {} B in flash; encode_ticks={} decode_ticks={}",
+            "edgevae app: model {} crc {:#010x}, arena {} B, model {} B in flash; encode_ticks={} decode_ticks={} stack_bytes={}",
             model.header().name.as_str(),
             model.crc(),
             ARENA_BYTES,
             MODEL.len(),
             t1 - t0,
-            t2 - t1
+            t2 - t1,
+            stack_used(stack_top)
         );
     }
 

@@ -1,0 +1,405 @@
+//! Hardware in the loop: start the device firmware under QEMU, talk to it over the emulated
+//! UART (a Unix socket), and collect what it prints on semihosting.
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use edgevae_shared::wire::{
+    decode_frame, encode_frame_vec, DeviceInfo, Request, Response, WireErrorCode,
+};
+
+/// Why a device session failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HilError {
+    #[error("cannot start {0}: {1} (is qemu-system-arm installed? run scripts/setup.sh)")]
+    Launch(String, std::io::Error),
+    #[error(
+        "firmware image {0} not found (build it: cd firmware/boards && cargo build --release)"
+    )]
+    NoFirmware(PathBuf),
+    #[error("device did not open its UART socket within {0:?}")]
+    NoSocket(Duration),
+    #[error("UART: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("device sent a bad frame: {0}")]
+    Frame(edgevae_shared::wire::FrameError),
+    #[error("device answered sequence {got}, expected {want}")]
+    Sequence { got: u16, want: u16 },
+    #[error("device exited")]
+    Exited,
+}
+
+/// A response, owned.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reply {
+    Info(DeviceInfo),
+    Latent(Vec<i8>),
+    Image(Vec<u8>),
+    Error(WireErrorCode),
+}
+
+/// A QEMU machine running the device app.
+pub struct Device {
+    child: Child,
+    tx: Box<dyn std::io::Write + Send>,
+    rx: Box<dyn std::io::Read + Send>,
+    seq: u16,
+    dir: tempdir_lite::Dir,
+    /// Bytes read past the last frame.
+    pending: Vec<u8>,
+}
+
+mod tempdir_lite {
+    /// A folder removed on drop.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Device {
+    /// Starts `qemu-system-arm -M <machine>` with `elf`; `icount_shift` makes the instruction
+    /// count deterministic (SysTick then counts instructions, see ../shared/RECIPES.md).
+    pub fn launch(elf: &Path, machine: &str, icount_shift: Option<u32>) -> Result<Self, HilError> {
+        if !elf.is_file() {
+            return Err(HilError::NoFirmware(elf.to_path_buf()));
+        }
+        let dir =
+            std::env::temp_dir().join(format!("edgevae-hil-{}-{}", std::process::id(), unique()));
+        std::fs::create_dir_all(&dir)?;
+        let dir = tempdir_lite::Dir(dir);
+        let sock = dir.0.join("uart.sock");
+        let log = std::fs::File::create(dir.0.join("semihosting.log"))?;
+        let mut cmd = Command::new("qemu-system-arm");
+        cmd.args([
+            "-M",
+            machine,
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-nodefaults",
+        ])
+        .arg("-chardev")
+        .arg(format!(
+            "socket,id=s0,path={},server=on,wait=on",
+            sock.display()
+        ))
+        .args([
+            "-serial",
+            "chardev:s0",
+            "-semihosting-config",
+            "enable=on,target=native",
+        ]);
+        if let Some(shift) = icount_shift {
+            cmd.args(["-icount", &format!("shift={shift}")]);
+        }
+        cmd.arg("-kernel")
+            .arg(elf)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| HilError::Launch("qemu-system-arm".into(), e))?;
+        let start = Instant::now();
+        let limit = Duration::from_secs(20);
+        let stream = loop {
+            if let Ok(s) = UnixStream::connect(&sock) {
+                break s;
+            }
+            if child.try_wait()?.is_some() {
+                return Err(HilError::Exited);
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                return Err(HilError::NoSocket(limit));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let rx = Box::new(stream.try_clone()?);
+        Ok(Device {
+            child,
+            tx: Box::new(stream),
+            rx,
+            seq: 0,
+            dir,
+            pending: Vec::new(),
+        })
+    }
+
+    /// Starts the Linux build of the app (`firmware/examples/stdio_app.rs`) under `qemu-aarch64`
+    /// (the NEON kernels), speaking the protocol over its stdin/stdout.
+    pub fn launch_aarch64(binary: &Path, model_file: &Path) -> Result<Self, HilError> {
+        if !binary.is_file() {
+            return Err(HilError::NoFirmware(binary.to_path_buf()));
+        }
+        let dir =
+            std::env::temp_dir().join(format!("edgevae-hil-{}-{}", std::process::id(), unique()));
+        std::fs::create_dir_all(&dir)?;
+        let dir = tempdir_lite::Dir(dir);
+        let log = std::fs::File::create(dir.0.join("semihosting.log"))?;
+        let mut child = Command::new("qemu-aarch64")
+            .args(["-L", "/usr/aarch64-linux-gnu", "-cpu", "max"])
+            .arg(binary)
+            .arg(model_file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| HilError::Launch("qemu-aarch64".into(), e))?;
+        let (Some(tx), Some(rx)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(HilError::Exited);
+        };
+        Ok(Device {
+            child,
+            tx: Box::new(tx),
+            rx: Box::new(rx),
+            seq: 0,
+            dir,
+            pending: Vec::new(),
+        })
+    }
+
+    /// What the firmware printed (semihosting, or stderr of the Linux build) so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("semihosting.log")).unwrap_or_default()
+    }
+
+    /// Sends raw bytes (for robustness tests).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), HilError> {
+        self.tx.write_all(bytes)?;
+        self.tx.flush()?;
+        Ok(())
+    }
+
+    /// Reads one frame and decodes it.
+    pub fn read_reply(&mut self) -> Result<(u16, Reply), HilError> {
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == 0) {
+                let mut frame: Vec<u8> = self.pending.drain(..=end).collect();
+                frame.pop();
+                if frame.is_empty() {
+                    continue;
+                }
+                let (seq, r): (u16, Response) =
+                    decode_frame(&mut frame).map_err(HilError::Frame)?;
+                let reply = match r {
+                    Response::Info(i) => Reply::Info(i),
+                    Response::Latent { code } => {
+                        Reply::Latent(code.iter().map(|&b| b as i8).collect())
+                    }
+                    Response::Image { pixels } => Reply::Image(pixels.to_vec()),
+                    Response::Error(e) => Reply::Error(e),
+                };
+                return Ok((seq, reply));
+            }
+            let mut buf = [0u8; 4096];
+            let n = self.rx.read(&mut buf)?;
+            if n == 0 {
+                return Err(HilError::Exited);
+            }
+            self.pending.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    /// One request, one reply (checked against the sequence number).
+    pub fn request(&mut self, req: &Request<'_>) -> Result<Reply, HilError> {
+        self.seq = self.seq.wrapping_add(1);
+        let frame = encode_frame_vec(self.seq, req).map_err(HilError::Frame)?;
+        self.tx.write_all(&frame)?;
+        self.tx.flush()?;
+        let (got, reply) = self.read_reply()?;
+        if got != self.seq {
+            return Err(HilError::Sequence {
+                got,
+                want: self.seq,
+            });
+        }
+        Ok(reply)
+    }
+
+    /// Whether QEMU is still running (a hard fault ends it through semihosting).
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Flash and static RAM of a Cortex-M ELF (sections below 0x2000_0000 are flash on the MPS2
+/// boards; `.data` counts twice: its initial values in flash, the variables in RAM).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct ElfSize {
+    pub flash: u64,
+    pub ram: u64,
+}
+
+/// Reads section sizes from an ELF file.
+pub fn elf_size(path: &Path) -> Result<ElfSize, HilError> {
+    use object::{Object, ObjectSection, SectionKind};
+    let data = std::fs::read(path)?;
+    let file = object::File::parse(&*data).map_err(|e| {
+        HilError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            e.to_string(),
+        ))
+    })?;
+    let mut s = ElfSize::default();
+    for sec in file.sections() {
+        let name = sec.name().unwrap_or("");
+        let (addr, size) = (sec.address(), sec.size());
+        match sec.kind() {
+            SectionKind::Text | SectionKind::ReadOnlyData | SectionKind::ReadOnlyString
+                if addr < 0x2000_0000 =>
+            {
+                s.flash += size
+            }
+            SectionKind::Data if name.starts_with(".data") => {
+                s.flash += size;
+                s.ram += size;
+            }
+            SectionKind::UninitializedData if addr >= 0x2000_0000 => s.ram += size,
+            _ if name == ".vector_table" => s.flash += size,
+            _ => {}
+        }
+    }
+    Ok(s)
+}
+
+/// What a hardware-in-the-loop run measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct HilReport {
+    pub machine: String,
+    pub images: usize,
+    pub mismatches: usize,
+    pub bits_per_image: u32,
+    pub device_psnr: f64,
+    pub encode_instructions: Option<u64>,
+    pub decode_instructions: Option<u64>,
+    pub frames_per_s: f64,
+    pub flash_bytes: u64,
+    pub static_ram_bytes: u64,
+    /// Stack high-water mark after one encode + decode (painted stack).
+    pub stack_bytes: Option<u64>,
+    pub arena_bytes: u32,
+    pub model_bytes: usize,
+}
+
+/// Builds the board app embedding `model_file`, returns the ELF path.
+pub fn build_board_app(model_file: &Path) -> Result<PathBuf, HilError> {
+    let boards = Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/boards");
+    let model = model_file.canonicalize().map_err(HilError::Io)?;
+    let status = Command::new("cargo")
+        .args(["build", "--quiet", "--release", "--bin", "app"])
+        .current_dir(&boards)
+        .env("EDGEVAE_MODEL", &model)
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .map_err(|e| HilError::Launch("cargo".into(), e))?;
+    if !status.success() {
+        return Err(HilError::NoFirmware(
+            boards.join("target/thumbv7em-none-eabihf/release/app"),
+        ));
+    }
+    Ok(boards.join("target/thumbv7em-none-eabihf/release/app"))
+}
+
+/// Streams the first `images` test images through the device app on `machine` and checks every
+/// latent code and image against the fixed-point reference.
+pub fn run(
+    model_file: &Path,
+    machine: &str,
+    test: &crate::data::Dataset,
+    images: usize,
+) -> Result<HilReport, crate::Error> {
+    use crate::modelfile::{psnr_u8, Reference};
+    let hil = |e: HilError| crate::Error::Invalid(format!("hil: {e}"));
+    let bytes = std::fs::read(model_file).map_err(crate::Error::io(model_file))?;
+    let model =
+        edgevae_shared::Model::from_bytes(&bytes).map_err(|e| crate::Error::data(model_file, e))?;
+    let elf = build_board_app(model_file).map_err(hil)?;
+    let size = elf_size(&elf).map_err(hil)?;
+    let shift = 5u32;
+    let mut dev = Device::launch(&elf, machine, Some(shift)).map_err(hil)?;
+    let mut reference = Reference::new(&model);
+    let images = images.min(test.len());
+    let (mut mismatches, mut psnr) = (0usize, 0.0);
+    let start = Instant::now();
+    for k in 0..images {
+        let img = test.image(k);
+        let want = reference
+            .encode(img)
+            .map_err(|e| crate::Error::Invalid(e.to_string()))?;
+        let got = match dev.request(&Request::Encode { frame: img }).map_err(hil)? {
+            Reply::Latent(z) => z,
+            r => {
+                return Err(crate::Error::Invalid(format!(
+                    "image {k}: device answered {r:?}"
+                )))
+            }
+        };
+        mismatches += usize::from(got != want);
+        let code: Vec<u8> = got.iter().map(|&v| v as u8).collect();
+        let px = match dev
+            .request(&Request::Decode { latent: &code })
+            .map_err(hil)?
+        {
+            Reply::Image(p) => p,
+            r => {
+                return Err(crate::Error::Invalid(format!(
+                    "image {k}: device answered {r:?}"
+                )))
+            }
+        };
+        let want_px = reference
+            .decode(&got)
+            .map_err(|e| crate::Error::Invalid(e.to_string()))?;
+        mismatches += usize::from(px != want_px);
+        psnr += psnr_u8(img, &px);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let log = dev.log();
+    // SysTick at the 25 MHz core clock under -icount shift=N: a tick is 40 / 2^N instructions.
+    let ticks = |key: &str| -> Option<u64> {
+        let at = log.find(key)? + key.len();
+        log[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse::<u64>()
+            .ok()
+    };
+    let to_instr = |t: u64| t * 40 / (1u64 << shift);
+    Ok(HilReport {
+        machine: machine.into(),
+        images,
+        mismatches,
+        bits_per_image: 8 * model.header().latent as u32,
+        device_psnr: psnr / images.max(1) as f64,
+        encode_instructions: ticks("encode_ticks=").map(to_instr),
+        decode_instructions: ticks("decode_ticks=").map(to_instr),
+        frames_per_s: (2 * images) as f64 / secs.max(1e-9),
+        flash_bytes: size.flash,
+        static_ram_bytes: size.ram,
+        stack_bytes: ticks("stack_bytes="),
+        arena_bytes: model.header().arena_bytes,
+        model_bytes: bytes.len(),
+    })
+}

@@ -1,0 +1,470 @@
+//! `edgevae`: train, evaluate, sample and benchmark the VAE. Errors print as one line on stderr
+//! and exit with status 1.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use burn::optim::GradientsParams;
+use clap::{Args, Parser, Subcommand};
+use edgevae::data::{self, Split, IMAGE_PIXELS};
+use edgevae::eval::{self, RunMetrics};
+use edgevae::train::{self, TrainConfig, TrainOptions};
+use edgevae::{Error, VaeConfig};
+
+#[derive(Parser)]
+#[command(version, about = "Train and evaluate the edgevae convolutional VAE")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model into a run directory, then evaluate it on the test set.
+    Train(TrainArgs),
+    /// Evaluate a trained model on the test set and draw its figures.
+    Eval(EvalArgs),
+    /// Decode images from the prior into a PNG grid.
+    Sample(SampleArgs),
+    /// Measure training and inference throughput (images/s).
+    Bench(BenchArgs),
+    /// Quantise a trained run to an int8 model file (and compare float vs int8 PSNR).
+    Quantize(QuantizeArgs),
+    /// Export ONNX graphs (float and int8 QDQ) and check them with tract.
+    Export(ExportArgs),
+    /// Describe a model file: header, layers, sizes, arena, checksum.
+    Inspect(InspectArgs),
+    /// Stream test images through the device app under QEMU and check it byte for byte.
+    Hil(HilArgs),
+}
+
+#[derive(Args)]
+struct QuantizeArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// Trained run directory (config.json + model.bpk).
+    #[arg(long, default_value = "models/default")]
+    run: PathBuf,
+    /// Model file to write.
+    #[arg(long, default_value = "runs/model.evae")]
+    out: PathBuf,
+    /// Training images used to calibrate activation ranges.
+    #[arg(long, default_value_t = 1000)]
+    calibration: usize,
+    /// Clip activation ranges to this percentile (e.g. 99.99) instead of min/max.
+    #[arg(long)]
+    percentile: Option<f64>,
+    /// Test images for the float vs int8 PSNR comparison.
+    #[arg(long, default_value_t = 2000)]
+    test_images: usize,
+    /// Name stored in the model header (at most 32 bytes).
+    #[arg(long, default_value = "edgevae-seed-z16")]
+    name: String,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    data: DataArg,
+    #[arg(long, default_value = "models/default")]
+    run: PathBuf,
+    /// The int8 model file (from `quantize`).
+    #[arg(long, default_value = "runs/model.evae")]
+    model: PathBuf,
+    /// Folder for the .onnx files.
+    #[arg(long, default_value = "runs/onnx")]
+    out: PathBuf,
+    /// Test images for the agreement check.
+    #[arg(long, default_value_t = 500)]
+    test_images: usize,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// Model file.
+    file: PathBuf,
+}
+
+#[derive(Args)]
+struct HilArgs {
+    #[command(flatten)]
+    data: DataArg,
+    #[arg(long, default_value = "runs/model.evae")]
+    model: PathBuf,
+    /// QEMU machine: mps2-an386 (Cortex-M4F) or mps2-an500 (Cortex-M7).
+    #[arg(long, default_value = "mps2-an386")]
+    machine: String,
+    #[arg(long, default_value_t = 100)]
+    images: usize,
+}
+
+#[derive(Args)]
+struct DataArg {
+    /// Data: a folder of MNIST-layout idx files (.gz or raw), one idx3 file, or a folder of
+    /// PNG/JPEG images [default: /usr/share/datasets/fashion-mnist]
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// Run directory (config.json, model.bpk, checkpoints, metrics, figures).
+    #[arg(long, default_value = "runs/default")]
+    out: PathBuf,
+    /// Continue from the checkpoint in the run directory (only --epochs may change).
+    #[arg(long)]
+    resume: bool,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Latent size.
+    #[arg(long, default_value_t = 16)]
+    latent: usize,
+    /// Channels of the first convolution.
+    #[arg(long, default_value_t = 32)]
+    channels1: usize,
+    /// Channels of the second convolution.
+    #[arg(long, default_value_t = 64)]
+    channels2: usize,
+    /// KL weight.
+    #[arg(long, default_value_t = 1.0)]
+    beta: f64,
+    /// Epochs of linear KL warm-up from 0 to beta.
+    #[arg(long, default_value_t = 0)]
+    kl_warmup: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// Run directory of the model.
+    #[arg(long)]
+    run: PathBuf,
+    /// Where to write metrics.json's test part (eval.json) and the figures [default: the run].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct SampleArgs {
+    /// Run directory of the model.
+    #[arg(long)]
+    run: PathBuf,
+    /// PNG file to write (an 8-column grid).
+    #[arg(long, default_value = "samples.png")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// Training batch size.
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Inference batch size.
+    #[arg(long, default_value_t = 256)]
+    infer_batch: usize,
+    /// Timed steps per repetition.
+    #[arg(long, default_value_t = 40)]
+    steps: usize,
+    /// Repetitions (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    #[arg(long, default_value_t = 16)]
+    latent: usize,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edgevae: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Train(a) => cmd_train(a),
+        Command::Eval(a) => cmd_eval(a),
+        Command::Sample(a) => cmd_sample(a),
+        Command::Bench(a) => cmd_bench(a),
+        Command::Quantize(a) => cmd_quantize(a),
+        Command::Export(a) => cmd_export(a),
+        Command::Inspect(a) => cmd_inspect(a),
+        Command::Hil(a) => cmd_hil(a),
+    }
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), Error> {
+    let json = serde_json::to_vec_pretty(value).map_err(|e| Error::Invalid(e.to_string()))?;
+    train::write_atomic(path, &json)
+}
+
+fn cmd_train(a: TrainArgs) -> Result<(), Error> {
+    let model = VaeConfig::new()
+        .with_latent(a.latent)
+        .with_channels1(a.channels1)
+        .with_channels2(a.channels2);
+    let cfg = TrainConfig::new(model, TrainConfig::adam())
+        .with_epochs(a.epochs)
+        .with_batch_size(a.batch)
+        .with_beta(a.beta)
+        .with_kl_warmup_epochs(a.kl_warmup)
+        .with_learning_rate(a.lr)
+        .with_seed(a.seed);
+    cfg.validate()?;
+    let mut train_set = data::load(a.data.data.as_deref(), Split::Train)?;
+    if let Some(n) = a.limit {
+        train_set = train_set.truncate(n);
+    }
+    let test_set = data::load(a.data.data.as_deref(), Split::Test)?;
+    let opts = TrainOptions {
+        run_dir: Some(a.out.clone()),
+        resume: a.resume,
+        progress: !a.quiet,
+        max_steps: None,
+    };
+    let outcome = train::train(&cfg, &train_set, Some(&test_set), &opts)?;
+    let test = eval::evaluate(&outcome.model, &test_set, 256, cfg.seed);
+    eval::write_figures(&outcome.model, &test_set, &outcome.epochs, cfg.seed, &a.out)?;
+    print_eval(&test);
+    write_json(
+        &a.out.join("metrics.json"),
+        &RunMetrics {
+            epochs: outcome.epochs,
+            test,
+        },
+    )
+}
+
+fn print_eval(m: &eval::EvalMetrics) {
+    println!(
+        "test ({} images): -ELBO {:.2} nats (BCE {:.2}, KL {:.2}), PSNR {:.2} dB, SSIM {:.4}, \
+         active units {}/{}",
+        m.images, m.elbo.neg_elbo, m.elbo.bce, m.elbo.kl, m.psnr, m.ssim, m.active_units, m.latent
+    );
+}
+
+fn cmd_eval(a: EvalArgs) -> Result<(), Error> {
+    let (_, model) = edgevae::load_model(&a.run)?;
+    let test_set = data::load(a.data.data.as_deref(), Split::Test)?;
+    train::check_shape(&test_set, "test")?;
+    let out = a.out.unwrap_or_else(|| a.run.clone());
+    std::fs::create_dir_all(&out).map_err(|source| Error::Io {
+        path: out.clone(),
+        source,
+    })?;
+    let m = eval::evaluate(&model, &test_set, 256, a.seed);
+    print_eval(&m);
+    eval::reconstruction_figure(&model, &test_set, &out.join("reconstructions.png"))?;
+    eval::samples_figure(&model, a.seed, &out.join("samples.png"))?;
+    write_json(&out.join("eval.json"), &m)
+}
+
+fn cmd_sample(a: SampleArgs) -> Result<(), Error> {
+    let (_, model) = edgevae::load_model(&a.run)?;
+    eval::samples_figure(&model, a.seed, &a.out)?;
+    println!("wrote {}", a.out.display());
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn cmd_bench(a: BenchArgs) -> Result<(), Error> {
+    if a.batch == 0 || a.infer_batch == 0 || a.steps == 0 || a.repeats == 0 {
+        return Err(Error::Invalid(
+            "batch sizes, steps and repeats must be positive".into(),
+        ));
+    }
+    // Real images when available; the throughput does not depend on pixel values.
+    let pixels: Vec<f32> = match data::load(a.data.data.as_deref(), Split::Test) {
+        Ok(d) if d.rows * d.cols == IMAGE_PIXELS => d.to_f32(),
+        _ => (0..10_000 * IMAGE_PIXELS)
+            .map(|i| ((i * 2_654_435_761usize) % 256) as f32 / 255.0)
+            .collect(),
+    };
+    let n = pixels.len() / IMAGE_PIXELS;
+    let cfg = TrainConfig::new(VaeConfig::new().with_latent(a.latent), TrainConfig::adam());
+    let device = edgevae::train_device();
+    let mut model = train::init_model(&cfg.model, &device, 0);
+    let mut rng = train::SplitMix64(0);
+    let mut optim = cfg.optimizer.init();
+    let batch_idx =
+        |s: usize, b: usize| -> Vec<usize> { (0..b).map(|k| (s * b + k) % n).collect() };
+
+    let mut train_rates = Vec::new();
+    for r in 0..=a.repeats {
+        let start = Instant::now();
+        for s in 0..a.steps {
+            let x = train::batch_tensor(&pixels, &batch_idx(s, a.batch), &device);
+            let eps = rng.noise(a.batch, a.latent, &device);
+            let terms = model.loss(x, eps, 1.0);
+            let grads = GradientsParams::from_grads(terms.loss.backward(), &model);
+            model = optim.step(cfg.learning_rate, model, grads);
+        }
+        // Reading a parameter waits for all queued work.
+        let _ = model.enc1.weight.val().into_data();
+        if r > 0 {
+            train_rates.push((a.steps * a.batch) as f64 / start.elapsed().as_secs_f64());
+        }
+    }
+
+    let valid = burn::module::Module::valid(&model);
+    let plain = edgevae::device();
+    let mut infer_rates = Vec::new();
+    for r in 0..=a.repeats {
+        let start = Instant::now();
+        for s in 0..a.steps {
+            let x = train::batch_tensor(&pixels, &batch_idx(s, a.infer_batch), &plain);
+            let img = valid.decode_image(valid.encode_mu(x));
+            let _ = img.into_data();
+        }
+        if r > 0 {
+            infer_rates.push((a.steps * a.infer_batch) as f64 / start.elapsed().as_secs_f64());
+        }
+    }
+    println!(
+        "backend {}, {} threads: train {:.0} images/s (batch {}), infer {:.0} images/s \
+         (encode mu + decode, batch {}); medians of {} x {} steps",
+        if cfg!(feature = "flex") {
+            "flex"
+        } else {
+            "ndarray"
+        },
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        median(train_rates),
+        a.batch,
+        median(infer_rates),
+        a.infer_batch,
+        a.repeats,
+        a.steps
+    );
+    Ok(())
+}
+
+fn cmd_quantize(a: QuantizeArgs) -> Result<(), Error> {
+    use edgevae::quantize::Calibration;
+    let cal = match a.percentile {
+        Some(p) if (50.0..=100.0).contains(&p) => Calibration::Percentile(p),
+        Some(p) => {
+            return Err(Error::Invalid(format!(
+                "--percentile {p}: expected 50..=100"
+            )))
+        }
+        None => Calibration::MinMax,
+    };
+    let r = edgevae::pipeline::quantize(
+        &a.run,
+        a.data.data.as_deref(),
+        &a.out,
+        a.calibration,
+        cal,
+        a.test_images,
+        &a.name,
+    )?;
+    println!(
+        "wrote {} ({} bytes, arena {} bytes); latent {} bits/image; PSNR on {} test images: float {:.3} dB, int8 {:.3} dB (delta {:+.3} dB); Burn vs reference mu max diff {:.2e}",
+        r.file.display(),
+        r.file_bytes,
+        r.arena_bytes,
+        r.latent_bits,
+        r.test_images,
+        r.float_psnr,
+        r.int8_psnr,
+        r.int8_psnr - r.float_psnr,
+        r.burn_vs_reference_mu
+    );
+    Ok(())
+}
+
+fn cmd_export(a: ExportArgs) -> Result<(), Error> {
+    let r = edgevae::pipeline::export(
+        &a.run,
+        &a.model,
+        a.data.data.as_deref(),
+        &a.out,
+        a.test_images,
+    )?;
+    for f in &r.files {
+        println!("wrote {}", f.display());
+    }
+    println!(
+        "tract on {} test images: float graphs max |tract - Burn| {:.2e}; int8 QDQ vs fixed-point reference: latent {:.2}% exact, {:.2}% within 1 LSB; pixels {:.2}% exact, {:.2}% within 1 LSB",
+        r.test_images,
+        r.float_max_diff,
+        100.0 * r.latent_exact,
+        100.0 * r.latent_within_1,
+        100.0 * r.pixels_exact,
+        100.0 * r.pixels_within_1
+    );
+    Ok(())
+}
+
+fn cmd_inspect(a: InspectArgs) -> Result<(), Error> {
+    let bytes = std::fs::read(&a.file).map_err(|e| Error::Io {
+        path: a.file.clone(),
+        source: e,
+    })?;
+    let text = edgevae::modelfile::inspect(&bytes).map_err(|e| Error::Data {
+        path: a.file.clone(),
+        problem: e.to_string(),
+    })?;
+    print!("{text}");
+    Ok(())
+}
+
+fn cmd_hil(a: HilArgs) -> Result<(), Error> {
+    let test = data::load(a.data.data.as_deref(), Split::Test)?;
+    let r = edgevae::hil::run(&a.model, &a.machine, &test, a.images)?;
+    println!(
+        "{}: {} test images streamed over the emulated UART, {} mismatches vs the host fixed-point reference",
+        r.machine, r.images, r.mismatches
+    );
+    println!(
+        "latent {} bits/image; device reconstruction PSNR {:.2} dB; {:.1} frames/s through the link",
+        r.bits_per_image, r.device_psnr, r.frames_per_s
+    );
+    if let (Some(e), Some(d)) = (r.encode_instructions, r.decode_instructions) {
+        println!("instructions per inference (QEMU -icount): encode {e}, decode {d}");
+    }
+    println!(
+        "firmware: flash {} bytes (model file {} bytes), RAM {} bytes static (arena {} bytes) + {} bytes stack",
+        r.flash_bytes,
+        r.model_bytes,
+        r.static_ram_bytes,
+        r.arena_bytes,
+        r.stack_bytes.map_or("?".to_string(), |s| s.to_string())
+    );
+    if r.mismatches > 0 {
+        return Err(Error::Invalid(format!(
+            "{} mismatches between device and reference",
+            r.mismatches
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! The convolutional VAE. Every layer is one the firmware kernels implement: convolution,
+//! transposed convolution, dense, ReLU and sigmoid.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::{log_sigmoid, relu, sigmoid};
+use burn::tensor::Distribution;
+
+use crate::data::IMAGE_SIDE;
+
+/// Side of the feature maps between the encoder convolutions and the dense layers (28 / 2 / 2).
+pub const FEATURE_SIDE: usize = IMAGE_SIDE / 4;
+
+/// Shape of the VAE. [`VaeConfig::seed`] is the reference architecture.
+#[derive(Config, Debug, PartialEq)]
+pub struct VaeConfig {
+    /// Latent dimensions (size of `mu` and `logvar`).
+    #[config(default = 16)]
+    pub latent: usize,
+    /// Output channels of the first convolution (and input channels of the last transposed one).
+    #[config(default = 32)]
+    pub channels1: usize,
+    /// Output channels of the second convolution (and of the decoder's dense layer, per pixel).
+    #[config(default = 64)]
+    pub channels2: usize,
+}
+
+impl VaeConfig {
+    /// The `seed` architecture: z = 16, widths 32 and 64.
+    ///
+    /// Encoder: Conv2d(1→32, k3, s2, p1) + ReLU, Conv2d(32→64, k3, s2, p1) + ReLU, flatten,
+    /// Dense(64·7·7 → z) for `mu` and another for `logvar`.
+    /// Decoder: Dense(z → 64·7·7) + ReLU, ConvTranspose2d(64→32, k4, s2, p1) + ReLU,
+    /// ConvTranspose2d(32→1, k4, s2, p1), sigmoid.
+    pub fn seed() -> Self {
+        Self::new()
+    }
+
+    /// Checks that every size is usable.
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        if self.latent == 0 || self.channels1 == 0 || self.channels2 == 0 {
+            return Err(crate::Error::Invalid(format!(
+                "latent size and channel widths must be positive, got latent {}, channels {} and {}",
+                self.latent, self.channels1, self.channels2
+            )));
+        }
+        Ok(())
+    }
+
+    /// Number of features after flattening the encoder's last feature map.
+    pub fn flat(&self) -> usize {
+        self.channels2 * FEATURE_SIDE * FEATURE_SIDE
+    }
+
+    /// Builds a freshly initialised model (Burn's default, PyTorch-like initialisers).
+    pub fn init(&self, device: &Device) -> Vae {
+        let (c1, c2, z) = (self.channels1, self.channels2, self.latent);
+        let conv = |i, o| {
+            Conv2dConfig::new([i, o], [3, 3])
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device)
+        };
+        let deconv = |i, o| {
+            ConvTranspose2dConfig::new([i, o], [4, 4])
+                .with_stride([2, 2])
+                .with_padding([1, 1])
+                .init(device)
+        };
+        Vae {
+            enc1: conv(1, c1),
+            enc2: conv(c1, c2),
+            fc_mu: LinearConfig::new(self.flat(), z).init(device),
+            fc_logvar: LinearConfig::new(self.flat(), z).init(device),
+            dec_fc: LinearConfig::new(z, self.flat()).init(device),
+            dec1: deconv(c2, c1),
+            dec2: deconv(c1, 1),
+        }
+    }
+}
+
+/// Convolutional VAE for 28×28 grayscale images.
+#[derive(Module, Debug)]
+pub struct Vae {
+    /// Conv2d(1 → c1, k3, s2, p1), then ReLU.
+    pub enc1: Conv2d,
+    /// Conv2d(c1 → c2, k3, s2, p1), then ReLU.
+    pub enc2: Conv2d,
+    /// Dense(c2·7·7 → z): the posterior mean.
+    pub fc_mu: Linear,
+    /// Dense(c2·7·7 → z): the posterior log-variance (training only; the device never runs it).
+    pub fc_logvar: Linear,
+    /// Dense(z → c2·7·7), then ReLU.
+    pub dec_fc: Linear,
+    /// ConvTranspose2d(c2 → c1, k4, s2, p1), then ReLU.
+    pub dec1: ConvTranspose2d,
+    /// ConvTranspose2d(c1 → 1, k4, s2, p1): logits; sigmoid gives the image.
+    pub dec2: ConvTranspose2d,
+}
+
+/// Loss terms of one batch, each a mean over its images.
+#[derive(Clone, Debug)]
+pub struct VaeLoss {
+    /// What the optimiser minimises: `bce + beta·kl`.
+    pub loss: Tensor<1>,
+    /// Binary cross-entropy summed over the pixels of an image (nats).
+    pub bce: Tensor<1>,
+    /// KL(q(z|x) ‖ N(0, I)) of an image (nats).
+    pub kl: Tensor<1>,
+}
+
+impl Vae {
+    /// Encodes images to the posterior's mean and log-variance.
+    ///
+    /// - `x`: `[n, 1, 28, 28]`, pixels in [0, 1]
+    /// - after `enc1`: `[n, c1, 14, 14]`; after `enc2`: `[n, c2, 7, 7]`
+    /// - flattened in (channel, row, column) order: `[n, c2·49]`
+    /// - returns `mu`, `logvar`: `[n, z]` each
+    pub fn encode(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+        let h = self.features(x);
+        (self.fc_mu.forward(h.clone()), self.fc_logvar.forward(h))
+    }
+
+    /// Encodes images to the posterior mean only (what the device computes).
+    pub fn encode_mu(&self, x: Tensor<4>) -> Tensor<2> {
+        self.fc_mu.forward(self.features(x))
+    }
+
+    fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        let h = relu(self.enc1.forward(x));
+        let h = relu(self.enc2.forward(h));
+        let [n, c, hh, ww] = h.dims();
+        h.reshape([n, c * hh * ww])
+    }
+
+    /// Decodes latent codes to pixel logits.
+    ///
+    /// - `z`: `[n, z]`
+    /// - after `dec_fc`: `[n, c2·49]`, reshaped (channel, row, column) to `[n, c2, 7, 7]`
+    /// - after `dec1`: `[n, c1, 14, 14]`; after `dec2`: `[n, 1, 28, 28]` logits
+    pub fn decode(&self, z: Tensor<2>) -> Tensor<4> {
+        let [n, _] = z.dims();
+        let h = relu(self.dec_fc.forward(z));
+        let [_, flat] = h.dims();
+        let c2 = flat / (FEATURE_SIDE * FEATURE_SIDE);
+        let h = h.reshape([n, c2, FEATURE_SIDE, FEATURE_SIDE]);
+        let h = relu(self.dec1.forward(h));
+        self.dec2.forward(h)
+    }
+
+    /// Decodes latent codes to images in [0, 1]: `sigmoid(decode(z))`, `[n, 1, 28, 28]`.
+    pub fn decode_image(&self, z: Tensor<2>) -> Tensor<4> {
+        sigmoid(self.decode(z))
+    }
+
+    /// One stochastic pass: encode, sample `z = mu + exp(logvar/2)·ε` with `ε ~ N(0, I)`
+    /// (the reparameterisation trick), decode. Returns `(logits, mu, logvar)`.
+    ///
+    /// `ε` comes from the device's (global) random generator; [`Vae::forward_with_noise`] takes
+    /// it from the caller, which is what reproducible training uses.
+    pub fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<2>, Tensor<2>) {
+        let [n, _, _, _] = x.dims();
+        let latent = self.fc_mu.weight.val().dims()[1];
+        let eps = Tensor::random([n, latent], Distribution::Normal(0.0, 1.0), &x.device());
+        self.forward_with_noise(x, eps)
+    }
+
+    /// [`Vae::forward`] with the standard normal noise `eps` (`[n, z]`) given.
+    pub fn forward_with_noise(
+        &self,
+        x: Tensor<4>,
+        eps: Tensor<2>,
+    ) -> (Tensor<4>, Tensor<2>, Tensor<2>) {
+        let (mu, logvar) = self.encode(x);
+        let z = mu.clone() + (logvar.clone() * 0.5).exp() * eps;
+        (self.decode(z), mu, logvar)
+    }
+
+    /// The negative ELBO of a batch with KL weight `beta` and reparameterisation noise `eps`
+    /// (`[n, z]`, standard normal): `BCE(x, sigmoid(logits))` summed per image plus
+    /// `beta·KL(N(mu, exp(logvar)) ‖ N(0, I))`, both averaged over the batch.
+    pub fn loss(&self, x: Tensor<4>, eps: Tensor<2>, beta: f64) -> VaeLoss {
+        let [n, _, _, _] = x.dims();
+        let (logits, mu, logvar) = self.forward_with_noise(x.clone(), eps);
+        let bce = bce_with_logits_sum(logits, x).div_scalar(n as f64);
+        let kl = kl_sum(mu, logvar).div_scalar(n as f64);
+        VaeLoss {
+            loss: bce.clone() + kl.clone() * beta,
+            bce,
+            kl,
+        }
+    }
+}
+
+/// `Σ −[x·log σ(l) + (1−x)·log(1−σ(l))]` over all elements, computed stably as
+/// `Σ (1−x)·l − log σ(l)`.
+pub fn bce_with_logits_sum(logits: Tensor<4>, x: Tensor<4>) -> Tensor<1> {
+    let per = (x.neg() + 1.0) * logits.clone() - log_sigmoid(logits);
+    per.sum()
+}
+
+/// `Σ −½·(1 + logvar − mu² − exp(logvar))` over all elements.
+pub fn kl_sum(mu: Tensor<2>, logvar: Tensor<2>) -> Tensor<1> {
+    let per = logvar.clone().exp() + mu.powi_scalar(2) - logvar - 1.0;
+    per.sum() * 0.5
+}

@@ -1,0 +1,120 @@
+//! Quantisation and export of the shipped default model: the int8 model stays within 0.2 dB of
+//! the float model, the ONNX graphs agree with Burn (float) and the fixed-point reference (int8)
+//! in tract, and bad inputs give clear errors.
+
+use std::path::{Path, PathBuf};
+
+use edgevae::pipeline::{export, quantize};
+use edgevae::quantize::Calibration;
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/default")
+}
+
+#[test]
+fn int8_model_is_close_to_float_and_onnx_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.evae");
+    let r = quantize(
+        &shipped(),
+        None,
+        &file,
+        300,
+        Calibration::MinMax,
+        200,
+        "test",
+    )
+    .unwrap();
+    eprintln!("{r:?}");
+    assert!(
+        r.burn_vs_reference_mu < 1e-4,
+        "layout conversion: {}",
+        r.burn_vs_reference_mu
+    );
+    assert!(r.float_psnr > 18.0, "float PSNR {}", r.float_psnr);
+    assert!(
+        (r.int8_psnr - r.float_psnr).abs() < 0.2,
+        "float {} vs int8 {}",
+        r.float_psnr,
+        r.int8_psnr
+    );
+    assert_eq!(r.latent_bits, 128);
+    let text = edgevae::modelfile::inspect(&std::fs::read(&file).unwrap()).unwrap();
+    assert!(text.contains("convT4x4/s2p1+lut"), "{text}");
+
+    let e = export(&shipped(), &file, None, &dir.path().join("onnx"), 100).unwrap();
+    eprintln!("{e:?}");
+    assert_eq!(e.files.len(), 4);
+    assert!(
+        e.float_max_diff < 1e-4,
+        "tract vs Burn {}",
+        e.float_max_diff
+    );
+    assert!(
+        e.latent_within_1 >= 0.99,
+        "latent within 1 LSB: {}",
+        e.latent_within_1
+    );
+    assert!(
+        e.pixels_within_1 >= 0.99,
+        "pixels within 1 LSB: {}",
+        e.pixels_within_1
+    );
+}
+
+#[test]
+fn percentile_calibration_also_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.evae");
+    let r = quantize(
+        &shipped(),
+        None,
+        &file,
+        200,
+        Calibration::Percentile(99.99),
+        100,
+        "pct",
+    )
+    .unwrap();
+    assert!(r.int8_psnr > r.float_psnr - 0.5, "{r:?}");
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-run");
+    let e = quantize(
+        &missing,
+        None,
+        &dir.path().join("x.evae"),
+        10,
+        Calibration::MinMax,
+        10,
+        "x",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("no-such-run"), "{e}");
+    assert!(
+        !dir.path().join("x.evae").exists(),
+        "nothing written on failure"
+    );
+
+    let mut bytes = std::fs::read(shipped().join("model.evae")).unwrap();
+    let n = bytes.len();
+    bytes[n - 10] ^= 0xFF;
+    let e = edgevae::modelfile::inspect(&bytes).unwrap_err();
+    assert!(e.to_string().contains("checksum"), "{e}");
+    let e = edgevae::modelfile::inspect(&bytes[..100]).unwrap_err();
+    assert!(e.to_string().contains("truncated"), "{e}");
+    let e = quantize(
+        &shipped(),
+        None,
+        &dir.path().join("y.evae"),
+        10,
+        Calibration::MinMax,
+        10,
+        &"n".repeat(40),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("32"), "{e}");
+}

@@ -1,0 +1,186 @@
+//! Trains tiny models on a real Fashion-MNIST subset (Debian's `dataset-fashion-mnist`).
+
+use burn::optim::AdamConfig;
+use edgevae::data::{self, Dataset, Split, IMAGE_PIXELS};
+use edgevae::train::{self, TrainConfig, TrainOptions};
+use edgevae::weights::{self, LayerKind};
+use edgevae::VaeConfig;
+
+fn fashion(split: Split, n: usize) -> Dataset {
+    match data::load(None, split) {
+        Ok(d) => d.truncate(n),
+        Err(e) => panic!(
+            "these tests need Fashion-MNIST in {} (apt-get install dataset-fashion-mnist): {e}",
+            data::DEFAULT_DATA_DIR
+        ),
+    }
+}
+
+fn tiny(epochs: usize, batch: usize) -> TrainConfig {
+    let model = VaeConfig::new()
+        .with_latent(8)
+        .with_channels1(8)
+        .with_channels2(16);
+    TrainConfig::new(model, AdamConfig::new())
+        .with_epochs(epochs)
+        .with_batch_size(batch)
+        .with_learning_rate(2e-3)
+        .with_seed(7)
+}
+
+/// Compares two models parameter by parameter, naming the first difference.
+fn assert_same(a: &edgevae::Vae, b: &edgevae::Vae) {
+    for (la, lb) in weights::layers(a).iter().zip(weights::layers(b).iter()) {
+        assert_eq!(la.weight_shape, lb.weight_shape, "{}", la.name);
+        for (what, x, y) in [
+            ("weight", &la.weight, &lb.weight),
+            ("bias", &la.bias, &lb.bias),
+        ] {
+            if let Some(i) = (0..x.len()).find(|&i| x[i].to_bits() != y[i].to_bits()) {
+                panic!("{}.{what}[{i}]: {} != {}", la.name, x[i], y[i]);
+            }
+        }
+    }
+}
+
+fn mean(v: &[f32]) -> f64 {
+    v.iter().map(|&x| f64::from(x)).sum::<f64>() / v.len() as f64
+}
+
+#[test]
+fn loss_falls_and_reconstruction_beats_mean_image() {
+    let train_set = fashion(Split::Train, 2048);
+    let test_set = fashion(Split::Test, 512);
+    let cfg = tiny(10, 64); // 32 steps per epoch, 320 steps
+    let out = train::train(&cfg, &train_set, Some(&test_set), &TrainOptions::default()).unwrap();
+    assert_eq!(out.step_losses.len(), 320);
+    assert!(out.step_losses.iter().all(|l| l.is_finite()));
+    let first = mean(&out.step_losses[..10]);
+    let last = mean(&out.step_losses[290..]);
+    assert!(
+        last < 0.6 * first,
+        "loss did not fall enough: {first:.1} -> {last:.1}"
+    );
+    let e = &out.epochs;
+    assert_eq!(e.len(), 10);
+    assert!(e[9].train_neg_elbo < e[0].train_neg_elbo);
+    assert!(e[9].test_neg_elbo.unwrap() < e[0].test_neg_elbo.unwrap());
+
+    // Reconstruction from mu against the best constant image (the training mean).
+    let train_px = train_set.to_f32();
+    let mut mean_img = vec![0.0f32; IMAGE_PIXELS];
+    for img in train_px.chunks(IMAGE_PIXELS) {
+        for (m, p) in mean_img.iter_mut().zip(img) {
+            *m += p / train_set.len() as f32;
+        }
+    }
+    let test_px = test_set.to_f32();
+    let mu = weights::encode_mu_batch(&out.model, &test_px);
+    assert_eq!(mu.len(), test_set.len() * 8);
+    let recon = weights::decode_batch(&out.model, &mu);
+    let mse = |a: &[f32], b: &dyn Fn(usize) -> f32| {
+        a.iter()
+            .enumerate()
+            .map(|(i, &x)| f64::from(x - b(i)).powi(2))
+            .sum::<f64>()
+            / a.len() as f64
+    };
+    let model_mse = mse(&test_px, &|i| recon[i]);
+    let base_mse = mse(&test_px, &|i| mean_img[i % IMAGE_PIXELS]);
+    assert!(
+        model_mse < 0.7 * base_mse,
+        "reconstruction MSE {model_mse:.4} vs mean-image baseline {base_mse:.4}"
+    );
+
+    let m = edgevae::eval::evaluate(&out.model, &test_set, 128, 0);
+    assert!(m.psnr > 10.0 * (1.0 / base_mse).log10(), "PSNR {}", m.psnr);
+    assert!(m.ssim > 0.2 && m.ssim <= 1.0, "SSIM {}", m.ssim);
+    assert!(m.active_units >= 1 && m.active_units <= 8);
+    assert!((m.elbo.neg_elbo - m.elbo.bce - m.elbo.kl).abs() < 1e-6);
+}
+
+#[test]
+fn same_seed_same_weights_and_resume_matches_uninterrupted_run() {
+    let train_set = fashion(Split::Train, 256);
+    let cfg = tiny(2, 64);
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    let split = dir.path().join("split");
+    let opts = |d: &std::path::Path, resume| TrainOptions {
+        run_dir: Some(d.to_path_buf()),
+        resume,
+        ..TrainOptions::default()
+    };
+    let a = train::train(&cfg, &train_set, None, &opts(&whole, false)).unwrap();
+    let b = train::train(&cfg, &train_set, None, &TrainOptions::default()).unwrap();
+    assert_same(&a.model, &b.model);
+
+    let first = cfg.clone().with_epochs(1);
+    train::train(&first, &train_set, None, &opts(&split, false)).unwrap();
+    let resumed = train::train(&cfg, &train_set, None, &opts(&split, true)).unwrap();
+    assert_eq!(
+        resumed.step_losses.len(),
+        4,
+        "resume must run only the second epoch"
+    );
+    assert_eq!(resumed.epochs.len(), 2);
+    assert_same(&a.model, &resumed.model);
+
+    // The run directory alone rebuilds the model.
+    let (loaded_cfg, loaded) = edgevae::load_model(&whole).unwrap();
+    assert_eq!(loaded_cfg, cfg.model);
+    assert_same(&loaded, &a.model);
+    let csv = std::fs::read_to_string(whole.join(train::METRICS_CSV)).unwrap();
+    assert_eq!(csv.lines().count(), 3);
+    assert!(!whole.join("model.bpk.tmp").exists());
+
+    // A different model config is refused on resume, with the file named.
+    let mut other = cfg.clone();
+    other.model = VaeConfig::new().with_latent(4);
+    let e = train::train(&other, &train_set, None, &opts(&split, true)).unwrap_err();
+    assert!(e.to_string().contains("config.json"), "{e}");
+}
+
+#[test]
+fn layer_export_has_documented_shapes() {
+    let cfg = VaeConfig::seed();
+    let model = cfg.init(&edgevae::device());
+    let layers = weights::layers(&model);
+    let shapes: Vec<(&str, Vec<usize>, usize)> = layers
+        .iter()
+        .map(|l| (l.name, l.weight_shape.clone(), l.bias.len()))
+        .collect();
+    assert_eq!(
+        shapes,
+        vec![
+            ("enc1", vec![32, 1, 3, 3], 32),
+            ("enc2", vec![64, 32, 3, 3], 64),
+            ("fc_mu", vec![3136, 16], 16),
+            ("fc_logvar", vec![3136, 16], 16),
+            ("dec_fc", vec![16, 3136], 3136),
+            ("dec1", vec![64, 32, 4, 4], 32),
+            ("dec2", vec![32, 1, 4, 4], 1),
+        ]
+    );
+    for l in &layers {
+        assert_eq!(l.weight.len(), l.weight_shape.iter().product::<usize>());
+    }
+    assert_eq!(
+        layers[0].kind,
+        LayerKind::Conv2d {
+            stride: [2, 2],
+            padding: [1, 1]
+        }
+    );
+    assert_eq!(
+        layers[5].kind,
+        LayerKind::ConvTranspose2d {
+            stride: [2, 2],
+            padding: [1, 1]
+        }
+    );
+    let images = vec![0.5f32; 3 * IMAGE_PIXELS];
+    let out = weights::decode_batch(&model, &weights::encode_mu_batch(&model, &images));
+    assert_eq!(out.len(), 3 * IMAGE_PIXELS);
+    assert!(out.iter().all(|&p| (0.0..=1.0).contains(&p)));
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The main job, end to end: set up, take the shipped model (or train one with TRAIN=1), quantise
+# it to int8, export ONNX checked with tract, run it on the emulated Cortex-M4 over its UART, and
+# print quality and size.
+#
+#   bash scripts/demo.sh                 # shipped model (models/default)
+#   TRAIN=1 EPOCHS=3 bash scripts/demo.sh  # train a fresh model first (~30 s an epoch here)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+OUT=${OUT:-runs/demo}
+RUN=models/default
+mkdir -p "$OUT"
+edgevae() { cargo run --quiet --release -p edgevae -- "$@"; }
+
+echo "== build (release)"
+cargo build --quiet --release -p edgevae
+
+if [ "${TRAIN:-0}" = 1 ] || [ ! -f "$RUN/model.bpk" ]; then
+    echo "== train (${EPOCHS:-3} epochs, seed architecture) into $OUT/train"
+    edgevae train --epochs "${EPOCHS:-3}" --out "$OUT/train"
+    RUN="$OUT/train"
+fi
+
+echo "== quantise $RUN to int8 -> $OUT/model.evae"
+edgevae quantize --run "$RUN" --out "$OUT/model.evae"
+
+echo "== inspect"
+edgevae inspect "$OUT/model.evae"
+
+echo "== export ONNX (float and int8 QDQ), checked with tract"
+edgevae export --run "$RUN" --model "$OUT/model.evae" --out "$OUT/onnx"
+
+echo "== hardware in the loop: Cortex-M4 (QEMU mps2-an386) over the emulated UART"
+edgevae hil --model "$OUT/model.evae" --machine mps2-an386 --images "${IMAGES:-100}"

@@ -1,0 +1,121 @@
+//! Hardware in the loop: the device app on emulated Cortex-M4 (mps2-an386) and Cortex-M7
+//! (mps2-an500) receives real Fashion-MNIST test images over the emulated UART; every latent code
+//! and every decoded image must equal the host's fixed-point reference byte for byte.
+
+use edgevae::data::{load, Split};
+use edgevae::hil::{Device, Reply};
+use edgevae::modelfile::{psnr_u8, Reference};
+use edgevae_shared::build::XorShift;
+use edgevae_shared::format::Model;
+use edgevae_shared::wire::{encode_frame_vec, Request};
+use edgevae_tests::{build_firmware, build_stdio_app, default_model};
+
+fn stream_images(machine: &str, images: usize) {
+    let bytes = std::fs::read(default_model()).expect("shipped model present");
+    let model = Model::from_bytes(&bytes).expect("shipped model valid");
+    let mut reference = Reference::new(&model);
+    let test = load(None, Split::Test)
+        .expect("Fashion-MNIST test set (apt-get install dataset-fashion-mnist)");
+    let mut dev = if machine == "aarch64" {
+        Device::launch_aarch64(&build_stdio_app(), &default_model()).expect("qemu-aarch64 starts")
+    } else {
+        Device::launch(&build_firmware("app"), machine, Some(5)).expect("QEMU starts")
+    };
+    match dev.request(&Request::Info).expect("info") {
+        Reply::Info(i) => assert_eq!(i.model_crc, model.crc(), "device runs the shipped model"),
+        r => panic!("unexpected {r:?}"),
+    }
+    let (mut mismatches, mut psnr) = (0, 0.0);
+    for k in 0..images {
+        let img = test.image(k);
+        let want_z = reference.encode(img).unwrap();
+        let got_z = match dev.request(&Request::Encode { frame: img }).unwrap() {
+            Reply::Latent(z) => z,
+            r => panic!("image {k}: {r:?}"),
+        };
+        if got_z != want_z {
+            mismatches += 1;
+            eprintln!("image {k}: latent differs: device {got_z:?} host {want_z:?}");
+        }
+        let want_px = reference.decode(&want_z).unwrap();
+        let code: Vec<u8> = want_z.iter().map(|&v| v as u8).collect();
+        let got_px = match dev.request(&Request::Decode { latent: &code }).unwrap() {
+            Reply::Image(p) => p,
+            r => panic!("image {k}: {r:?}"),
+        };
+        if got_px != want_px {
+            mismatches += 1;
+            let diff: Vec<usize> = (0..784).filter(|&i| got_px[i] != want_px[i]).collect();
+            eprintln!("image {k}: pixels differ at {diff:?}");
+        }
+        psnr += psnr_u8(img, &got_px);
+    }
+    eprintln!(
+        "{machine}: {images} images, {mismatches} mismatches, device PSNR {:.2} dB; device log:\n{}",
+        psnr / images as f64,
+        dev.log()
+    );
+    assert_eq!(mismatches, 0);
+    assert!(dev.alive());
+}
+
+#[test]
+fn cortex_m4_matches_reference() {
+    stream_images("mps2-an386", 60);
+}
+
+#[test]
+fn cortex_m7_matches_reference() {
+    stream_images("mps2-an500", 20);
+}
+
+/// The NEON kernels: the Linux build of the app under qemu-aarch64.
+#[test]
+fn aarch64_neon_matches_reference() {
+    stream_images("aarch64", 200);
+}
+
+/// Thousands of random and corrupted frames; the device answers each complete frame with an
+/// error, never faults, and still serves a valid request afterwards.
+#[test]
+fn survives_garbage_frames() {
+    let elf = build_firmware("app");
+    let mut dev = Device::launch(&elf, "mps2-an386", None).expect("QEMU starts");
+    let mut rng = XorShift(2026);
+    let good = encode_frame_vec(1, &Request::Decode { latent: &[3u8; 16] }).unwrap();
+    // Batches of 50 frames: the link is flow-controlled, so keep both directions moving.
+    for batch in 0..40 {
+        let mut stream = Vec::new();
+        for j in 0..50 {
+            let i = batch * 50 + j;
+            match i % 8 {
+                // random bytes without zeros, then a delimiter
+                0 => stream.extend((0..rng.range(1, 40)).map(|_| rng.range(1, 255) as u8)),
+                // a valid frame with one byte changed
+                1..=3 => {
+                    let mut f = good.clone();
+                    let at = rng.range(0, f.len() as i32 - 2) as usize;
+                    f[at] = (f[at] % 255) + 1;
+                    f.pop();
+                    stream.extend(f);
+                }
+                // a truncated frame
+                4..=6 => stream.extend(&good[..rng.range(1, good.len() as i32 - 2) as usize]),
+                // a frame longer than any buffer
+                _ => stream.extend(std::iter::repeat_n(0x55u8, 1000)),
+            }
+            stream.push(0);
+        }
+        dev.send_raw(&stream).unwrap();
+        // Every frame gets exactly one error reply.
+        for _ in 0..50 {
+            let (_, r) = dev.read_reply().expect("a reply per frame");
+            assert!(matches!(r, Reply::Error(_)), "{r:?}");
+        }
+    }
+    assert!(dev.alive(), "device faulted: {}", dev.log());
+    match dev.request(&Request::Info).unwrap() {
+        Reply::Info(_) => {}
+        r => panic!("after garbage: {r:?}"),
+    }
+}
