@@ -7,6 +7,8 @@ bin=${1:?usage: run-qemu.sh <bin> [an386|an500]}
 board=${2:-an386}
 case "$board" in an386 | an500) ;; *) echo "unknown board $board (an386|an500)" >&2; exit 2 ;; esac
 here=$(cd "$(dirname "$0")" && pwd)
+# The board crate builds into its own target folder (its .cargo/config.toml picks the target).
+unset CARGO_TARGET_DIR
 profile=${PROFILE:-release}
 flag=--release
 [ "$profile" = dev ] && flag=
