@@ -123,15 +123,12 @@ where
         };
         let h = self.engine.model().header();
         let (image, z) = (h.input.len() as usize, h.latent as usize);
-        let (seq, resp_len) = match self.reader.push(byte) {
+        let resp_len = match self.reader.push(byte) {
             Feed::Pending => return Ok(false),
             Feed::Overflow => {
                 self.stats.errors += 1;
                 log_warn("frame longer than the receive buffer");
-                (
-                    0,
-                    encode_error(WireErrorCode::Oversized, 0, &mut self.work, &mut self.out),
-                )
+                encode_error(WireErrorCode::Oversized, 0, &mut self.work, &mut self.out)
             }
             Feed::Frame(frame) => {
                 self.stats.requests += 1;
@@ -162,27 +159,23 @@ where
                 match answer {
                     Ok((seq, resp)) => {
                         match encode_frame(seq, &resp, &mut self.work, &mut self.out) {
-                            Ok(n) => (seq, n),
-                            Err(_) => (
+                            Ok(n) => n,
+                            Err(_) => encode_error(
+                                WireErrorCode::Engine,
                                 seq,
-                                encode_error(
-                                    WireErrorCode::Engine,
-                                    seq,
-                                    &mut self.work,
-                                    &mut self.out,
-                                ),
+                                &mut self.work,
+                                &mut self.out,
                             ),
                         }
                     }
                     Err((seq, code)) => {
                         self.stats.errors += 1;
                         log_error_code(code);
-                        (seq, encode_error(code, seq, &mut self.work, &mut self.out))
+                        encode_error(code, seq, &mut self.work, &mut self.out)
                     }
                 }
             }
         };
-        let _ = seq;
         for &b in self.out.get(..resp_len).unwrap_or(&[]) {
             nb::block!(self.serial.write(b))?;
         }

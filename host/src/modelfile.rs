@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use edgevae_firmware::engine::{required_arena, Engine, Fast, Scalar};
+use edgevae_firmware::engine::{required_arena, Engine, Scalar};
 use edgevae_shared::build::OwnedModel;
 use edgevae_shared::format::{Activation, Model, Op};
 
@@ -32,9 +32,7 @@ pub fn declare_arena(m: &mut OwnedModel) -> Result<u32, String> {
     m.header.arena_bytes = u32::MAX;
     let bytes = m.to_bytes().map_err(|e| e.to_string())?;
     let parsed = Model::from_bytes(&bytes).map_err(|e| e.to_string())?;
-    let need = required_arena::<Scalar>(&parsed)
-        .max(required_arena::<Fast>(&parsed))
-        .max(edgevae_firmware::engine::required_arena_all_paths(&parsed));
+    let need = edgevae_firmware::engine::required_arena_all_paths(&parsed);
     let need = u32::try_from(need).map_err(|_| "arena larger than 4 GiB".to_string())?;
     m.header.arena_bytes = need;
     Ok(need)

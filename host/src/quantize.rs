@@ -454,7 +454,7 @@ pub struct Quantised {
     pub decoder_ranges: Vec<(f32, f32)>,
 }
 
-fn quantise_layer(l: &FloatLayer, in_q: QParams, out_q: QParams, range: (f32, f32)) -> OwnedLayer {
+fn quantise_layer(l: &FloatLayer, in_q: QParams, out_q: QParams) -> OwnedLayer {
     let oc = l.output.c as usize;
     let per = if oc == 0 { 0 } else { l.weights.len() / oc };
     let mut weights = Vec::with_capacity(l.weights.len());
@@ -485,7 +485,6 @@ fn quantise_layer(l: &FloatLayer, in_q: QParams, out_q: QParams, range: (f32, f3
         Act::Identity => OwnedActivation::None,
         Act::Relu => OwnedActivation::Relu,
         Act::Sigmoid => {
-            let _ = range;
             let table = (-128i32..=127)
                 .map(|q| {
                     let x = out_q.scale as f64 * (q - out_q.zero_point as i32) as f64;
@@ -545,7 +544,7 @@ pub fn quantise(
             } else {
                 choose_qparams(r.0, r.1)
             };
-            let ql = quantise_layer(l, q, out_q, r);
+            let ql = quantise_layer(l, q, out_q);
             q = ql.effective_output_q();
             out.push(ql);
         }

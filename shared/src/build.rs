@@ -134,12 +134,16 @@ impl OwnedLayer {
 }
 
 impl OwnedModel {
-    /// Serialise with the header as it is, without validating (for tests of the parser).
-    pub fn to_bytes_unchecked(&self) -> Result<Vec<u8>, BuildError> {
+    /// Runs `f` on the borrowed body view of this model with `header`.
+    fn with_body<R>(
+        &self,
+        header: Header,
+        f: impl FnOnce(&ModelBody<'_>) -> R,
+    ) -> Result<R, BuildError> {
         let enc: Vec<Bytes> = self.encoder.iter().map(OwnedLayer::bytes).collect();
         let dec: Vec<Bytes> = self.decoder.iter().map(OwnedLayer::bytes).collect();
         let mut body = ModelBody {
-            header: self.header.clone(),
+            header,
             encoder: heapless::Vec::new(),
             decoder: heapless::Vec::new(),
         };
@@ -153,7 +157,13 @@ impl OwnedModel {
                 .push(l.view(b))
                 .map_err(|_| BuildError::TooManyLayers)?;
         }
-        body.to_bytes().map_err(BuildError::Serialize)
+        Ok(f(&body))
+    }
+
+    /// Serialise with the header as it is, without validating (for tests of the parser).
+    pub fn to_bytes_unchecked(&self) -> Result<Vec<u8>, BuildError> {
+        self.with_body(self.header.clone(), |body| body.to_bytes())?
+            .map_err(BuildError::Serialize)
     }
 
     /// Validate, then serialise.
@@ -165,27 +175,12 @@ impl OwnedModel {
 
     /// Ping-pong activation bytes (the arena without kernel scratch).
     pub fn activation_bytes(&self) -> Result<u64, BuildError> {
-        let enc: Vec<Bytes> = self.encoder.iter().map(OwnedLayer::bytes).collect();
-        let dec: Vec<Bytes> = self.decoder.iter().map(OwnedLayer::bytes).collect();
-        let mut body = ModelBody {
-            header: Header {
-                arena_bytes: u32::MAX,
-                ..self.header.clone()
-            },
-            encoder: heapless::Vec::new(),
-            decoder: heapless::Vec::new(),
+        let header = Header {
+            arena_bytes: u32::MAX,
+            ..self.header.clone()
         };
-        for (l, b) in self.encoder.iter().zip(&enc) {
-            body.encoder
-                .push(l.view(b))
-                .map_err(|_| BuildError::TooManyLayers)?;
-        }
-        for (l, b) in self.decoder.iter().zip(&dec) {
-            body.decoder
-                .push(l.view(b))
-                .map_err(|_| BuildError::TooManyLayers)?;
-        }
-        validate(&body).map_err(BuildError::Invalid)
+        self.with_body(header, validate)?
+            .map_err(BuildError::Invalid)
     }
 
     /// Owned copy of a parsed model.
