@@ -176,12 +176,17 @@ pub fn ssim(a: &[f32], b: &[f32], rows: usize, cols: usize) -> f64 {
     total / (or * oc) as f64
 }
 
-fn save_gray(path: &Path, width: u32, height: u32, pixels: Vec<u8>) -> Result<(), Error> {
-    let img = image::GrayImage::from_raw(width, height, pixels)
-        .ok_or_else(|| Error::Invalid("figure buffer has the wrong size".into()))?;
+/// `<path>.tmp.png`: where a figure is drawn before it is renamed into place.
+pub(crate) fn tmp_path(path: &Path) -> std::path::PathBuf {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp.png");
-    let tmp = std::path::PathBuf::from(tmp);
+    std::path::PathBuf::from(tmp)
+}
+
+pub fn save_gray(path: &Path, width: u32, height: u32, pixels: Vec<u8>) -> Result<(), Error> {
+    let img = image::GrayImage::from_raw(width, height, pixels)
+        .ok_or_else(|| Error::Invalid("figure buffer has the wrong size".into()))?;
+    let tmp = tmp_path(path);
     img.save(&tmp)
         .map_err(|e| Error::data(&tmp, format!("cannot write PNG ({e})")))?;
     std::fs::rename(&tmp, path).map_err(Error::io(path))
@@ -189,7 +194,7 @@ fn save_gray(path: &Path, width: u32, height: u32, pixels: Vec<u8>) -> Result<()
 
 /// Tiles 28×28 float images (row-major, [0, 1]) into a grid of `cols` columns, each pixel
 /// scaled up `scale` times, with a 2-pixel gap.
-fn tile(images: &[Vec<f32>], cols: usize, scale: usize) -> (u32, u32, Vec<u8>) {
+pub fn tile(images: &[Vec<f32>], cols: usize, scale: usize) -> (u32, u32, Vec<u8>) {
     let rows = images.len().div_ceil(cols);
     let cell = IMAGE_SIDE * scale + 2;
     let (w, h) = (cols * cell + 2, rows * cell + 2);
@@ -265,10 +270,7 @@ pub fn loss_figure(epochs: &[EpochMetrics], path: &Path) -> Result<(), Error> {
     let pad = ((hi - lo) * 0.1).max(1.0);
     let x_max = (epochs.len() as f64).max(2.0);
     let font = register_font();
-
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp.png");
-    let tmp = std::path::PathBuf::from(tmp);
+    let tmp = tmp_path(path);
     {
         let root = BitMapBackend::new(&tmp, (640, 400)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| fail(&e))?;
@@ -322,7 +324,7 @@ pub fn loss_figure(epochs: &[EpochMetrics], path: &Path) -> Result<(), Error> {
 
 /// Registers DejaVu Sans for plot text; false when no font file is installed (plots are then
 /// drawn without text).
-fn register_font() -> bool {
+pub(crate) fn register_font() -> bool {
     use std::sync::OnceLock;
     static OK: OnceLock<bool> = OnceLock::new();
     *OK.get_or_init(|| {

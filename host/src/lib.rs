@@ -5,6 +5,7 @@
 //! [`load_model`], [`weights::layers`] and the float reference forward
 //! [`weights::encode_mu_batch`] / [`weights::decode_batch`].
 
+pub mod classical;
 pub mod data;
 pub mod error;
 pub mod eval;
@@ -17,6 +18,8 @@ pub mod modelfile;
 pub mod onnx;
 pub mod pipeline;
 pub mod quantize;
+pub mod rd;
+pub mod recover;
 
 pub use error::Error;
 pub use model::{Vae, VaeConfig};

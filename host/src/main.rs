@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use edgevae::data::{self, Split, IMAGE_PIXELS};
 use edgevae::eval::{self, RunMetrics};
 use edgevae::train::{self, TrainConfig, TrainOptions};
+use edgevae::{rd, recover};
 use edgevae::{Error, VaeConfig};
 
 #[derive(Parser)]
@@ -37,6 +38,94 @@ enum Command {
     Inspect(InspectArgs),
     /// Stream test images through the device app under QEMU and check it byte for byte.
     Hil(HilArgs),
+    /// Recover images from compressed, masked or noisy measurements: VAE prior vs Lasso.
+    Recover(RecoverArgs),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TaskKind {
+    /// Compressed sensing with --m Gaussian measurements (and --noise).
+    Cs,
+    /// Inpainting with a random --missing share of the pixels lost.
+    Inpaint,
+    /// Inpainting of a missing central --block.
+    Block,
+    /// Denoising of Gaussian noise --sigma.
+    Denoise,
+}
+
+#[derive(Args)]
+struct PriorArgs {
+    /// Starts per image for the VAE prior (the first from the encoder, the rest from N(0, I)).
+    #[arg(long, default_value_t = 4)]
+    restarts: usize,
+    /// Adam steps per start.
+    #[arg(long, default_value_t = 300)]
+    steps: usize,
+    /// Adam's learning rate on z.
+    #[arg(long, default_value_t = 0.05)]
+    lr: f64,
+    /// Weight of ||z||^2.
+    #[arg(long, default_value_t = 0.01)]
+    lambda: f64,
+    /// Seed of the measurements, masks, noise and random starts.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl PriorArgs {
+    fn options(&self) -> Result<edgevae::recover::PriorOptions, Error> {
+        if self.restarts == 0 || self.steps == 0 || !(self.lr > 0.0) || !(self.lambda >= 0.0) {
+            return Err(Error::Invalid(
+                "--restarts and --steps must be positive, --lr > 0 and --lambda >= 0".into(),
+            ));
+        }
+        Ok(edgevae::recover::PriorOptions {
+            restarts: self.restarts,
+            steps: self.steps,
+            lr: self.lr,
+            lambda: self.lambda,
+            seed: self.seed,
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(Args)]
+struct RecoverArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// Trained run directory.
+    #[arg(long, default_value = "models/default")]
+    run: PathBuf,
+    #[arg(long, value_enum)]
+    task: TaskKind,
+    /// Measurements for --task cs.
+    #[arg(long, default_value_t = 100)]
+    m: usize,
+    /// Measurement noise (standard deviation, 0-255 pixel scale) for --task cs.
+    #[arg(long, default_value_t = 0.0)]
+    noise: f32,
+    /// Share of pixels lost for --task inpaint.
+    #[arg(long, default_value_t = 0.8)]
+    missing: f32,
+    /// Side of the lost central block for --task block.
+    #[arg(long, default_value_t = 12)]
+    block: usize,
+    /// Noise standard deviation (0-255 pixel scale) for --task denoise.
+    #[arg(long, default_value_t = 25.0)]
+    sigma: f32,
+    /// A PNG/JPEG image to corrupt and recover (made 28x28 grayscale) instead of test images.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Test images to corrupt and recover when no --input is given.
+    #[arg(long, default_value_t = 100)]
+    images: usize,
+    /// Output folder (PNGs, recovery.json, recovery.md).
+    #[arg(long, default_value = "runs/recover")]
+    out: PathBuf,
+    #[command(flatten)]
+    prior: PriorArgs,
 }
 
 #[derive(Args)]
@@ -155,11 +244,25 @@ struct EvalArgs {
     /// Run directory of the model.
     #[arg(long)]
     run: PathBuf,
-    /// Where to write metrics.json's test part (eval.json) and the figures [default: the run].
+    /// Where to write metrics.json's test part (eval.json), the tables and the figures
+    /// [default: the run].
     #[arg(long)]
     out: Option<PathBuf>,
+    /// The run's int8 model file [default: <run>/model.evae, or quantised now if missing].
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Further run directories to put in the rate-distortion table (each with its model.evae,
+    /// or quantised now).
+    #[arg(long)]
+    also: Vec<PathBuf>,
+    /// Test images for the rate-distortion table and plot (rd.md, rd.json, rd.png); 0 skips it.
+    #[arg(long, default_value_t = 2000)]
+    rd_images: usize,
+    /// Test images for the recovery table (recovery.md, recovery.json); 0 skips it.
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    recovery_images: usize,
+    #[command(flatten)]
+    prior: PriorArgs,
 }
 
 #[derive(Args)]
@@ -214,6 +317,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Export(a) => cmd_export(a),
         Command::Inspect(a) => cmd_inspect(a),
         Command::Hil(a) => cmd_hil(a),
+        Command::Recover(a) => cmd_recover(a),
     }
 }
 
@@ -271,16 +375,200 @@ fn cmd_eval(a: EvalArgs) -> Result<(), Error> {
     let (_, model) = edgevae::load_model(&a.run)?;
     let test_set = data::load(a.data.data.as_deref(), Split::Test)?;
     train::check_shape(&test_set, "test")?;
-    let out = a.out.unwrap_or_else(|| a.run.clone());
+    let out = a.out.clone().unwrap_or_else(|| a.run.clone());
     std::fs::create_dir_all(&out).map_err(|source| Error::Io {
         path: out.clone(),
         source,
     })?;
-    let m = eval::evaluate(&model, &test_set, 256, a.seed);
+    let m = eval::evaluate(&model, &test_set, 256, a.prior.seed);
     print_eval(&m);
     eval::reconstruction_figure(&model, &test_set, &out.join("reconstructions.png"))?;
-    eval::samples_figure(&model, a.seed, &out.join("samples.png"))?;
-    write_json(&out.join("eval.json"), &m)
+    eval::samples_figure(&model, a.prior.seed, &out.join("samples.png"))?;
+    write_json(&out.join("eval.json"), &m)?;
+    if a.rd_images == 0 && a.recovery_images == 0 {
+        return Ok(());
+    }
+    let train_set = data::load(a.data.data.as_deref(), Split::Train)?;
+    train::check_shape(&train_set, "training")?;
+    if a.rd_images > 0 {
+        rate_distortion(&a, &model, &test_set, &train_set, &out)?;
+    }
+    if a.recovery_images > 0 {
+        let opts = a.prior.options()?;
+        let n = a.recovery_images.min(test_set.len());
+        let images = test_set.to_f32()[..n * IMAGE_PIXELS].to_vec();
+        let tune = tune_images(&train_set);
+        let (_, ad_model) = edgevae::train::load_model_on(&a.run, &edgevae::train_device())?;
+        let mut rows = Vec::new();
+        for task in recover::Task::table() {
+            let start = Instant::now();
+            let result = recover::run_task(&ad_model, task, &images, &tune, &opts);
+            let r = result.rows(&images);
+            for row in &r {
+                println!(
+                    "{:<24} {:<11} PSNR {:6.2} dB  SSIM {:.4}  {}",
+                    row.task, row.method, row.psnr, row.ssim, row.setting
+                );
+            }
+            eprintln!("  ({task}: {:.1} s)", start.elapsed().as_secs_f64());
+            rows.extend(r);
+        }
+        write_json(&out.join("recovery.json"), &rows)?;
+        let md = format!(
+            "Recovery on the first {n} test images (seed {}); Lasso weights tuned on 16 \
+             training images.\n\n{}",
+            opts.seed,
+            recover::table_markdown(&rows)
+        );
+        train::write_atomic(&out.join("recovery.md"), md.as_bytes())?;
+        println!("wrote {}", out.join("recovery.md").display());
+    }
+    Ok(())
+}
+
+/// 16 training images spread over the set: what the Lasso weights are tuned on.
+fn tune_images(train_set: &data::Dataset) -> Vec<f32> {
+    edgevae::pipeline::calibration_set(train_set, 16)
+        .into_iter()
+        .flat_map(|img| img.iter().map(|&p| f32::from(p) / 255.0))
+        .collect()
+}
+
+/// The int8 model file of a run: `explicit`, else `<run>/model.evae`, else quantised now.
+fn int8_model(
+    run: &Path,
+    explicit: Option<&Path>,
+    train_set: &data::Dataset,
+) -> Result<Vec<u8>, Error> {
+    let path = explicit.map_or_else(|| run.join("model.evae"), Path::to_path_buf);
+    if explicit.is_some() || path.exists() {
+        return std::fs::read(&path).map_err(|source| Error::Io { path, source });
+    }
+    let fm = edgevae::pipeline::float_model(run)?;
+    let (bytes, _) = edgevae::pipeline::quantize_bytes(
+        &fm,
+        train_set,
+        1000,
+        edgevae::quantize::Calibration::MinMax,
+        "edgevae",
+    )?;
+    Ok(bytes)
+}
+
+fn rate_distortion(
+    a: &EvalArgs,
+    model: &edgevae::Vae,
+    test_set: &data::Dataset,
+    train_set: &data::Dataset,
+    out: &Path,
+) -> Result<(), Error> {
+    let start = Instant::now();
+    let n = a.rd_images.min(test_set.len());
+    let mut runs = vec![(
+        a.run.clone(),
+        model.clone(),
+        int8_model(&a.run, a.model.as_deref(), train_set)?,
+    )];
+    for r in &a.also {
+        let (_, m) = edgevae::load_model(r)?;
+        runs.push((r.clone(), m, int8_model(r, None, train_set)?));
+    }
+    let fit: Vec<f32> = edgevae::pipeline::calibration_set(train_set, 10_000)
+        .into_iter()
+        .flat_map(|img| img.iter().map(|&p| f32::from(p) / 255.0))
+        .collect();
+    let inputs = rd::RdInputs {
+        test: &test_set.pixels[..n * IMAGE_PIXELS],
+        fit: &fit,
+        vaes: runs
+            .iter()
+            .map(|(p, m, b)| (run_name(p), m, b.as_slice()))
+            .collect(),
+    };
+    let points = rd::sweep(&inputs)?;
+    let md = format!(
+        "Rate-distortion on the first {n} test images (PCA and coefficient ranges fitted on \
+         10,000 training images).\n\n{}",
+        rd::table_markdown(&points)
+    );
+    print!("{md}");
+    train::write_atomic(&out.join("rd.md"), md.as_bytes())?;
+    write_json(&out.join("rd.json"), &points)?;
+    rd::plot(&points, &out.join("rd.png"))?;
+    eprintln!("rate-distortion: {:.1} s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn run_name(p: &Path) -> String {
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+fn cmd_recover(a: RecoverArgs) -> Result<(), Error> {
+    let task = match a.task {
+        TaskKind::Cs => recover::Task::Cs {
+            m: a.m,
+            noise: a.noise,
+        },
+        TaskKind::Inpaint => recover::Task::Inpaint { missing: a.missing },
+        TaskKind::Block => recover::Task::Block { side: a.block },
+        TaskKind::Denoise => recover::Task::Denoise { sigma: a.sigma },
+    };
+    task.validate()?;
+    let opts = a.prior.options()?;
+    let images: Vec<f32> = match &a.input {
+        Some(path) => data::load_image(path)?
+            .iter()
+            .map(|&p| f32::from(p) / 255.0)
+            .collect(),
+        None => {
+            let test = data::load(a.data.data.as_deref(), Split::Test)?;
+            train::check_shape(&test, "test")?;
+            let n = a.images.clamp(1, test.len());
+            test.to_f32()[..n * IMAGE_PIXELS].to_vec()
+        }
+    };
+    let train_set = data::load(a.data.data.as_deref(), Split::Train)?;
+    train::check_shape(&train_set, "training")?;
+    let tune = tune_images(&train_set);
+    let (_, model) = edgevae::train::load_model_on(&a.run, &edgevae::train_device())?;
+    std::fs::create_dir_all(&a.out).map_err(|source| Error::Io {
+        path: a.out.clone(),
+        source,
+    })?;
+    let result = recover::run_task(&model, task, &images, &tune, &opts);
+    let rows = result.rows(&images);
+    let n = images.len() / IMAGE_PIXELS;
+    println!("{task} on {n} image(s):");
+    for row in &rows {
+        println!(
+            "  {:<11} PSNR {:6.2} dB  SSIM {:.4}  {}",
+            row.method, row.psnr, row.ssim, row.setting
+        );
+    }
+    write_json(&a.out.join("recovery.json"), &rows)?;
+    train::write_atomic(
+        &a.out.join("recovery.md"),
+        recover::table_markdown(&rows).as_bytes(),
+    )?;
+    // One PNG per method for the first image, and a panel of up to 8 images.
+    for (method, _, rec) in &result.methods {
+        let px: Vec<u8> = rec[0]
+            .iter()
+            .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+            .collect();
+        let path = a.out.join(format!("{method}.png"));
+        eval::save_gray(&path, 28, 28, px)?;
+    }
+    let path = a.out.join("panel.png");
+    recover::panel(&images, &result, &path)?;
+    println!(
+        "wrote {} (rows: original, then each method)",
+        path.display()
+    );
+    Ok(())
 }
 
 fn cmd_sample(a: SampleArgs) -> Result<(), Error> {

@@ -80,13 +80,7 @@ pub fn quantize(
 ) -> Result<QuantReport, Error> {
     let fm = float_model(run_dir)?;
     let train = data::load(data_dir, Split::Train)?;
-    let images = calibration_set(&train, calib);
-    let q = quantise(&fm, &images, cal, name).map_err(|e| Error::Invalid(e.to_string()))?;
-    let mut m = q.model;
-    let arena = declare_arena(&mut m).map_err(Error::Invalid)?;
-    let bytes = m
-        .to_bytes()
-        .map_err(|e| Error::Invalid(format!("model file: {e}")))?;
+    let (bytes, arena) = quantize_bytes(&fm, &train, calib, cal, name)?;
     write_atomic(out, &bytes).map_err(Error::io(out))?;
 
     let test = data::load(data_dir, Split::Test)?;
@@ -107,6 +101,25 @@ pub fn quantize(
         int8_psnr,
         burn_vs_reference_mu,
     })
+}
+
+/// Quantises `fm` with activation ranges calibrated on `calib` images of `train`: the model
+/// file's bytes and its declared arena.
+pub fn quantize_bytes(
+    fm: &FloatModel,
+    train: &Dataset,
+    calib: usize,
+    cal: Calibration,
+    name: &str,
+) -> Result<(Vec<u8>, u32), Error> {
+    let images = calibration_set(train, calib);
+    let q = quantise(fm, &images, cal, name).map_err(|e| Error::Invalid(e.to_string()))?;
+    let mut m = q.model;
+    let arena = declare_arena(&mut m).map_err(Error::Invalid)?;
+    let bytes = m
+        .to_bytes()
+        .map_err(|e| Error::Invalid(format!("model file: {e}")))?;
+    Ok((bytes, arena))
 }
 
 /// Mean PSNR over the first `n` test images: float (reconstruction from mu, rounded to uint8) and

@@ -253,10 +253,18 @@ pub fn check_shape(data: &Dataset, what: &str) -> Result<(), Error> {
 /// Loads a trained model from a run directory (`config.json` + `model.bpk`) onto
 /// [`crate::device`].
 pub fn load_model(run_dir: impl AsRef<Path>) -> Result<(VaeConfig, Vae), Error> {
+    load_model_on(run_dir, &crate::device())
+}
+
+/// [`load_model`] onto `device` (e.g. [`crate::train_device`] to differentiate through it).
+pub fn load_model_on(
+    run_dir: impl AsRef<Path>,
+    device: &Device,
+) -> Result<(VaeConfig, Vae), Error> {
     let run_dir = run_dir.as_ref();
     let cfg = TrainConfig::load_from(run_dir)?;
     cfg.model.validate()?;
-    let model = load_weights(&cfg.model, &run_dir.join(MODEL_FILE), &crate::device())?;
+    let model = load_weights(&cfg.model, &run_dir.join(MODEL_FILE), device)?;
     Ok((cfg.model, model))
 }
 

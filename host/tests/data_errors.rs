@@ -170,3 +170,34 @@ fn cli_prints_one_line_and_fails() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("config.json"), "{err}");
 }
+
+#[test]
+fn recover_rejects_bad_settings_and_unreadable_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_edgevae"))
+            .arg("recover")
+            .args(args)
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        err
+    };
+    let err = run(&["--task", "inpaint", "--missing", "1.5"]);
+    assert!(err.contains("missing share 1.5"), "{err}");
+    let err = run(&["--task", "cs", "--m", "0"]);
+    assert!(err.contains("m"), "{err}");
+    let err = run(&["--task", "denoise", "--steps", "0"]);
+    assert!(err.contains("--steps"), "{err}");
+    let not_png = dir.path().join("broken.png");
+    std::fs::write(&not_png, b"not an image at all").unwrap();
+    let err = run(&["--task", "denoise", "--input", not_png.to_str().unwrap()]);
+    assert!(
+        err.contains("broken.png") && err.contains("cannot decode"),
+        "{err}"
+    );
+}

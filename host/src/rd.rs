@@ -1,0 +1,297 @@
+//! Rate–distortion over the test set: bits per image against PSNR and SSIM for the float VAE,
+//! the int8 VAE as the device computes it, PCA, DCT and Haar top-k coding, and JPEG.
+//!
+//! Every reconstruction is rounded to 8-bit pixels before it is scored, as a stored image would
+//! be. PSNR is the mean over images of the per-image PSNR (peak 255); SSIM is [`crate::eval::ssim`].
+
+use std::path::Path;
+
+use edgevae_shared::format::Model;
+use plotters::prelude::*;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::classical::{jpeg, top_k, Basis, Pca, RangeQuantizer};
+use crate::data::{IMAGE_PIXELS, IMAGE_SIDE};
+use crate::error::Error;
+use crate::model::Vae;
+use crate::modelfile::{psnr_u8, Reference};
+
+/// One codec at one setting, averaged over the test images.
+#[derive(Clone, Debug, Serialize)]
+pub struct RdPoint {
+    /// Codec family (one line in the plot).
+    pub method: String,
+    /// Its setting: latent size, k, or JPEG quality.
+    pub setting: String,
+    /// Mean bits per image.
+    pub bits: f64,
+    /// Mean bits of those that are JPEG's header (markers and tables), when there is one.
+    pub header_bits: Option<f64>,
+    pub psnr: f64,
+    pub ssim: f64,
+}
+
+/// Coefficient counts tried for PCA and top-k coding.
+pub const KS: [usize; 7] = [2, 4, 8, 16, 32, 64, 128];
+/// JPEG qualities tried.
+pub const JPEG_QUALITIES: [u8; 8] = [1, 5, 10, 20, 30, 50, 75, 90];
+
+fn to_u8(x: &[f32]) -> Vec<u8> {
+    x.iter()
+        .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+        .collect()
+}
+
+fn to_f32(x: &[u8]) -> Vec<f32> {
+    x.iter().map(|&p| f32::from(p) / 255.0).collect()
+}
+
+/// Scores reconstructions (`u8`, image after image) against `test`.
+fn score(test: &[u8], rec: &[Vec<u8>]) -> (f64, f64) {
+    let n = rec.len().max(1) as f64;
+    let (p, s) = test
+        .par_chunks_exact(IMAGE_PIXELS)
+        .zip(rec.par_iter())
+        .map(|(x, r)| {
+            (
+                psnr_u8(x, r),
+                crate::eval::ssim(&to_f32(x), &to_f32(r), IMAGE_SIDE, IMAGE_SIDE),
+            )
+        })
+        .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    (p / n, s / n)
+}
+
+fn point(method: &str, setting: String, bits: f64, test: &[u8], rec: &[Vec<u8>]) -> RdPoint {
+    let (psnr, ssim) = score(test, rec);
+    RdPoint {
+        method: method.into(),
+        setting,
+        bits,
+        header_bits: None,
+        psnr,
+        ssim,
+    }
+}
+
+/// What the rate–distortion sweep compares.
+pub struct RdInputs<'a> {
+    /// Test images, `u8`, image after image.
+    pub test: &'a [u8],
+    /// Training images (pixels in [0, 1]) that PCA and the coefficient ranges are fitted on.
+    pub fit: &'a [f32],
+    /// VAEs: a name, the float model, and its int8 model file.
+    pub vaes: Vec<(String, &'a Vae, &'a [u8])>,
+}
+
+/// Runs every codec at every setting over the test images.
+pub fn sweep(inputs: &RdInputs<'_>) -> Result<Vec<RdPoint>, Error> {
+    let test = inputs.test;
+    let n = test.len() / IMAGE_PIXELS;
+    let test_f: Vec<f32> = to_f32(test);
+    let mut points = Vec::new();
+
+    for (name, vae, bytes) in &inputs.vaes {
+        let latent = vae.fc_mu.weight.val().dims()[1];
+        let mut rec = Vec::with_capacity(n);
+        for chunk in test_f.chunks(256 * IMAGE_PIXELS) {
+            let mu = crate::weights::encode_mu_batch(vae, chunk);
+            let px = crate::weights::decode_batch(vae, &mu);
+            rec.extend(px.chunks_exact(IMAGE_PIXELS).map(to_u8));
+        }
+        points.push(point(
+            "vae-float",
+            format!("{name} z={latent} f32"),
+            32.0 * latent as f64,
+            test,
+            &rec,
+        ));
+        let model = Model::from_bytes(bytes)
+            .map_err(|e| Error::Invalid(format!("{name}: model file: {e}")))?;
+        let rec: Result<Vec<Vec<u8>>, String> = test
+            .par_chunks(64 * IMAGE_PIXELS)
+            .map(|chunk| {
+                let mut r = Reference::new(&model);
+                chunk
+                    .chunks_exact(IMAGE_PIXELS)
+                    .map(|img| {
+                        let z = r.encode(img).map_err(|e| e.to_string())?;
+                        r.decode(&z).map_err(|e| e.to_string())
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| v.into_iter().flatten().collect());
+        let rec = rec.map_err(|e| Error::Invalid(format!("{name}: int8 engine: {e}")))?;
+        points.push(point(
+            "vae-int8",
+            format!("{name} z={} int8", model.header().latent),
+            8.0 * f64::from(model.header().latent),
+            test,
+            &rec,
+        ));
+    }
+
+    let pca = Pca::fit(inputs.fit, *KS.iter().max().unwrap_or(&1))?;
+    for k in KS {
+        let (rec, bits): (Vec<Vec<u8>>, Vec<u32>) = test_f
+            .par_chunks_exact(IMAGE_PIXELS)
+            .map(|x| {
+                let (r, b) = pca.code(x, k);
+                (to_u8(&r), b)
+            })
+            .unzip();
+        points.push(point("pca", format!("k={k}"), mean(&bits), test, &rec));
+    }
+
+    for basis in Basis::all() {
+        let coefs: Vec<Vec<f32>> = inputs
+            .fit
+            .chunks_exact(IMAGE_PIXELS)
+            .map(|x| {
+                let mut c = vec![0.0; IMAGE_PIXELS];
+                basis.forward(x, &mut c);
+                c
+            })
+            .collect();
+        let q = RangeQuantizer::fit(IMAGE_PIXELS, coefs.iter().map(Vec::as_slice));
+        for k in KS {
+            let (rec, bits): (Vec<Vec<u8>>, Vec<u32>) = test_f
+                .par_chunks_exact(IMAGE_PIXELS)
+                .map(|x| {
+                    let (r, b) = top_k(&basis, &q, x, k);
+                    (to_u8(&r), b)
+                })
+                .unzip();
+            points.push(point(
+                &format!("{}-top-k", basis.name),
+                format!("k={k}"),
+                mean(&bits),
+                test,
+                &rec,
+            ));
+        }
+    }
+
+    for quality in JPEG_QUALITIES {
+        let coded = test
+            .par_chunks_exact(IMAGE_PIXELS)
+            .map(|x| jpeg(x, quality))
+            .collect::<Result<Vec<_>, _>>()?;
+        let rec: Vec<Vec<u8>> = coded.iter().map(|c| c.image.clone()).collect();
+        let file: Vec<u32> = coded.iter().map(|c| c.file_bits).collect();
+        let header: Vec<u32> = coded.iter().map(|c| c.header_bits).collect();
+        let mut whole = point("jpeg", format!("q={quality}"), mean(&file), test, &rec);
+        whole.header_bits = Some(mean(&header));
+        let scan: Vec<u32> = coded.iter().map(|c| c.file_bits - c.header_bits).collect();
+        let mut scan_only = whole.clone();
+        scan_only.method = "jpeg-scan-only".into();
+        scan_only.bits = mean(&scan);
+        scan_only.header_bits = None;
+        points.push(whole);
+        points.push(scan_only);
+    }
+    Ok(points)
+}
+
+fn mean(v: &[u32]) -> f64 {
+    v.iter().map(|&b| f64::from(b)).sum::<f64>() / v.len().max(1) as f64
+}
+
+/// The table as Markdown.
+pub fn table_markdown(points: &[RdPoint]) -> String {
+    let mut s = String::from(
+        "| method | setting | bits/image | of which header | PSNR (dB) | SSIM |\n\
+         |---|---|---:|---:|---:|---:|\n",
+    );
+    for p in points {
+        s.push_str(&format!(
+            "| {} | {} | {:.1} | {} | {:.2} | {:.4} |\n",
+            p.method,
+            p.setting,
+            p.bits,
+            p.header_bits.map_or(String::new(), |h| format!("{h:.1}")),
+            p.psnr,
+            p.ssim
+        ));
+    }
+    s
+}
+
+/// Draws bits per image (log scale) against PSNR, one line per method, into a PNG at `path`.
+pub fn plot(points: &[RdPoint], path: &Path) -> Result<(), Error> {
+    let fail = |e: &dyn std::fmt::Display| Error::data(path, format!("cannot draw figure ({e})"));
+    let mut methods: Vec<&str> = Vec::new();
+    for p in points {
+        if !methods.contains(&p.method.as_str()) {
+            methods.push(&p.method);
+        }
+    }
+    let (lo_b, hi_b) = points.iter().fold((f64::MAX, 1.0f64), |(lo, hi), p| {
+        (lo.min(p.bits.max(1.0)), hi.max(p.bits))
+    });
+    let (lo_p, hi_p) = points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+        (lo.min(p.psnr), hi.max(p.psnr))
+    });
+    let font = crate::eval::register_font();
+    let tmp = crate::eval::tmp_path(path);
+    {
+        let root = BitMapBackend::new(&tmp, (900, 600)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let mut builder = ChartBuilder::on(&root);
+        builder.margin(15);
+        if font {
+            builder
+                .caption(
+                    "rate-distortion, Fashion-MNIST test set",
+                    ("sans-serif", 20),
+                )
+                .x_label_area_size(40)
+                .y_label_area_size(55);
+        }
+        let mut chart = builder
+            .build_cartesian_2d(
+                ((lo_b * 0.8)..(hi_b * 1.25)).log_scale(),
+                (lo_p - 1.0).floor()..(hi_p + 1.0).ceil(),
+            )
+            .map_err(|e| fail(&e))?;
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc("bits per image").y_desc("PSNR (dB)");
+        if !font {
+            mesh.disable_x_axis().disable_y_axis();
+        }
+        mesh.draw().map_err(|e| fail(&e))?;
+        for (i, m) in methods.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let mut pts: Vec<(f64, f64)> = points
+                .iter()
+                .filter(|p| p.method == *m)
+                .map(|p| (p.bits.max(1.0), p.psnr))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let series = chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                .map_err(|e| fail(&e))?;
+            if font {
+                series
+                    .label(*m)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            }
+            chart
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                .map_err(|e| fail(&e))?;
+        }
+        if font {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE)
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| fail(&e))?;
+        }
+        root.present().map_err(|e| fail(&e))?;
+    }
+    std::fs::rename(&tmp, path).map_err(Error::io(path))
+}
