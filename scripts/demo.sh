@@ -34,3 +34,15 @@ edgevae export --run "$RUN" --model "$OUT/model.evae" --out "$OUT/onnx"
 
 echo "== hardware in the loop: Cortex-M4 (QEMU mps2-an386) over the emulated UART"
 edgevae hil --model "$OUT/model.evae" --machine mps2-an386 --images "${IMAGES:-100}"
+
+echo "== rate-distortion on 2,000 test images: VAE (float, int8) vs PCA, DCT/Haar top-k, JPEG -> $OUT/eval/rd.md, rd.png"
+ALSO=()
+for extra in models/*/; do
+    extra=${extra%/}
+    if [ "$extra" != "$RUN" ] && [ -f "$extra/model.bpk" ]; then ALSO+=(--also "$extra"); fi
+done
+edgevae eval --run "$RUN" --model "$OUT/model.evae" "${ALSO[@]}" --out "$OUT/eval" --rd-images 2000
+
+echo "== recovery from 100 Gaussian measurements and from 80% missing pixels (VAE prior vs Lasso)"
+edgevae recover --run "$RUN" --task cs --m 100 --images "${RECOVER_IMAGES:-20}" --out "$OUT/recover-cs100"
+edgevae recover --run "$RUN" --task inpaint --missing 0.8 --images "${RECOVER_IMAGES:-20}" --out "$OUT/recover-inpaint80"

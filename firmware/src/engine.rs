@@ -474,7 +474,7 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
         } else {
             ping.get(p - cur_len..p)
         };
-        out.map(|o| &*o).ok_or(internal(section, layers.len()))
+        out.ok_or(internal(section, layers.len()))
     }
 }
 

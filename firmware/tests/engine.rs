@@ -71,8 +71,8 @@ fn reference_layer(l: &OwnedLayer, x: &[i8]) -> Vec<i8> {
         Op::Dense => {
             let n = i.len() as usize;
             for (k, a) in acc.iter_mut().enumerate() {
-                for j in 0..n {
-                    *a += l.weights[k * n + j] as i64 * (x[j] as i64 - zp);
+                for (w, &xj) in l.weights[k * n..(k + 1) * n].iter().zip(&x[..n]) {
+                    *a += *w as i64 * (xj as i64 - zp);
                 }
             }
         }

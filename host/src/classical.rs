@@ -218,7 +218,8 @@ impl RangeQuantizer {
             }
         }
         for j in 0..dim {
-            if !(hi[j] - lo[j] > 1e-6) {
+            let span = hi[j] - lo[j];
+            if span.is_nan() || span <= 1e-6 {
                 let mid = if lo[j].is_finite() { lo[j] } else { 0.0 };
                 lo[j] = mid - 1e-3;
                 hi[j] = mid + 1e-3;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Dataset, IMAGE_PIXELS, IMAGE_SIDE};
 use crate::error::Error;
-use crate::model::{bce_with_logits_sum, kl_sum, Vae};
+use crate::model::{kl_sum, Likelihood, Vae};
 use crate::train::{batch_tensor, EpochMetrics, SplitMix64};
 use crate::weights::to_vec;
 
@@ -18,9 +18,9 @@ pub const ACTIVE_UNIT_THRESHOLD: f64 = 0.01;
 /// Negative ELBO of a data set, per image, in nats (one posterior sample per image).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NegElbo {
-    /// BCE + KL.
+    /// Reconstruction term + KL.
     pub neg_elbo: f64,
-    /// Reconstruction term.
+    /// Reconstruction term `−log p(x|z)` (the binary cross-entropy for the Bernoulli likelihood).
     pub bce: f64,
     /// KL(q(z|x) ‖ N(0, I)).
     pub kl: f64,
@@ -50,7 +50,14 @@ pub struct EvalMetrics {
 }
 
 /// The negative ELBO of `n` images given as scaled pixels, in batches of `batch`.
-pub fn neg_elbo(model: &Vae, pixels: &[f32], n: usize, batch: usize, seed: u64) -> NegElbo {
+pub fn neg_elbo(
+    model: &Vae,
+    likelihood: Likelihood,
+    pixels: &[f32],
+    n: usize,
+    batch: usize,
+    seed: u64,
+) -> NegElbo {
     let device = model.enc1.weight.val().device();
     let latent = model.fc_mu.weight.val().dims()[1];
     let mut rng = SplitMix64(seed);
@@ -60,7 +67,7 @@ pub fn neg_elbo(model: &Vae, pixels: &[f32], n: usize, batch: usize, seed: u64) 
         let x = batch_tensor(pixels, chunk, &device);
         let eps = rng.noise(chunk.len(), latent, &device);
         let (logits, mu, logvar) = model.forward_with_noise(x.clone(), eps);
-        bce += bce_with_logits_sum(logits, x).into_scalar::<f32>() as f64;
+        bce += likelihood.nll_sum(logits, x).into_scalar::<f32>() as f64;
         kl += kl_sum(mu, logvar).into_scalar::<f32>() as f64;
     }
     let n = n.max(1) as f64;
@@ -72,10 +79,16 @@ pub fn neg_elbo(model: &Vae, pixels: &[f32], n: usize, batch: usize, seed: u64) 
 }
 
 /// All test metrics of `model` on `data`.
-pub fn evaluate(model: &Vae, data: &Dataset, batch: usize, seed: u64) -> EvalMetrics {
+pub fn evaluate(
+    model: &Vae,
+    likelihood: Likelihood,
+    data: &Dataset,
+    batch: usize,
+    seed: u64,
+) -> EvalMetrics {
     let pixels = data.to_f32();
     let n = data.len();
-    let elbo = neg_elbo(model, &pixels, n, batch, seed);
+    let elbo = neg_elbo(model, likelihood, &pixels, n, batch, seed);
     let device = model.enc1.weight.val().device();
     let latent = model.fc_mu.weight.val().dims()[1];
     let idx: Vec<usize> = (0..n).collect();
@@ -165,11 +178,14 @@ pub fn ssim(a: &[f32], b: &[f32], rows: usize, cols: usize) -> f64 {
     }
     let (c1, c2) = (0.01f64.powi(2), 0.03f64.powi(2));
     let mut total = 0.0;
+    let [fa, fb, faa, fbb, fab] = &filtered[..] else {
+        unreachable!("five maps")
+    };
     for i in 0..or * oc {
-        let (ma, mb) = (filtered[0][i], filtered[1][i]);
-        let va = filtered[2][i] - ma * ma;
-        let vb = filtered[3][i] - mb * mb;
-        let cov = filtered[4][i] - ma * mb;
+        let (ma, mb) = (fa[i], fb[i]);
+        let va = faa[i] - ma * ma;
+        let vb = fbb[i] - mb * mb;
+        let cov = fab[i] - ma * mb;
         total +=
             ((2.0 * ma * mb + c1) * (2.0 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2));
     }

@@ -75,7 +75,13 @@ struct PriorArgs {
 
 impl PriorArgs {
     fn options(&self) -> Result<edgevae::recover::PriorOptions, Error> {
-        if self.restarts == 0 || self.steps == 0 || !(self.lr > 0.0) || !(self.lambda >= 0.0) {
+        if self.restarts == 0
+            || self.steps == 0
+            || self.lr.is_nan()
+            || self.lr <= 0.0
+            || self.lambda.is_nan()
+            || self.lambda < 0.0
+        {
             return Err(Error::Invalid(
                 "--restarts and --steps must be positive, --lr > 0 and --lambda >= 0".into(),
             ));
@@ -222,6 +228,10 @@ struct TrainArgs {
     /// KL weight.
     #[arg(long, default_value_t = 1.0)]
     beta: f64,
+    /// Train with a Gaussian pixel likelihood of this standard deviation (pixels in [0, 1])
+    /// instead of the Bernoulli (binary cross-entropy) of the seed recipe.
+    #[arg(long)]
+    gaussian_sigma: Option<f64>,
     /// Epochs of linear KL warm-up from 0 to beta.
     #[arg(long, default_value_t = 0)]
     kl_warmup: usize,
@@ -330,7 +340,8 @@ fn cmd_train(a: TrainArgs) -> Result<(), Error> {
     let model = VaeConfig::new()
         .with_latent(a.latent)
         .with_channels1(a.channels1)
-        .with_channels2(a.channels2);
+        .with_channels2(a.channels2)
+        .with_gaussian_sigma(a.gaussian_sigma);
     let cfg = TrainConfig::new(model, TrainConfig::adam())
         .with_epochs(a.epochs)
         .with_batch_size(a.batch)
@@ -351,7 +362,13 @@ fn cmd_train(a: TrainArgs) -> Result<(), Error> {
         max_steps: None,
     };
     let outcome = train::train(&cfg, &train_set, Some(&test_set), &opts)?;
-    let test = eval::evaluate(&outcome.model, &test_set, 256, cfg.seed);
+    let test = eval::evaluate(
+        &outcome.model,
+        cfg.model.likelihood(),
+        &test_set,
+        256,
+        cfg.seed,
+    );
     eval::write_figures(&outcome.model, &test_set, &outcome.epochs, cfg.seed, &a.out)?;
     print_eval(&test);
     write_json(
@@ -372,7 +389,7 @@ fn print_eval(m: &eval::EvalMetrics) {
 }
 
 fn cmd_eval(a: EvalArgs) -> Result<(), Error> {
-    let (_, model) = edgevae::load_model(&a.run)?;
+    let (vae_cfg, model) = edgevae::load_model(&a.run)?;
     let test_set = data::load(a.data.data.as_deref(), Split::Test)?;
     train::check_shape(&test_set, "test")?;
     let out = a.out.clone().unwrap_or_else(|| a.run.clone());
@@ -380,7 +397,7 @@ fn cmd_eval(a: EvalArgs) -> Result<(), Error> {
         path: out.clone(),
         source,
     })?;
-    let m = eval::evaluate(&model, &test_set, 256, a.prior.seed);
+    let m = eval::evaluate(&model, vae_cfg.likelihood(), &test_set, 256, a.prior.seed);
     print_eval(&m);
     eval::reconstruction_figure(&model, &test_set, &out.join("reconstructions.png"))?;
     eval::samples_figure(&model, a.prior.seed, &out.join("samples.png"))?;
@@ -611,7 +628,7 @@ fn cmd_bench(a: BenchArgs) -> Result<(), Error> {
         for s in 0..a.steps {
             let x = train::batch_tensor(&pixels, &batch_idx(s, a.batch), &device);
             let eps = rng.noise(a.batch, a.latent, &device);
-            let terms = model.loss(x, eps, 1.0);
+            let terms = model.loss(x, eps, 1.0, edgevae::model::Likelihood::Bernoulli);
             let grads = GradientsParams::from_grads(terms.loss.backward(), &model);
             model = optim.step(cfg.learning_rate, model, grads);
         }

@@ -24,6 +24,38 @@ pub struct VaeConfig {
     /// Output channels of the second convolution (and of the decoder's dense layer, per pixel).
     #[config(default = 64)]
     pub channels2: usize,
+    /// Pixel likelihood: `None` is Bernoulli (binary cross-entropy, the `seed` recipe); `Some(σ)`
+    /// is Gaussian with fixed standard deviation σ (pixels in [0, 1]) around the sigmoid output.
+    /// Only the training loss changes: the layers are the same.
+    pub gaussian_sigma: Option<f64>,
+}
+
+/// The decoder's pixel likelihood `p(x|z)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Likelihood {
+    /// Bernoulli with mean `sigmoid(logits)`: the negative log-likelihood is the binary
+    /// cross-entropy.
+    Bernoulli,
+    /// Gaussian with mean `sigmoid(logits)` and fixed standard deviation `sigma`.
+    Gaussian {
+        /// Standard deviation (pixels in [0, 1]).
+        sigma: f64,
+    },
+}
+
+impl Likelihood {
+    /// `−log p(x|z)` summed over all elements of the batch (nats).
+    pub fn nll_sum(&self, logits: Tensor<4>, x: Tensor<4>) -> Tensor<1> {
+        match *self {
+            Likelihood::Bernoulli => bce_with_logits_sum(logits, x),
+            Likelihood::Gaussian { sigma } => {
+                let count = x.dims().iter().product::<usize>() as f64;
+                let sq = (sigmoid(logits) - x).powi_scalar(2).sum();
+                let norm = (sigma * (2.0 * std::f64::consts::PI).sqrt()).ln();
+                sq.div_scalar(2.0 * sigma * sigma) + count * norm
+            }
+        }
+    }
 }
 
 impl VaeConfig {
@@ -39,6 +71,13 @@ impl VaeConfig {
 
     /// Checks that every size is usable.
     pub fn validate(&self) -> Result<(), crate::Error> {
+        if let Some(s) = self.gaussian_sigma {
+            if !(s > 1e-4 && s < 10.0) {
+                return Err(crate::Error::Invalid(format!(
+                    "gaussian sigma {s} must be in (1e-4, 10)"
+                )));
+            }
+        }
         if self.latent == 0 || self.channels1 == 0 || self.channels2 == 0 {
             return Err(crate::Error::Invalid(format!(
                 "latent size and channel widths must be positive, got latent {}, channels {} and {}",
@@ -46,6 +85,14 @@ impl VaeConfig {
             )));
         }
         Ok(())
+    }
+
+    /// The pixel likelihood this configuration trains with.
+    pub fn likelihood(&self) -> Likelihood {
+        match self.gaussian_sigma {
+            Some(sigma) => Likelihood::Gaussian { sigma },
+            None => Likelihood::Bernoulli,
+        }
     }
 
     /// Number of features after flattening the encoder's last feature map.
@@ -104,7 +151,8 @@ pub struct Vae {
 pub struct VaeLoss {
     /// What the optimiser minimises: `bce + beta·kl`.
     pub loss: Tensor<1>,
-    /// Binary cross-entropy summed over the pixels of an image (nats).
+    /// Reconstruction term `−log p(x|z)` of an image (nats): the binary cross-entropy summed over
+    /// the pixels for the Bernoulli likelihood.
     pub bce: Tensor<1>,
     /// KL(q(z|x) ‖ N(0, I)) of an image (nats).
     pub kl: Tensor<1>,
@@ -178,12 +226,13 @@ impl Vae {
     }
 
     /// The negative ELBO of a batch with KL weight `beta` and reparameterisation noise `eps`
-    /// (`[n, z]`, standard normal): `BCE(x, sigmoid(logits))` summed per image plus
-    /// `beta·KL(N(mu, exp(logvar)) ‖ N(0, I))`, both averaged over the batch.
-    pub fn loss(&self, x: Tensor<4>, eps: Tensor<2>, beta: f64) -> VaeLoss {
+    /// (`[n, z]`, standard normal): `−log p(x|z)` (for the Bernoulli likelihood
+    /// `BCE(x, sigmoid(logits))`) summed per image plus `beta·KL(N(mu, exp(logvar)) ‖ N(0, I))`,
+    /// both averaged over the batch.
+    pub fn loss(&self, x: Tensor<4>, eps: Tensor<2>, beta: f64, likelihood: Likelihood) -> VaeLoss {
         let [n, _, _, _] = x.dims();
         let (logits, mu, logvar) = self.forward_with_noise(x.clone(), eps);
-        let bce = bce_with_logits_sum(logits, x).div_scalar(n as f64);
+        let bce = likelihood.nll_sum(logits, x).div_scalar(n as f64);
         let kl = kl_sum(mu, logvar).div_scalar(n as f64);
         VaeLoss {
             loss: bce.clone() + kl.clone() * beta,

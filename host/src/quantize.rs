@@ -456,7 +456,7 @@ pub struct Quantised {
 
 fn quantise_layer(l: &FloatLayer, in_q: QParams, out_q: QParams) -> OwnedLayer {
     let oc = l.output.c as usize;
-    let per = if oc == 0 { 0 } else { l.weights.len() / oc };
+    let per = l.weights.len().checked_div(oc).unwrap_or(0);
     let mut weights = Vec::with_capacity(l.weights.len());
     let mut bias = Vec::with_capacity(oc);
     let mut multiplier = Vec::with_capacity(oc);

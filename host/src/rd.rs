@@ -20,7 +20,7 @@ use crate::modelfile::{psnr_u8, Reference};
 /// One codec at one setting, averaged over the test images.
 #[derive(Clone, Debug, Serialize)]
 pub struct RdPoint {
-    /// Codec family (one line in the plot).
+    /// Codec family, or VAE and run (one line or marker in the plot).
     pub method: String,
     /// Its setting: latent size, k, or JPEG quality.
     pub setting: String,
@@ -101,8 +101,8 @@ pub fn sweep(inputs: &RdInputs<'_>) -> Result<Vec<RdPoint>, Error> {
             rec.extend(px.chunks_exact(IMAGE_PIXELS).map(to_u8));
         }
         points.push(point(
-            "vae-float",
-            format!("{name} z={latent} f32"),
+            &format!("vae-float {name}"),
+            format!("z={latent} f32"),
             32.0 * latent as f64,
             test,
             &rec,
@@ -125,8 +125,8 @@ pub fn sweep(inputs: &RdInputs<'_>) -> Result<Vec<RdPoint>, Error> {
             .map(|v| v.into_iter().flatten().collect());
         let rec = rec.map_err(|e| Error::Invalid(format!("{name}: int8 engine: {e}")))?;
         points.push(point(
-            "vae-int8",
-            format!("{name} z={} int8", model.header().latent),
+            &format!("vae-int8 {name}"),
+            format!("z={} int8", model.header().latent),
             8.0 * f64::from(model.header().latent),
             test,
             &rec,
@@ -270,8 +270,14 @@ pub fn plot(points: &[RdPoint], path: &Path) -> Result<(), Error> {
                 .map(|p| (p.bits.max(1.0), p.psnr))
                 .collect();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            // A single point (one VAE) is drawn as a marker only.
+            let line = if pts.len() > 1 {
+                pts.clone()
+            } else {
+                Vec::new()
+            };
             let series = chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                .draw_series(LineSeries::new(line, color.stroke_width(2)))
                 .map_err(|e| fail(&e))?;
             if font {
                 series

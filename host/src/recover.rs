@@ -67,9 +67,14 @@ impl Task {
     pub fn validate(&self) -> Result<(), crate::Error> {
         let bad = |s: String| Err(crate::Error::Invalid(s));
         match *self {
-            Task::Cs { m, noise } if m == 0 || m > 4 * IMAGE_PIXELS || !(noise >= 0.0) => bad(
-                format!("cs: need 1 <= m <= {} and noise >= 0", 4 * IMAGE_PIXELS),
-            ),
+            Task::Cs { m, noise }
+                if m == 0 || m > 4 * IMAGE_PIXELS || noise.is_nan() || noise < 0.0 =>
+            {
+                bad(format!(
+                    "cs: need 1 <= m <= {} and noise >= 0",
+                    4 * IMAGE_PIXELS
+                ))
+            }
             Task::Inpaint { missing } if !(0.0..1.0).contains(&missing) => bad(format!(
                 "inpaint: missing share {missing} must be in [0, 1)"
             )),

@@ -169,6 +169,7 @@ pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
     /// Next 64 random bits.
+    #[allow(clippy::should_implement_trait)] // an infinite stream; Iterator adds nothing here
     pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
@@ -435,7 +436,7 @@ pub fn train(
             beta = cfg.beta_at(epoch, s as f64 / steps_per_epoch as f64);
             let x = batch_tensor(&pixels, &order[s * batch..(s + 1) * batch], &device);
             let eps = rng.noise(batch, cfg.model.latent, &device);
-            let terms = model.loss(x, eps, beta);
+            let terms = model.loss(x, eps, beta, cfg.model.likelihood());
             let bce = terms.bce.clone().into_scalar::<f32>() as f64;
             let kl = terms.kl.clone().into_scalar::<f32>() as f64;
             let loss = bce + beta * kl;
@@ -466,7 +467,17 @@ pub fn train(
         let test_neg_elbo = match (&test_pixels, test) {
             (Some(px), Some(t)) => {
                 let valid = model.valid();
-                Some(crate::eval::neg_elbo(&valid, px, t.len(), 256, eseed ^ 1).neg_elbo)
+                Some(
+                    crate::eval::neg_elbo(
+                        &valid,
+                        cfg.model.likelihood(),
+                        px,
+                        t.len(),
+                        256,
+                        eseed ^ 1,
+                    )
+                    .neg_elbo,
+                )
             }
             _ => None,
         };

@@ -178,3 +178,50 @@ fn transform_coding_gets_better_with_more_bits() {
     let (r, _) = top_k(&dct, &q, x, IMAGE_PIXELS);
     assert!(recover::psnr(x, &r) > 35.0);
 }
+
+#[test]
+fn rate_distortion_sweep_covers_every_codec() {
+    let (_, vae) = edgevae::load_model(SHIPPED).expect("shipped model");
+    let bytes = std::fs::read(format!("{SHIPPED}/model.evae")).unwrap();
+    let test = data::load(None, Split::Test).unwrap().truncate(20);
+    let fit = train_images(500);
+    let inputs = edgevae::rd::RdInputs {
+        test: &test.pixels,
+        fit: &fit,
+        vaes: vec![("shipped".into(), &vae, bytes.as_slice())],
+    };
+    let points = edgevae::rd::sweep(&inputs).unwrap();
+    let find = |m: &'static str| points.iter().filter(move |p| p.method == m);
+    let int8 = find("vae-int8 shipped").next().unwrap();
+    assert_eq!(int8.bits, 128.0);
+    let float = find("vae-float shipped").next().unwrap();
+    assert!(
+        (float.psnr - int8.psnr).abs() < 0.5,
+        "{} vs {}",
+        float.psnr,
+        int8.psnr
+    );
+    for family in ["pca", "dct-top-k", "haar-top-k", "jpeg"] {
+        let series: Vec<_> = find(family).collect();
+        assert!(series.len() >= 5, "{family}");
+        assert!(
+            series.windows(2).all(|w| w[1].bits > w[0].bits),
+            "{family}: more bits at each setting"
+        );
+        assert!(
+            series.last().unwrap().psnr > series[0].psnr + 5.0,
+            "{family}"
+        );
+    }
+    for p in find("jpeg") {
+        let h = p.header_bits.unwrap();
+        assert!(h > 1000.0 && h < p.bits, "{p:?}");
+    }
+    assert!(points
+        .iter()
+        .all(|p| p.psnr.is_finite() && p.ssim.is_finite()));
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("rd.png");
+    edgevae::rd::plot(&points, &png).unwrap();
+    assert!(std::fs::metadata(&png).unwrap().len() > 1000);
+}

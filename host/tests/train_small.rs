@@ -92,7 +92,7 @@ fn loss_falls_and_reconstruction_beats_mean_image() {
         "reconstruction MSE {model_mse:.4} vs mean-image baseline {base_mse:.4}"
     );
 
-    let m = edgevae::eval::evaluate(&out.model, &test_set, 128, 0);
+    let m = edgevae::eval::evaluate(&out.model, cfg.model.likelihood(), &test_set, 128, 0);
     assert!(m.psnr > 10.0 * (1.0 / base_mse).log10(), "PSNR {}", m.psnr);
     assert!(m.ssim > 0.2 && m.ssim <= 1.0, "SSIM {}", m.ssim);
     assert!(m.active_units >= 1 && m.active_units <= 8);
