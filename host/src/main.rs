@@ -237,6 +237,9 @@ struct TrainArgs {
     kl_warmup: usize,
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
+    /// Anneal the learning rate along a cosine from --lr down to this value over the run.
+    #[arg(long)]
+    lr_min: Option<f64>,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Train on the first N training images only.
@@ -348,6 +351,7 @@ fn cmd_train(a: TrainArgs) -> Result<(), Error> {
         .with_beta(a.beta)
         .with_kl_warmup_epochs(a.kl_warmup)
         .with_learning_rate(a.lr)
+        .with_lr_min(a.lr_min)
         .with_seed(a.seed);
     cfg.validate()?;
     let mut train_set = data::load(a.data.data.as_deref(), Split::Train)?;

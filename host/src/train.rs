@@ -56,6 +56,9 @@ pub struct TrainConfig {
     /// Adam's learning rate.
     #[config(default = 1e-3)]
     pub learning_rate: f64,
+    /// When set, the learning rate follows a cosine from `learning_rate` at the first step down to
+    /// this value at the last step of `epochs`; otherwise it stays constant (the seed recipe).
+    pub lr_min: Option<f64>,
 }
 
 impl TrainConfig {
@@ -71,11 +74,30 @@ impl TrainConfig {
         AdamConfig::new()
     }
 
+    /// The learning rate at optimiser step `step` of `total`.
+    pub fn lr_at(&self, step: usize, total: usize) -> f64 {
+        match self.lr_min {
+            None => self.learning_rate,
+            Some(lo) => {
+                let t = step as f64 / total.max(1) as f64;
+                lo + 0.5 * (self.learning_rate - lo) * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        }
+    }
+
     /// Checks every setting.
     pub fn validate(&self) -> Result<(), Error> {
         self.model.validate()?;
         if self.batch_size == 0 {
             return Err(Error::Invalid("batch size must be positive".into()));
+        }
+        if let Some(lo) = self.lr_min {
+            if !(lo >= 0.0 && lo <= self.learning_rate) {
+                return Err(Error::Invalid(format!(
+                    "lr_min {lo} must be in [0, learning rate {}]",
+                    self.learning_rate
+                )));
+            }
         }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             return Err(Error::Invalid(format!(
@@ -441,7 +463,8 @@ pub fn train(
             let kl = terms.kl.clone().into_scalar::<f32>() as f64;
             let loss = bce + beta * kl;
             let grads = GradientsParams::from_grads(terms.loss.backward(), &model);
-            model = optim.step(cfg.learning_rate, model, grads);
+            let lr = cfg.lr_at(epoch * steps_per_epoch + s, cfg.epochs * steps_per_epoch);
+            model = optim.step(lr, model, grads);
 
             sum_loss += loss;
             sum_bce += bce;

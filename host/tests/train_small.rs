@@ -184,3 +184,43 @@ fn layer_export_has_documented_shapes() {
     assert_eq!(out.len(), 3 * IMAGE_PIXELS);
     assert!(out.iter().all(|&p| (0.0..=1.0).contains(&p)));
 }
+
+#[test]
+fn cosine_schedule_runs_from_lr_to_lr_min() {
+    let cfg = tiny(1, 64).with_learning_rate(1e-3).with_lr_min(Some(1e-5));
+    assert!((cfg.lr_at(0, 100) - 1e-3).abs() < 1e-12);
+    assert!((cfg.lr_at(100, 100) - 1e-5).abs() < 1e-12);
+    assert!((cfg.lr_at(50, 100) - (1e-3 + 1e-5) / 2.0).abs() < 1e-12);
+    let lrs: Vec<f64> = (0..=100).map(|s| cfg.lr_at(s, 100)).collect();
+    assert!(lrs.windows(2).all(|w| w[1] <= w[0]));
+    assert_eq!(tiny(1, 64).lr_at(77, 100), tiny(1, 64).learning_rate);
+    assert!(cfg.clone().with_lr_min(Some(2e-3)).validate().is_err());
+    assert!(cfg.with_lr_min(Some(-1.0)).validate().is_err());
+}
+
+#[test]
+fn gaussian_likelihood_is_the_gaussian_negative_log_density() {
+    use burn::prelude::*;
+    use edgevae::model::Likelihood;
+    let device = edgevae::device();
+    let logits = Tensor::<4>::zeros([1, 1, 2, 2], &device); // sigmoid = 0.5 everywhere
+    let x = Tensor::<4>::from_data(
+        TensorData::new(vec![0.5f32, 1.0, 0.0, 0.5], [1, 1, 2, 2]),
+        &device,
+    );
+    let sigma = 0.1f64;
+    let got = Likelihood::Gaussian { sigma }
+        .nll_sum(logits.clone(), x.clone())
+        .into_scalar::<f32>() as f64;
+    let norm = (sigma * (2.0 * std::f64::consts::PI).sqrt()).ln();
+    let want = 2.0 * 0.25 / (2.0 * sigma * sigma) + 4.0 * norm;
+    assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+    // Bernoulli at p = 0.5 costs ln 2 per pixel whatever x is.
+    let bce = Likelihood::Bernoulli
+        .nll_sum(logits, x)
+        .into_scalar::<f32>() as f64;
+    assert!((bce - 4.0 * std::f64::consts::LN_2).abs() < 1e-4, "{bce}");
+    let cfg = VaeConfig::seed().with_gaussian_sigma(Some(0.0));
+    assert!(cfg.validate().is_err());
+    assert_eq!(VaeConfig::seed().likelihood(), Likelihood::Bernoulli);
+}
