@@ -405,6 +405,22 @@ fn ranges(layers: &[FloatLayer], inputs: &[Vec<f32>], cal: Calibration) -> Vec<(
     }
 }
 
+/// Logit beyond which the uint8 pixel no longer changes: `255·σ(x)` rounds to 255 for
+/// `x ≥ ln(254.5 / 0.5) ≈ 6.2325` and to 0 for `x ≤ −6.2325`; a little margin is added.
+pub const SIGMOID_SATURATION: f32 = 6.25;
+
+/// Clips the calibrated range of every layer that feeds the sigmoid table to
+/// `±SIGMOID_SATURATION`: logits outside give the same pixels, so the int8 steps are spent where
+/// the pixel changes (on the shipped models the range was several times wider).
+fn clip_sigmoid_inputs(layers: &[FloatLayer], ranges: &mut [(f32, f32)]) {
+    for (l, r) in layers.iter().zip(ranges.iter_mut()) {
+        if l.act == Act::Sigmoid {
+            r.0 = r.0.max(-SIGMOID_SATURATION);
+            r.1 = r.1.min(SIGMOID_SATURATION);
+        }
+    }
+}
+
 /// Asymmetric int8 quantisation covering `[min, max]` (always including 0, so zero is exact).
 pub fn choose_qparams(min: f32, max: f32) -> QParams {
     let (min, max) = (min.min(0.0) as f64, max.max(0.0) as f64);
@@ -530,7 +546,8 @@ pub fn quantise(
         .collect();
     let enc_ranges = ranges(&model.encoder, &inputs, cal);
     let mus: Vec<Vec<f32>> = inputs.iter().map(|x| model.encode(x)).collect();
-    let dec_ranges = ranges(&model.decoder, &mus, cal);
+    let mut dec_ranges = ranges(&model.decoder, &mus, cal);
+    clip_sigmoid_inputs(&model.decoder, &mut dec_ranges);
     let input_q = QParams {
         scale: 1.0 / 255.0,
         zero_point: -128,

@@ -55,8 +55,11 @@ fn int8_model_is_close_to_float_and_onnx_agrees() {
         "latent within 1 LSB: {}",
         e.latent_within_1
     );
+    // With the sigmoid's input range clipped to ±6.25 (quantize::SIGMOID_SATURATION) one logit
+    // LSB moves a mid-grey pixel by about 3 levels, so a 1-LSB rounding difference in tract's
+    // float requantisation more often exceeds one pixel level (98.6% measured; 99.4% before).
     assert!(
-        e.pixels_within_1 >= 0.99,
+        e.pixels_within_1 >= 0.98,
         "pixels within 1 LSB: {}",
         e.pixels_within_1
     );
@@ -117,4 +120,27 @@ fn bad_inputs_are_clear_errors() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("32"), "{e}");
+}
+
+#[test]
+fn sigmoid_input_range_is_clipped_where_pixels_saturate() {
+    use edgevae::quantize::{quantise, SIGMOID_SATURATION};
+    let fm = edgevae::pipeline::float_model(&shipped()).unwrap();
+    let train = edgevae::data::load(None, edgevae::data::Split::Train).unwrap();
+    let images = edgevae::pipeline::calibration_set(&train, 200);
+    let q = quantise(&fm, &images, Calibration::MinMax, "t").unwrap();
+    let (lo, hi) = *q.decoder_ranges.last().unwrap();
+    assert!(
+        lo >= -SIGMOID_SATURATION && hi <= SIGMOID_SATURATION,
+        "{lo} {hi}"
+    );
+    // The saturation point is where 255·σ(x) stops rounding to a new pixel value.
+    let px = |x: f32| (255.0 / (1.0 + (-x).exp())).round();
+    assert_eq!(px(SIGMOID_SATURATION), 255.0);
+    assert_eq!(px(-SIGMOID_SATURATION), 0.0);
+    assert!(px(6.0) < 255.0 && px(-6.0) > 0.0);
+    // Other layers keep their calibrated ranges (the ReLU outputs start at 0).
+    assert!(q.decoder_ranges[..q.decoder_ranges.len() - 1]
+        .iter()
+        .all(|r| r.0 >= 0.0));
 }
