@@ -242,7 +242,8 @@ pub fn subset_bits(n: usize, k: usize) -> u32 {
     let bits: f64 = (0..k)
         .map(|i| ((n - i) as f64 / (i + 1) as f64).log2())
         .sum();
-    bits.ceil().max(0.0) as u32
+    // The sum of logs is off by a few ulps where C(n, k) is a power of two (k = 0 or n).
+    (bits - 1e-9).ceil().max(0.0) as u32
 }
 
 /// Top-k transform coding in `basis`: keep the `k` largest-magnitude coefficients of each image,
