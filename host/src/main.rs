@@ -447,12 +447,17 @@ fn cmd_eval(a: EvalArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// 16 training images spread over the set: what the Lasso weights are tuned on.
-fn tune_images(train_set: &data::Dataset) -> Vec<f32> {
-    edgevae::pipeline::calibration_set(train_set, 16)
+/// `n` training images spread over the set, pixels in [0, 1].
+fn spread_images(train_set: &data::Dataset, n: usize) -> Vec<f32> {
+    edgevae::pipeline::calibration_set(train_set, n)
         .into_iter()
         .flat_map(|img| img.iter().map(|&p| f32::from(p) / 255.0))
         .collect()
+}
+
+/// 16 training images spread over the set: what the Lasso weights are tuned on.
+fn tune_images(train_set: &data::Dataset) -> Vec<f32> {
+    spread_images(train_set, 16)
 }
 
 /// The int8 model file of a run: `explicit`, else `<run>/model.evae`, else quantised now.
@@ -494,10 +499,7 @@ fn rate_distortion(
         let (_, m) = edgevae::load_model(r)?;
         runs.push((r.clone(), m, int8_model(r, None, train_set)?));
     }
-    let fit: Vec<f32> = edgevae::pipeline::calibration_set(train_set, 10_000)
-        .into_iter()
-        .flat_map(|img| img.iter().map(|&p| f32::from(p) / 255.0))
-        .collect();
+    let fit = spread_images(train_set, 10_000);
     let inputs = rd::RdInputs {
         test: &test_set.pixels[..n * IMAGE_PIXELS],
         fit: &fit,

@@ -106,7 +106,7 @@ impl Gaussian {
             .into_iter()
             .map(|v| v * s)
             .collect();
-        let mut g = Gaussian { m, a, norm_sq: 0.0 };
+        let mut g = Gaussian { m, a, norm_sq: 1.0 };
         g.norm_sq = power_norm_sq(&g);
         g
     }
@@ -128,11 +128,7 @@ impl Operator for Gaussian {
         }
     }
     fn norm_sq(&self) -> f32 {
-        if self.norm_sq > 0.0 {
-            self.norm_sq
-        } else {
-            power_norm_sq(self)
-        }
+        self.norm_sq // measured once in `Gaussian::new`
     }
 }
 
