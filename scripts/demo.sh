@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, end to end: set up, take the shipped model (or train one with TRAIN=1), quantise
-# it to int8, export ONNX checked with tract, run it on the emulated Cortex-M4 over its UART, and
-# print quality and size.
+# it to int8 with its entropy coder, export ONNX checked with tract, run it on the emulated
+# Cortex-M4 over its UART (raw latents and coded bitstreams), compress and decompress a picture,
+# and print quality and size.
 #
 #   bash scripts/demo.sh                 # shipped model (models/default)
 #   TRAIN=1 EPOCHS=3 bash scripts/demo.sh  # train a fresh model first (~30 s an epoch here)
@@ -35,7 +36,11 @@ edgevae export --run "$RUN" --model "$OUT/model.evae" --out "$OUT/onnx"
 echo "== hardware in the loop: Cortex-M4 (QEMU mps2-an386) over the emulated UART"
 edgevae hil --model "$OUT/model.evae" --machine mps2-an386 --images "${IMAGES:-100}"
 
-echo "== rate-distortion on 2,000 test images: VAE (float, int8) vs PCA, DCT/Haar top-k, JPEG -> $OUT/eval/rd.md, rd.png"
+echo "== codec: compress a picture of any size (tile by tile) to .evz and back, with the learned entropy coder"
+edgevae compress "$RUN/reconstructions.png" -o "$OUT/codec/reconstructions.evz" --model "$OUT/model.evae" --quality 6
+edgevae decompress "$OUT/codec/reconstructions.evz" -o "$OUT/codec/reconstructions.png" --model "$OUT/model.evae"
+
+echo "== rate-distortion on 2,000 test images: VAE and codec (float, int8) vs PCA, DCT/Haar top-k, JPEG -> $OUT/eval/rd.md, rd.png"
 ALSO=()
 for extra in models/*/; do
     extra=${extra%/}

@@ -90,6 +90,7 @@ where
             latent_q: h.latent_q,
             arena_bytes: h.arena_bytes,
             kernels: kernel_path(),
+            levels: model.entropy().map_or(0, |e| e.levels.len() as u8),
         };
         let engine = Engine::new(model, arena).map_err(StartError::Engine)?;
         Ok(App {
@@ -155,6 +156,31 @@ where
                                 Err(e) => Err((seq, engine_code(e))),
                             }
                         }
+                        Ok((seq, Request::Compress { level, frame })) => {
+                            let latent = self.latent.get_mut(..z).unwrap_or(&mut []);
+                            // The bitstream goes to `pixels`, free until the response is framed.
+                            match self.engine.compress(frame, level, latent, &mut self.pixels) {
+                                Ok(bits) => match self.pixels.get(..bits.div_ceil(8)) {
+                                    Some(bytes) if bits <= u16::MAX as usize => Ok((
+                                        seq,
+                                        Response::Bitstream {
+                                            bits: bits as u16,
+                                            bytes,
+                                        },
+                                    )),
+                                    _ => Err((seq, WireErrorCode::Engine)),
+                                },
+                                Err(e) => Err((seq, engine_code(e))),
+                            }
+                        }
+                        Ok((seq, Request::Decompress { level, bitstream })) => {
+                            let latent = self.latent.get_mut(..z).unwrap_or(&mut []);
+                            let pixels = self.pixels.get_mut(..image).unwrap_or(&mut []);
+                            match self.engine.decompress(level, bitstream, latent, pixels) {
+                                Ok(()) => Ok((seq, Response::Image { pixels })),
+                                Err(e) => Err((seq, engine_code(e))),
+                            }
+                        }
                     };
                 match answer {
                     Ok((seq, resp)) => {
@@ -187,6 +213,7 @@ where
 fn engine_code(e: EngineError) -> WireErrorCode {
     match e {
         EngineError::WrongLength { .. } => WireErrorCode::WrongLength,
+        EngineError::NoSuchLevel { .. } => WireErrorCode::NoSuchLevel,
         _ => WireErrorCode::Engine,
     }
 }

@@ -16,6 +16,7 @@
 //! **Invariant:** the engine never allocates and never panics; a too-small arena, a model whose
 //! declared arena is smaller than this build needs, or wrong buffer lengths are errors.
 
+use edgevae_shared::entropy::CodingError;
 use edgevae_shared::format::{Activation, Layer, Model, Op, Section};
 
 use crate::kernels::{self, ConvGeom, KernelError, LeI32, OutputStage, Shape};
@@ -38,6 +39,10 @@ pub enum EngineError {
         index: u8,
         error: KernelErrorCode,
     },
+    /// The model has no entropy section, or not this quality level.
+    NoSuchLevel { level: u8 },
+    /// The entropy coder failed (the output buffer is too small for the bitstream).
+    Coding(CodingError),
 }
 
 /// [`KernelError`] in a form defmt can print.
@@ -85,6 +90,10 @@ impl core::fmt::Display for EngineError {
                     "{section} layer {index}: kernel refused its arguments ({error:?})"
                 )
             }
+            EngineError::NoSuchLevel { level } => {
+                write!(f, "the model has no entropy-coding quality level {level}")
+            }
+            EngineError::Coding(e) => write!(f, "entropy coding: {e}"),
         }
     }
 }
@@ -350,6 +359,47 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
     /// Latent code → image (uint8 pixels).
     pub fn decode(&mut self, latent: &[i8], pixels: &mut [u8]) -> Result<(), EngineError> {
         self.decode_observed(latent, pixels, &mut NoObserver)
+    }
+
+    /// Image → bitstream of quality `level` (the learned codec): encode, quantise each latent
+    /// dimension with the level's step, entropy-code with its tables into `out`. `latent` is
+    /// working space of the latent's length and holds the unquantised code afterwards. Returns
+    /// the bitstream length in bits; the bytes written are `ceil(bits / 8)`.
+    pub fn compress(
+        &mut self,
+        pixels: &[u8],
+        level: u8,
+        latent: &mut [i8],
+        out: &mut [u8],
+    ) -> Result<usize, EngineError> {
+        let model = self.model;
+        let coder = model
+            .level(level)
+            .ok_or(EngineError::NoSuchLevel { level })?;
+        self.encode(pixels, latent)?;
+        coder
+            .encode(model.header().latent_q.zero_point, latent, out)
+            .map_err(EngineError::Coding)
+    }
+
+    /// Bitstream of quality `level` (any bytes) → image. `latent` is working space of the
+    /// latent's length and holds the dequantised code afterwards.
+    pub fn decompress(
+        &mut self,
+        level: u8,
+        bits: &[u8],
+        latent: &mut [i8],
+        pixels: &mut [u8],
+    ) -> Result<(), EngineError> {
+        let model = self.model;
+        let coder = model
+            .level(level)
+            .ok_or(EngineError::NoSuchLevel { level })?;
+        check_len(latent.len(), model.header().latent as usize)?;
+        coder
+            .decode(model.header().latent_q.zero_point, bits, latent)
+            .map_err(EngineError::Coding)?;
+        self.decode(latent, pixels)
     }
 
     pub fn encode_observed(

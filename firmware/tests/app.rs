@@ -67,6 +67,7 @@ fn exchange(app: &mut App<'_, '_, MockSerial, N>, bytes: &[u8]) -> Vec<(u16, Str
             let payload = match &r {
                 Response::Latent { code } => code.to_vec(),
                 Response::Image { pixels } => pixels.to_vec(),
+                Response::Bitstream { bytes, .. } => bytes.to_vec(),
                 _ => vec![],
             };
             (seq, format!("{r:?}").chars().take(40).collect(), payload)
@@ -146,4 +147,99 @@ fn serves_requests_and_survives_garbage() {
     let r = exchange(&mut app, &encode_frame_vec(77, &Request::Info).unwrap());
     assert_eq!(r[0].0, 77);
     assert!(app.stats().errors >= 60);
+}
+
+#[test]
+fn compresses_and_decompresses_like_the_reference() {
+    let bytes = model_bytes();
+    let model = Model::from_bytes(&bytes).unwrap();
+    let levels = model.entropy().unwrap().levels.len() as u8;
+    let mut arena = vec![0u8; model.header().arena_bytes as usize];
+    let mut ref_arena = arena.clone();
+    let mut reference = Engine::<Scalar>::new(&model, &mut ref_arena).unwrap();
+    let mut app: App<'_, '_, MockSerial, N> =
+        App::new(&model, &mut arena, MockSerial::default()).unwrap();
+    let mut rng = XorShift(3);
+    let zp = model.header().latent_q.zero_point;
+    for round in 0..10u16 {
+        let image: Vec<u8> = (0..784).map(|_| rng.range(0, 255) as u8).collect();
+        let level = (round % levels as u16) as u8;
+        let mut latent = [0i8; 16];
+        reference.encode(&image, &mut latent).unwrap();
+        let mut want = [0u8; 64];
+        let bits = model
+            .level(level)
+            .unwrap()
+            .encode(zp, &latent, &mut want)
+            .unwrap();
+        let want = &want[..bits.div_ceil(8)];
+        let r = exchange(
+            &mut app,
+            &encode_frame_vec(
+                round,
+                &Request::Compress {
+                    level,
+                    frame: &image,
+                },
+            )
+            .unwrap(),
+        );
+        assert_eq!(r.len(), 1);
+        assert!(
+            r[0].1.starts_with(&format!("Bitstream {{ bits: {bits},")),
+            "{}",
+            r[0].1
+        );
+        assert_eq!(r[0].2, want);
+
+        let mut dequantised = [0i8; 16];
+        model
+            .level(level)
+            .unwrap()
+            .decode(zp, want, &mut dequantised)
+            .unwrap();
+        let mut px = vec![0u8; 784];
+        reference.decode(&dequantised, &mut px).unwrap();
+        let r = exchange(
+            &mut app,
+            &encode_frame_vec(
+                round,
+                &Request::Decompress {
+                    level,
+                    bitstream: want,
+                },
+            )
+            .unwrap(),
+        );
+        assert_eq!(r[0].2, px);
+
+        // Any bytes decode to an image; a missing level is refused.
+        let garbage: Vec<u8> = (0..rng.range(0, 40))
+            .map(|_| rng.range(0, 255) as u8)
+            .collect();
+        let r = exchange(
+            &mut app,
+            &encode_frame_vec(
+                1,
+                &Request::Decompress {
+                    level,
+                    bitstream: &garbage,
+                },
+            )
+            .unwrap(),
+        );
+        assert!(r[0].1.starts_with("Image"), "{}", r[0].1);
+        let r = exchange(
+            &mut app,
+            &encode_frame_vec(
+                2,
+                &Request::Compress {
+                    level: levels,
+                    frame: &image,
+                },
+            )
+            .unwrap(),
+        );
+        assert!(r[0].1.contains("NoSuchLevel"), "{}", r[0].1);
+    }
 }

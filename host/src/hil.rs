@@ -37,6 +37,8 @@ pub enum HilError {
 pub enum Reply {
     Info(DeviceInfo),
     Latent(Vec<i8>),
+    /// An entropy-coded latent: meaningful bits, bytes.
+    Bitstream(u16, Vec<u8>),
     Image(Vec<u8>),
     Error(WireErrorCode),
 }
@@ -196,6 +198,7 @@ impl Device {
                         Reply::Latent(code.iter().map(|&b| b as i8).collect())
                     }
                     Response::Image { pixels } => Reply::Image(pixels.to_vec()),
+                    Response::Bitstream { bits, bytes } => Reply::Bitstream(bits, bytes.to_vec()),
                     Response::Error(e) => Reply::Error(e),
                 };
                 return Ok((seq, reply));
@@ -301,6 +304,12 @@ pub struct HilReport {
     pub stack_bytes: Option<u64>,
     pub arena_bytes: u32,
     pub model_bytes: usize,
+    /// Per quality level (images cycle through the levels): (level, images, mean bits of the
+    /// device's bitstream, mean bytes sent, mean PSNR of the device's decompressed image).
+    pub codec: Vec<(u8, usize, f64, f64, f64)>,
+    /// Instructions of entropy coding alone (finest level), encode and decode side.
+    pub code_instructions: Option<u64>,
+    pub uncode_instructions: Option<u64>,
 }
 
 /// Builds the board app embedding `model_file`, returns the ELF path.
@@ -342,6 +351,8 @@ pub fn run(
     let mut reference = Reference::new(&model);
     let images = images.min(test.len());
     let (mut mismatches, mut psnr) = (0usize, 0.0);
+    let levels = model.entropy().map_or(0, |e| e.levels.len());
+    let mut codec_sums = vec![(0usize, 0.0f64, 0.0f64, 0.0f64); levels];
     let start = Instant::now();
     for k in 0..images {
         let img = test.image(k);
@@ -374,6 +385,58 @@ pub fn run(
             .map_err(|e| crate::Error::Invalid(e.to_string()))?;
         mismatches += usize::from(px != want_px);
         psnr += psnr_u8(img, &px);
+        if levels > 0 {
+            // The codec: the device's bitstream and decompressed image, byte for byte.
+            let level = (k % levels) as u8;
+            let coder = model
+                .level(level)
+                .ok_or_else(|| crate::Error::Invalid("internal: level".into()))?;
+            let zp = model.header().latent_q.zero_point;
+            let mut buf = vec![0u8; 4 * want.len() + 8];
+            let bits = coder
+                .encode(zp, &want, &mut buf)
+                .map_err(|e| crate::Error::Invalid(e.to_string()))?;
+            buf.truncate(bits.div_ceil(8));
+            let (got_bits, got) = match dev
+                .request(&Request::Compress { level, frame: img })
+                .map_err(hil)?
+            {
+                Reply::Bitstream(b, bytes) => (b as usize, bytes),
+                r => {
+                    return Err(crate::Error::Invalid(format!(
+                        "image {k}: device answered {r:?}"
+                    )))
+                }
+            };
+            mismatches += usize::from(got_bits != bits || got != buf);
+            let mut dq = vec![0i8; want.len()];
+            coder
+                .decode(zp, &buf, &mut dq)
+                .map_err(|e| crate::Error::Invalid(e.to_string()))?;
+            let want_px = reference
+                .decode(&dq)
+                .map_err(|e| crate::Error::Invalid(e.to_string()))?;
+            let px = match dev
+                .request(&Request::Decompress {
+                    level,
+                    bitstream: &got,
+                })
+                .map_err(hil)?
+            {
+                Reply::Image(p) => p,
+                r => {
+                    return Err(crate::Error::Invalid(format!(
+                        "image {k}: device answered {r:?}"
+                    )))
+                }
+            };
+            mismatches += usize::from(px != want_px);
+            let e = &mut codec_sums[level as usize];
+            e.0 += 1;
+            e.1 += got_bits as f64;
+            e.2 += got.len() as f64;
+            e.3 += psnr_u8(img, &px);
+        }
     }
     let secs = start.elapsed().as_secs_f64();
     let log = dev.log();
@@ -401,5 +464,16 @@ pub fn run(
         stack_bytes: ticks("stack_bytes="),
         arena_bytes: model.header().arena_bytes,
         model_bytes: bytes.len(),
+        codec: codec_sums
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.0 > 0)
+            .map(|(l, e)| {
+                let n = e.0 as f64;
+                (l as u8, e.0, e.1 / n, e.2 / n, e.3 / n)
+            })
+            .collect(),
+        code_instructions: ticks("code_ticks=").map(to_instr),
+        uncode_instructions: ticks("uncode_ticks=").map(to_instr),
     })
 }

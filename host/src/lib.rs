@@ -6,6 +6,7 @@
 //! [`weights::encode_mu_batch`] / [`weights::decode_batch`].
 
 pub mod classical;
+pub mod codec;
 pub mod data;
 pub mod error;
 pub mod eval;

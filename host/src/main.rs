@@ -40,6 +40,40 @@ enum Command {
     Hil(HilArgs),
     /// Recover images from compressed, masked or noisy measurements: VAE prior vs Lasso.
     Recover(RecoverArgs),
+    /// Compress a PNG/JPEG image (any size) or a folder of them into .evz files.
+    Compress(CompressArgs),
+    /// Decompress an .evz file or a folder of them into PNG files.
+    Decompress(DecompressArgs),
+}
+
+/// The codec model used when --model is not given.
+const DEFAULT_CODEC_MODEL: &str = "models/wide-gauss/model.evae";
+
+#[derive(Args)]
+struct CompressArgs {
+    /// A PNG/JPEG file, or a folder of them.
+    input: PathBuf,
+    /// The .evz file (or the folder, for a folder input).
+    #[arg(short, long)]
+    out: PathBuf,
+    /// Quality 1..=levels of the model (higher: more bits, better pictures); default the finest.
+    #[arg(long)]
+    quality: Option<u8>,
+    /// Model file with an entropy section.
+    #[arg(long, default_value = DEFAULT_CODEC_MODEL)]
+    model: PathBuf,
+}
+
+#[derive(Args)]
+struct DecompressArgs {
+    /// An .evz file, or a folder of them.
+    input: PathBuf,
+    /// The PNG file (or the folder, for a folder input).
+    #[arg(short, long)]
+    out: PathBuf,
+    /// The model file the .evz files were made with.
+    #[arg(long, default_value = DEFAULT_CODEC_MODEL)]
+    model: PathBuf,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -331,6 +365,8 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Inspect(a) => cmd_inspect(a),
         Command::Hil(a) => cmd_hil(a),
         Command::Recover(a) => cmd_recover(a),
+        Command::Compress(a) => cmd_compress(a),
+        Command::Decompress(a) => cmd_decompress(a),
     }
 }
 
@@ -699,10 +735,11 @@ fn cmd_quantize(a: QuantizeArgs) -> Result<(), Error> {
         &a.name,
     )?;
     println!(
-        "wrote {} ({} bytes, arena {} bytes); latent {} bits/image; PSNR on {} test images: float {:.3} dB, int8 {:.3} dB (delta {:+.3} dB); Burn vs reference mu max diff {:.2e}",
+        "wrote {} ({} bytes, arena {} bytes, {} entropy-coding levels); latent {} bits/image; PSNR on {} test images: float {:.3} dB, int8 {:.3} dB (delta {:+.3} dB); Burn vs reference mu max diff {:.2e}",
         r.file.display(),
         r.file_bytes,
         r.arena_bytes,
+        r.levels,
         r.latent_bits,
         r.test_images,
         r.float_psnr,
@@ -736,6 +773,40 @@ fn cmd_export(a: ExportArgs) -> Result<(), Error> {
     Ok(())
 }
 
+fn cmd_compress(a: CompressArgs) -> Result<(), Error> {
+    let reports = edgevae::codec::compress_path(&a.model, &a.input, &a.out, a.quality)?;
+    for r in &reports {
+        if r.colour {
+            println!(
+                "note: {} is in colour; coded as luma (grey)",
+                r.input.display()
+            );
+        }
+        println!(
+            "{} -> {}: {}x{}, quality {}, {} bytes ({} bitstream bits + {} container bytes), {:.4} bpp, PSNR {:.2} dB, SSIM {:.4}",
+            r.input.display(),
+            r.output.display(),
+            r.width,
+            r.height,
+            r.quality,
+            r.bytes,
+            r.bitstream_bits,
+            edgevae::codec::EVZ_OVERHEAD,
+            r.bpp,
+            r.psnr,
+            r.ssim
+        );
+    }
+    Ok(())
+}
+
+fn cmd_decompress(a: DecompressArgs) -> Result<(), Error> {
+    for (out, img) in edgevae::codec::decompress_path(&a.model, &a.input, &a.out)? {
+        println!("wrote {} ({}x{})", out.display(), img.width, img.height);
+    }
+    Ok(())
+}
+
 fn cmd_inspect(a: InspectArgs) -> Result<(), Error> {
     let bytes = std::fs::read(&a.file).map_err(|e| Error::Io {
         path: a.file.clone(),
@@ -762,6 +833,18 @@ fn cmd_hil(a: HilArgs) -> Result<(), Error> {
     );
     if let (Some(e), Some(d)) = (r.encode_instructions, r.decode_instructions) {
         println!("instructions per inference (QEMU -icount): encode {e}, decode {d}");
+        if let (Some(c), Some(u)) = (r.code_instructions, r.uncode_instructions) {
+            println!(
+                "entropy coding at the finest level adds {c} instructions to the encode ({:.2} %) and {u} to the decode",
+                100.0 * c as f64 / e.max(1) as f64
+            );
+        }
+    }
+    for (level, n, bits, bytes, psnr) in &r.codec {
+        println!(
+            "codec quality {}: {n} images, {bits:.1} bits ({bytes:.1} bytes) per image over the link, device PSNR {psnr:.2} dB",
+            level + 1
+        );
     }
     println!(
         "firmware: flash {} bytes (model file {} bytes), RAM {} bytes static (arena {} bytes) + {} bytes stack",

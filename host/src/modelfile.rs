@@ -47,7 +47,7 @@ pub fn inspect(bytes: &[u8]) -> Result<String, edgevae_shared::FormatError> {
     let _ = writeln!(
         s,
         "format     v{}, {} bytes, CRC-32 {:#010x} (ok)",
-        edgevae_shared::FORMAT_VERSION,
+        u16::from_le_bytes([bytes[4], bytes[5]]),
         bytes.len(),
         m.crc()
     );
@@ -107,6 +107,22 @@ pub fn inspect(bytes: &[u8]) -> Result<String, edgevae_shared::FormatError> {
         s,
         "parameters {weights} bytes; {macs} MACs per encode + decode"
     );
+    match m.entropy() {
+        None => {
+            let _ = writeln!(s, "entropy    none (raw int8 latents only)");
+        }
+        Some(e) => {
+            let table_bytes: usize = e.levels.iter().map(|l| l.steps.len() + l.cdfs.len()).sum();
+            let _ = writeln!(
+                s,
+                "entropy    {} quality levels, {table_bytes} bytes of steps and 16-bit CDF tables",
+                e.levels.len()
+            );
+            for (i, l) in e.levels.iter().enumerate() {
+                let _ = writeln!(s, "  level {i:2} steps {:?}", l.steps);
+            }
+        }
+    }
     Ok(s)
 }
 

@@ -18,6 +18,8 @@ pub struct QuantReport {
     pub file_bytes: usize,
     pub arena_bytes: u32,
     pub latent_bits: u32,
+    /// Quality levels of the entropy coder written into the file.
+    pub levels: usize,
     pub test_images: usize,
     /// PSNR (dB) of the float model's reconstruction from mu, with pixels rounded to uint8.
     pub float_psnr: f64,
@@ -81,11 +83,16 @@ pub fn quantize(
     let fm = float_model(run_dir)?;
     let train = data::load(data_dir, Split::Train)?;
     let (bytes, arena) = quantize_bytes(&fm, &train, calib, cal, name)?;
+    let (_, vae) = crate::load_model(run_dir)?;
+    let bytes = crate::codec::add_entropy(&bytes, &vae, &train)?;
+    let levels = Model::from_bytes(&bytes)
+        .ok()
+        .and_then(|m| m.entropy().map(|e| e.levels.len()))
+        .unwrap_or(0);
     write_atomic(out, &bytes).map_err(Error::io(out))?;
 
     let test = data::load(data_dir, Split::Test)?;
     let (float_psnr, int8_psnr, n) = compare(&fm, &bytes, &test, test_images)?;
-    let (_, vae) = crate::load_model(run_dir)?;
     let probe: Vec<f32> = test.image(0).iter().map(|&p| p as f32 / 255.0).collect();
     let burn_vs_reference_mu = max_diff(
         &crate::weights::encode_mu_batch(&vae, &probe),
@@ -96,6 +103,7 @@ pub fn quantize(
         file_bytes: bytes.len(),
         arena_bytes: arena,
         latent_bits: 8 * fm.latent as u32,
+        levels,
         test_images: n,
         float_psnr,
         int8_psnr,

@@ -582,6 +582,7 @@ pub fn quantise(
             header,
             encoder,
             decoder,
+            entropy: None,
         },
         encoder_ranges: enc_ranges,
         decoder_ranges: dec_ranges,

@@ -1,5 +1,7 @@
 //! Rate–distortion over the test set: bits per image against PSNR and SSIM for the float VAE,
-//! the int8 VAE as the device computes it, PCA, DCT and Haar top-k coding, and JPEG.
+//! the int8 VAE as the device computes it, the learned codec (each quality level, bits counted
+//! from the real bitstream of every image, termination included; int8 and its float twin), PCA,
+//! DCT and Haar top-k coding, and JPEG.
 //!
 //! Every reconstruction is rounded to 8-bit pixels before it is scored, as a stored image would
 //! be. PSNR is the mean over images of the per-image PSNR (peak 255); SSIM is [`crate::eval::ssim`].
@@ -28,6 +30,8 @@ pub struct RdPoint {
     pub bits: f64,
     /// Mean bits of those that are JPEG's header (markers and tables), when there is one.
     pub header_bits: Option<f64>,
+    /// For bitstreams sent one per image: mean bits once padded to whole bytes.
+    pub bytes: Option<f64>,
     pub psnr: f64,
     pub ssim: f64,
 }
@@ -70,6 +74,7 @@ fn point(method: &str, setting: String, bits: f64, test: &[u8], rec: &[Vec<u8>])
         setting,
         bits,
         header_bits: None,
+        bytes: None,
         psnr,
         ssim,
     }
@@ -109,21 +114,20 @@ pub fn sweep(inputs: &RdInputs<'_>) -> Result<Vec<RdPoint>, Error> {
         ));
         let model = Model::from_bytes(bytes)
             .map_err(|e| Error::Invalid(format!("{name}: model file: {e}")))?;
-        let rec: Result<Vec<Vec<u8>>, String> = test
+        let engine = |e: String| Error::Invalid(format!("{name}: int8 engine: {e}"));
+        let z: Vec<Vec<i8>> = test
             .par_chunks(64 * IMAGE_PIXELS)
             .map(|chunk| {
                 let mut r = Reference::new(&model);
                 chunk
                     .chunks_exact(IMAGE_PIXELS)
-                    .map(|img| {
-                        let z = r.encode(img).map_err(|e| e.to_string())?;
-                        r.decode(&z).map_err(|e| e.to_string())
-                    })
+                    .map(|img| r.encode(img).map_err(|e| e.to_string()))
                     .collect::<Result<Vec<_>, _>>()
             })
             .collect::<Result<Vec<_>, _>>()
-            .map(|v| v.into_iter().flatten().collect());
-        let rec = rec.map_err(|e| Error::Invalid(format!("{name}: int8 engine: {e}")))?;
+            .map(|v| v.into_iter().flatten().collect())
+            .map_err(engine)?;
+        let rec = decode_all(&model, &z).map_err(engine)?;
         points.push(point(
             &format!("vae-int8 {name}"),
             format!("z={} int8", model.header().latent),
@@ -131,6 +135,69 @@ pub fn sweep(inputs: &RdInputs<'_>) -> Result<Vec<RdPoint>, Error> {
             test,
             &rec,
         ));
+        if let Some(entropy) = model.entropy() {
+            let q = model.header().latent_q;
+            // The float twin: Burn's mu, rounded to the int8 latent grid as the device would.
+            let mu: Vec<f32> = test_f
+                .chunks(256 * IMAGE_PIXELS)
+                .flat_map(|c| crate::weights::encode_mu_batch(vae, c))
+                .collect();
+            let zf: Vec<Vec<i8>> = mu
+                .chunks_exact(latent)
+                .map(|m| {
+                    m.iter()
+                        .map(|&v| {
+                            ((v / q.scale).round() + f32::from(q.zero_point)).clamp(-128.0, 127.0)
+                                as i8
+                        })
+                        .collect()
+                })
+                .collect();
+            for (l, level) in entropy.levels.iter().enumerate() {
+                let coded = code_all(level, q.zero_point, &z).map_err(engine)?;
+                let bits: Vec<u32> = coded.iter().map(|c| c.0).collect();
+                let dq: Vec<Vec<i8>> = coded.into_iter().map(|c| c.1).collect();
+                let rec = decode_all(&model, &dq).map_err(engine)?;
+                let mut p = point(
+                    &format!("codec-int8 {name}"),
+                    format!("quality {}", l + 1),
+                    mean(&bits),
+                    test,
+                    &rec,
+                );
+                p.bytes = Some(
+                    bits.iter()
+                        .map(|&b| 8.0 * f64::from(b.div_ceil(8)))
+                        .sum::<f64>()
+                        / bits.len().max(1) as f64,
+                );
+                points.push(p);
+
+                let coded = code_all(level, q.zero_point, &zf).map_err(engine)?;
+                let bits: Vec<u32> = coded.iter().map(|c| c.0).collect();
+                let zr: Vec<f32> = coded
+                    .iter()
+                    .flat_map(|c| {
+                        c.1.iter()
+                            .map(|&v| q.scale * (f32::from(v) - f32::from(q.zero_point)))
+                    })
+                    .collect();
+                let rec: Vec<Vec<u8>> = zr
+                    .chunks(256 * latent)
+                    .flat_map(|c| {
+                        let px = crate::weights::decode_batch(vae, c);
+                        px.chunks_exact(IMAGE_PIXELS).map(to_u8).collect::<Vec<_>>()
+                    })
+                    .collect();
+                points.push(point(
+                    &format!("codec-float {name}"),
+                    format!("quality {}", l + 1),
+                    mean(&bits),
+                    test,
+                    &rec,
+                ));
+            }
+        }
     }
 
     let pca = Pca::fit(inputs.fit, *KS.iter().max().unwrap_or(&1))?;
@@ -195,6 +262,42 @@ pub fn sweep(inputs: &RdInputs<'_>) -> Result<Vec<RdPoint>, Error> {
     Ok(points)
 }
 
+/// Decodes int8 latents with the fixed-point reference, in parallel.
+fn decode_all(model: &Model<'_>, z: &[Vec<i8>]) -> Result<Vec<Vec<u8>>, String> {
+    z.par_chunks(64)
+        .map(|chunk| {
+            let mut r = Reference::new(model);
+            chunk
+                .iter()
+                .map(|zk| r.decode(zk).map_err(|e| e.to_string()))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(|v| v.into_iter().flatten().collect())
+}
+
+/// Codes each latent as its own bitstream (as the device sends it): the bits written,
+/// termination included, and the dequantised latent decoded back from those bits.
+fn code_all(
+    level: &edgevae_shared::format::EntropyLevel<'_>,
+    zero_point: i8,
+    z: &[Vec<i8>],
+) -> Result<Vec<(u32, Vec<i8>)>, String> {
+    z.par_iter()
+        .map(|zk| {
+            let mut buf = vec![0u8; 4 * zk.len() + 8];
+            let bits = level
+                .encode(zero_point, zk, &mut buf)
+                .map_err(|e| e.to_string())?;
+            let mut dq = vec![0i8; zk.len()];
+            level
+                .decode(zero_point, &buf[..bits.div_ceil(8)], &mut dq)
+                .map_err(|e| e.to_string())?;
+            Ok((bits as u32, dq))
+        })
+        .collect()
+}
+
 fn mean(v: &[u32]) -> f64 {
     v.iter().map(|&b| f64::from(b)).sum::<f64>() / v.len().max(1) as f64
 }
@@ -202,16 +305,17 @@ fn mean(v: &[u32]) -> f64 {
 /// The table as Markdown.
 pub fn table_markdown(points: &[RdPoint]) -> String {
     let mut s = String::from(
-        "| method | setting | bits/image | of which header | PSNR (dB) | SSIM |\n\
-         |---|---|---:|---:|---:|---:|\n",
+        "| method | setting | bits/image | of which header | whole bytes (bits) | PSNR (dB) | SSIM |\n\
+         |---|---|---:|---:|---:|---:|---:|\n",
     );
     for p in points {
         s.push_str(&format!(
-            "| {} | {} | {:.1} | {} | {:.2} | {:.4} |\n",
+            "| {} | {} | {:.1} | {} | {} | {:.2} | {:.4} |\n",
             p.method,
             p.setting,
             p.bits,
             p.header_bits.map_or(String::new(), |h| format!("{h:.1}")),
+            p.bytes.map_or(String::new(), |b| format!("{b:.1}")),
             p.psnr,
             p.ssim
         ));

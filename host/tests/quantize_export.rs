@@ -39,8 +39,13 @@ fn int8_model_is_close_to_float_and_onnx_agrees() {
         r.int8_psnr
     );
     assert_eq!(r.latent_bits, 128);
+    assert!(r.levels >= 5, "{} entropy-coding levels", r.levels);
     let text = edgevae::modelfile::inspect(&std::fs::read(&file).unwrap()).unwrap();
     assert!(text.contains("convT4x4/s2p1+lut"), "{text}");
+    assert!(
+        text.contains(&format!("entropy    {} quality levels", r.levels)),
+        "{text}"
+    );
 
     let e = export(&shipped(), &file, None, &dir.path().join("onnx"), 100).unwrap();
     eprintln!("{e:?}");

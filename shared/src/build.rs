@@ -5,7 +5,8 @@
 use alloc::vec::Vec;
 
 use crate::format::{
-    validate, Activation, FormatError, Header, Layer, ModelBody, Op, QParams, Shape, MAX_LAYERS,
+    validate, Activation, Entropy, EntropyLevel, FormatError, Header, Layer, ModelBody, Op,
+    QParams, Shape, MAX_LAYERS,
 };
 
 /// A layer with owned, typed parameters.
@@ -37,12 +38,73 @@ pub struct OwnedModel {
     pub header: Header,
     pub encoder: Vec<OwnedLayer>,
     pub decoder: Vec<OwnedLayer>,
+    /// The codec's entropy model (written as format version 2).
+    pub entropy: Option<OwnedEntropy>,
+}
+
+/// Owned counterpart of [`Entropy`]: quality levels, coarsest first.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct OwnedEntropy {
+    pub levels: Vec<OwnedLevel>,
+}
+
+/// Owned counterpart of [`EntropyLevel`]: a step and a CDF table per latent dimension.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OwnedLevel {
+    pub steps: Vec<u8>,
+    /// `cdfs[d]`: one entry per symbol of dimension `d`, from 0, strictly increasing.
+    pub cdfs: Vec<Vec<u16>>,
+    /// `values[d]`: the latent value each symbol of dimension `d` decodes to.
+    pub values: Vec<Vec<i8>>,
+}
+
+impl OwnedLevel {
+    fn table_bytes(&self) -> Vec<u8> {
+        self.cdfs
+            .iter()
+            .flat_map(|t| t.iter().flat_map(|c| c.to_le_bytes()))
+            .collect()
+    }
+
+    fn value_bytes(&self) -> Vec<u8> {
+        self.values.iter().flatten().map(|&v| v as u8).collect()
+    }
+
+    /// Owned copy of a borrowed level.
+    pub fn from_level(level: &EntropyLevel<'_>, zero_point: i8) -> Self {
+        let dims: Vec<_> = level.tables(zero_point).collect();
+        OwnedLevel {
+            steps: level.steps.to_vec(),
+            cdfs: dims
+                .iter()
+                .map(|d| (0..d.cdf.len()).map(|i| d.cdf.at(i) as u16).collect())
+                .collect(),
+            values: dims
+                .iter()
+                .map(|d| d.values.iter().map(|&v| v as i8).collect())
+                .collect(),
+        }
+    }
+
+    /// The values at the bin centres: `clamp(zp + symbol · step, −128, 127)` per symbol.
+    pub fn centre_values(steps: &[u8], zero_point: i8) -> Vec<Vec<i8>> {
+        steps
+            .iter()
+            .map(|&step| {
+                let (lo, hi) = crate::entropy::symbol_range(zero_point, step);
+                (lo..=hi)
+                    .map(|s| crate::entropy::dequantize_latent(s, zero_point, step))
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 /// Why a model could not be written.
 #[derive(Debug)]
 pub enum BuildError {
     TooManyLayers,
+    TooManyLevels,
     Invalid(FormatError),
     Serialize(postcard::Error),
 }
@@ -51,6 +113,9 @@ impl core::fmt::Display for BuildError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             BuildError::TooManyLayers => write!(f, "more than {MAX_LAYERS} layers in a section"),
+            BuildError::TooManyLevels => {
+                write!(f, "more than {} quality levels", crate::format::MAX_LEVELS)
+            }
             BuildError::Invalid(e) => write!(f, "model is invalid: {e}"),
             BuildError::Serialize(e) => write!(f, "serialisation failed: {e}"),
         }
@@ -142,10 +207,37 @@ impl OwnedModel {
     ) -> Result<R, BuildError> {
         let enc: Vec<Bytes> = self.encoder.iter().map(OwnedLayer::bytes).collect();
         let dec: Vec<Bytes> = self.decoder.iter().map(OwnedLayer::bytes).collect();
+        let tables: Vec<Vec<u8>> = self
+            .entropy
+            .iter()
+            .flat_map(|e| e.levels.iter().map(OwnedLevel::table_bytes))
+            .collect();
+        let values: Vec<Vec<u8>> = self
+            .entropy
+            .iter()
+            .flat_map(|e| e.levels.iter().map(OwnedLevel::value_bytes))
+            .collect();
+        let entropy = match &self.entropy {
+            None => None,
+            Some(e) => {
+                let mut levels = heapless::Vec::new();
+                for ((l, cdfs), values) in e.levels.iter().zip(&tables).zip(&values) {
+                    levels
+                        .push(EntropyLevel {
+                            steps: &l.steps,
+                            cdfs,
+                            values,
+                        })
+                        .map_err(|_| BuildError::TooManyLevels)?;
+                }
+                Some(Entropy { levels })
+            }
+        };
         let mut body = ModelBody {
             header,
             encoder: heapless::Vec::new(),
             decoder: heapless::Vec::new(),
+            entropy,
         };
         for (l, b) in self.encoder.iter().zip(&enc) {
             body.encoder
@@ -189,8 +281,75 @@ impl OwnedModel {
             header: m.header().clone(),
             encoder: m.encoder().iter().map(OwnedLayer::from_layer).collect(),
             decoder: m.decoder().iter().map(OwnedLayer::from_layer).collect(),
+            entropy: m.entropy().map(|e| OwnedEntropy {
+                levels: e
+                    .levels
+                    .iter()
+                    .map(|l| OwnedLevel::from_level(l, m.header().latent_q.zero_point))
+                    .collect(),
+            }),
         }
     }
+}
+
+/// A valid entropy section with pseudo-random steps (1..=16, coarser for lower levels) and
+/// tables (every frequency at least 1, peaked at symbol 0 like a real latent prior).
+pub fn synthetic_entropy(
+    rng: &mut XorShift,
+    latent: usize,
+    zero_point: i8,
+    levels: usize,
+) -> OwnedEntropy {
+    let mut out = OwnedEntropy::default();
+    for l in 0..levels {
+        let mut level = OwnedLevel {
+            steps: Vec::new(),
+            cdfs: Vec::new(),
+            values: Vec::new(),
+        };
+        for _ in 0..latent {
+            let step = 1 + (rng.next_u32() % 16) as u8 + 8 * (levels - 1 - l) as u8;
+            let (lo, hi) = crate::entropy::symbol_range(zero_point, step);
+            let weights: Vec<u64> = (lo..=hi)
+                .map(|s| 1 + (rng.next_u32() as u64 % 64) * 4096 / (1 + (s * s) as u64))
+                .collect();
+            level.steps.push(step);
+            level.cdfs.push(cdf_from_weights(&weights));
+        }
+        level.values = OwnedLevel::centre_values(&level.steps, zero_point);
+        out.levels.push(level);
+    }
+    out
+}
+
+/// A 16-bit CDF table (from 0, strictly increasing, implicit total 2^16) whose frequencies are
+/// proportional to `weights`, every symbol at least 1. At most 2^16 symbols; an empty input
+/// gives an empty table.
+pub fn cdf_from_weights(weights: &[u64]) -> Vec<u16> {
+    let n = weights.len() as u64;
+    if n == 0 || n > crate::entropy::TOTAL {
+        return Vec::new();
+    }
+    let total: u64 = weights.iter().sum::<u64>().max(1);
+    let spare = crate::entropy::TOTAL - n;
+    let mut freqs: Vec<u64> = weights
+        .iter()
+        .map(|&w| 1 + (w as u128 * spare as u128 / total as u128) as u64)
+        .collect();
+    // Rounding leaves a remainder: give it to the most probable symbol.
+    let short = crate::entropy::TOTAL - freqs.iter().sum::<u64>();
+    if let Some(i) = (0..freqs.len()).max_by_key(|&i| freqs[i]) {
+        freqs[i] += short;
+    }
+    let mut c = 0u64;
+    freqs
+        .iter()
+        .map(|f| {
+            let v = c as u16;
+            c += f;
+            v
+        })
+        .collect()
 }
 
 /// A small deterministic PRNG (xorshift64*) for synthetic parameters.
@@ -376,10 +535,17 @@ pub fn synthetic(spec: &SyntheticSpec, scratch: u32) -> Result<OwnedModel, Build
         latent_q,
         arena_bytes: 0,
     };
+    let entropy = Some(synthetic_entropy(
+        &mut rng,
+        spec.latent as usize,
+        latent_q.zero_point,
+        2,
+    ));
     let mut m = OwnedModel {
         header,
         encoder,
         decoder,
+        entropy,
     };
     let need = m.activation_bytes()?;
     m.header.arena_bytes = (need as u32).saturating_add(scratch);

@@ -3,7 +3,7 @@
 //! ```text
 //! offset size  field
 //!      0    4  magic  b"EVAE"
-//!      4    2  format version (u16 LE), currently 1
+//!      4    2  format version (u16 LE): 2 is written, 1 and 2 are read
 //!      6    2  flags (u16 LE), must be 0
 //!      8    4  payload length in bytes (u32 LE)
 //!     12    4  CRC-32 (ISO-HDLC) of the payload (u32 LE)
@@ -16,6 +16,10 @@
 //! array lengths match the shapes, requantisation parameters are in range, no int32 accumulator can
 //! overflow, and the activations fit the declared arena.
 //!
+//! Version 2 appends the entropy section of the learned codec to the body ([`Entropy`]: per
+//! quality level, an integer quantisation step and a 16-bit CDF table per latent dimension);
+//! version 1 files have none and still load (`entropy` is `None`).
+//!
 //! Multi-byte arrays inside layers (bias, multiplier) are little-endian `i32`s stored as bytes, read
 //! with `from_le_bytes`: the payload has no alignment.
 
@@ -24,10 +28,16 @@ use core::fmt;
 use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
 
+use crate::entropy::{self, Cdf, CodingError, Decoder, Encoder};
+
 /// File magic.
 pub const MAGIC: [u8; 4] = *b"EVAE";
-/// The format version this crate reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this crate writes.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version this crate reads (no entropy section).
+pub const FORMAT_VERSION_V1: u16 = 1;
+/// Most quality levels in an entropy section.
+pub const MAX_LEVELS: usize = 16;
 /// Size of the fixed preamble before the payload.
 pub const PREAMBLE_LEN: usize = 16;
 /// Most layers in one section (encoder or decoder).
@@ -200,6 +210,148 @@ pub struct ModelBody<'a> {
     pub encoder: Vec<Layer<'a>, MAX_LAYERS>,
     #[serde(borrow)]
     pub decoder: Vec<Layer<'a>, MAX_LAYERS>,
+    /// The codec's entropy model (format version 2; `None` in version 1 files).
+    #[serde(borrow)]
+    pub entropy: Option<Entropy<'a>>,
+}
+
+/// The body of a version 1 file.
+#[derive(Deserialize)]
+struct ModelBodyV1<'a> {
+    header: Header,
+    #[serde(borrow)]
+    encoder: Vec<Layer<'a>, MAX_LAYERS>,
+    #[serde(borrow)]
+    decoder: Vec<Layer<'a>, MAX_LAYERS>,
+}
+
+/// The entropy model of the learned codec: one [`EntropyLevel`] per quality level, coarsest
+/// (fewest bits) first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entropy<'a> {
+    #[serde(borrow)]
+    pub levels: Vec<EntropyLevel<'a>, MAX_LEVELS>,
+}
+
+/// One quality level: the int8 latent `q` of dimension `d` is sent as the symbol
+/// `round((q − zp) / steps[d])` (half away from zero), coded with dimension `d`'s table; the
+/// decoder puts back the symbol's value from `values` (the exporter writes the mean of the
+/// training latents in the symbol's bin, so coarse steps lose less than at the bin centre).
+/// Every int8 value maps into the table, so nothing is clamped on the way in and no escape code
+/// is needed.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EntropyLevel<'a> {
+    /// Quantisation step per latent dimension, in int8 latent units, `>= 1`.
+    #[serde(borrow)]
+    pub steps: &'a [u8],
+    /// The CDF tables of the dimensions in order, concatenated: dimension `d` has one u16 LE
+    /// entry per symbol of [`crate::entropy::symbol_range`]`(zp, steps[d])`, starting at 0 and
+    /// strictly increasing (implicit total 2^16, so every symbol has a non-zero frequency).
+    #[serde(borrow)]
+    pub cdfs: &'a [u8],
+    /// The int8 latent value each symbol decodes to, one byte per symbol, laid out like `cdfs`.
+    #[serde(borrow)]
+    pub values: &'a [u8],
+}
+
+/// One dimension of an [`EntropyLevel`].
+#[derive(Clone, Copy, Debug)]
+pub struct DimCoder<'a> {
+    pub step: u8,
+    pub cdf: Cdf<'a>,
+    /// The smallest symbol (table index 0).
+    pub lo: i32,
+    /// The latent value of each table index.
+    pub values: &'a [u8],
+}
+
+impl<'a> EntropyLevel<'a> {
+    /// Each dimension's coder, in order. Tables that do not parse end the iteration early
+    /// (cannot happen after validation).
+    pub fn tables(&self, zero_point: i8) -> impl Iterator<Item = DimCoder<'a>> + 'a {
+        let (cdfs, values) = (self.cdfs, self.values);
+        let mut at = 0usize;
+        self.steps.iter().map_while(move |&step| {
+            let (lo, hi) = entropy::symbol_range(zero_point, step);
+            let n = (hi - lo + 1) as usize;
+            let table = cdfs.get(2 * at..2 * (at + n))?;
+            let vals = values.get(at..at + n)?;
+            at += n;
+            Cdf::new(table).ok().map(|cdf| DimCoder {
+                step,
+                cdf,
+                lo,
+                values: vals,
+            })
+        })
+    }
+
+    /// Codes an int8 latent into `out` as one stream; returns its length in bits (bytes used:
+    /// `ceil(bits / 8)`).
+    pub fn encode(
+        &self,
+        zero_point: i8,
+        latent: &[i8],
+        out: &mut [u8],
+    ) -> Result<usize, CodingError> {
+        let mut enc = Encoder::new(out);
+        self.encode_into(&mut enc, zero_point, latent)?;
+        enc.finish()
+    }
+
+    /// Appends one latent's symbols to a running stream (several latents share one termination).
+    pub fn encode_into(
+        &self,
+        enc: &mut Encoder<'_>,
+        zero_point: i8,
+        latent: &[i8],
+    ) -> Result<(), CodingError> {
+        if latent.len() != self.steps.len() {
+            return Err(CodingError::SymbolOutOfRange);
+        }
+        let mut coded = 0;
+        for (dim, &q) in self.tables(zero_point).zip(latent) {
+            let symbol = entropy::quantize_latent(q, zero_point, dim.step);
+            enc.encode(&dim.cdf, (symbol - dim.lo) as usize)?;
+            coded += 1;
+        }
+        if coded != latent.len() {
+            return Err(CodingError::BadTable);
+        }
+        Ok(())
+    }
+
+    /// Decodes a bitstream (any bytes) into the dequantised int8 latent.
+    pub fn decode(
+        &self,
+        zero_point: i8,
+        bits: &[u8],
+        latent: &mut [i8],
+    ) -> Result<(), CodingError> {
+        self.decode_from(&mut Decoder::new(bits), zero_point, latent)
+    }
+
+    /// Reads one latent from a running stream.
+    pub fn decode_from(
+        &self,
+        dec: &mut Decoder<'_>,
+        zero_point: i8,
+        latent: &mut [i8],
+    ) -> Result<(), CodingError> {
+        if latent.len() != self.steps.len() {
+            return Err(CodingError::SymbolOutOfRange);
+        }
+        let mut decoded = 0;
+        for (dim, q) in self.tables(zero_point).zip(latent.iter_mut()) {
+            let index = dec.decode(&dim.cdf);
+            *q = dim.values.get(index).map_or(0, |&v| v as i8);
+            decoded += 1;
+        }
+        if decoded != self.steps.len() {
+            return Err(CodingError::BadTable);
+        }
+        Ok(())
+    }
 }
 
 /// Where in the model a problem was found.
@@ -209,6 +361,7 @@ pub enum Section {
     Header,
     Encoder,
     Decoder,
+    Entropy,
 }
 
 impl fmt::Display for Section {
@@ -217,6 +370,7 @@ impl fmt::Display for Section {
             Section::Header => "header",
             Section::Encoder => "encoder",
             Section::Decoder => "decoder",
+            Section::Entropy => "entropy section",
         })
     }
 }
@@ -319,6 +473,34 @@ pub enum FormatError {
         declared: u32,
         needed: u64,
     },
+    /// The entropy section has no quality level.
+    NoEntropyLevels,
+    /// A level's step array is not one step per latent dimension.
+    EntropyStepsLength {
+        level: u8,
+    },
+    /// A quantisation step of zero.
+    EntropyStep {
+        level: u8,
+        dim: u16,
+    },
+    /// A level's tables do not add up to one entry per symbol of every dimension.
+    EntropyTablesLength {
+        level: u8,
+        expected: usize,
+        found: usize,
+    },
+    /// A table does not start at 0 or is not strictly increasing (a symbol of zero frequency).
+    EntropyTable {
+        level: u8,
+        dim: u16,
+    },
+    /// A level's decoded values are not one byte per symbol of every dimension.
+    EntropyValuesLength {
+        level: u8,
+        expected: usize,
+        found: usize,
+    },
 }
 
 impl fmt::Display for FormatError {
@@ -328,7 +510,7 @@ impl fmt::Display for FormatError {
             TooShort { len } => write!(f, "file is {len} bytes, shorter than the {PREAMBLE_LEN}-byte preamble"),
             BadMagic => write!(f, "not an edgevae model (bad magic)"),
             UnsupportedVersion { found } => {
-                write!(f, "format version {found} is not supported (this build reads {FORMAT_VERSION})")
+                write!(f, "format version {found} is not supported (this build reads {FORMAT_VERSION_V1} and {FORMAT_VERSION})")
             }
             UnsupportedFlags { found } => write!(f, "unknown flags {found:#06x}"),
             Truncated { declared, available } => {
@@ -378,6 +560,25 @@ impl fmt::Display for FormatError {
             ArenaTooSmall { declared, needed } => {
                 write!(f, "declared arena {declared} bytes, activations need {needed}")
             }
+            NoEntropyLevels => write!(f, "entropy section has no quality level"),
+            EntropyStepsLength { level } => {
+                write!(f, "entropy level {level}: not one quantisation step per latent dimension")
+            }
+            EntropyStep { level, dim } => {
+                write!(f, "entropy level {level} dimension {dim}: quantisation step is 0")
+            }
+            EntropyTablesLength { level, expected, found } => write!(
+                f,
+                "entropy level {level}: {found} bytes of CDF tables, expected {expected}"
+            ),
+            EntropyValuesLength { level, expected, found } => write!(
+                f,
+                "entropy level {level}: {found} decoded values, expected {expected}"
+            ),
+            EntropyTable { level, dim } => write!(
+                f,
+                "entropy level {level} dimension {dim}: CDF does not start at 0 or is not strictly increasing"
+            ),
         }
     }
 }
@@ -417,7 +618,7 @@ impl<'a> Model<'a> {
             return Err(FormatError::BadMagic);
         }
         let version = read_u16(bytes, 4);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_V1 {
             return Err(FormatError::UnsupportedVersion { found: version });
         }
         let flags = read_u16(bytes, 6);
@@ -445,8 +646,19 @@ impl<'a> Model<'a> {
         if computed != stored {
             return Err(FormatError::ChecksumMismatch { stored, computed });
         }
-        let (body, left) =
-            postcard::take_from_bytes::<ModelBody<'a>>(payload).map_err(|_| FormatError::Decode)?;
+        let (body, left) = if version == FORMAT_VERSION_V1 {
+            let (v1, left) = postcard::take_from_bytes::<ModelBodyV1<'a>>(payload)
+                .map_err(|_| FormatError::Decode)?;
+            let body = ModelBody {
+                header: v1.header,
+                encoder: v1.encoder,
+                decoder: v1.decoder,
+                entropy: None,
+            };
+            (body, left)
+        } else {
+            postcard::take_from_bytes::<ModelBody<'a>>(payload).map_err(|_| FormatError::Decode)?
+        };
         if !left.is_empty() {
             return Err(FormatError::TrailingBytes { extra: left.len() });
         }
@@ -469,6 +681,14 @@ impl<'a> Model<'a> {
     }
     pub fn body(&self) -> &ModelBody<'a> {
         &self.body
+    }
+    /// The codec's entropy model, if the file has one.
+    pub fn entropy(&self) -> Option<&Entropy<'a>> {
+        self.body.entropy.as_ref()
+    }
+    /// Quality level `level` of the entropy model.
+    pub fn level(&self, level: u8) -> Option<&EntropyLevel<'a>> {
+        self.entropy()?.levels.get(level as usize)
     }
     /// CRC-32 of the payload (identifies the model).
     pub fn crc(&self) -> u32 {
@@ -508,7 +728,61 @@ pub fn validate(body: &ModelBody<'_>) -> Result<u64, FormatError> {
             needed,
         });
     }
+    if let Some(e) = &body.entropy {
+        check_entropy(e, h.latent, h.latent_q.zero_point)?;
+    }
     Ok(needed)
+}
+
+fn check_entropy(e: &Entropy<'_>, latent: u16, zp: i8) -> Result<(), FormatError> {
+    if e.levels.is_empty() {
+        return Err(FormatError::NoEntropyLevels);
+    }
+    for (l, level) in e.levels.iter().enumerate() {
+        let li = l as u8;
+        if level.steps.len() != latent as usize {
+            return Err(FormatError::EntropyStepsLength { level: li });
+        }
+        let mut expected = 0usize;
+        for (d, &step) in level.steps.iter().enumerate() {
+            if step == 0 {
+                return Err(FormatError::EntropyStep {
+                    level: li,
+                    dim: d as u16,
+                });
+            }
+            let (lo, hi) = entropy::symbol_range(zp, step);
+            expected += 2 * (hi - lo + 1) as usize;
+        }
+        if level.cdfs.len() != expected {
+            return Err(FormatError::EntropyTablesLength {
+                level: li,
+                expected,
+                found: level.cdfs.len(),
+            });
+        }
+        if level.values.len() != expected / 2 {
+            return Err(FormatError::EntropyValuesLength {
+                level: li,
+                expected: expected / 2,
+                found: level.values.len(),
+            });
+        }
+        let mut at = 0usize;
+        for (d, &step) in level.steps.iter().enumerate() {
+            let (lo, hi) = entropy::symbol_range(zp, step);
+            let n = 2 * (hi - lo + 1) as usize;
+            let table = level.cdfs.get(at..at + n).unwrap_or(&[]);
+            if Cdf::new(table).is_err() {
+                return Err(FormatError::EntropyTable {
+                    level: li,
+                    dim: d as u16,
+                });
+            }
+            at += n;
+        }
+    }
+    Ok(())
 }
 
 /// Checks one section; returns (output shape, output quantisation, ends in a LUT, ping-pong bytes).

@@ -1,4 +1,5 @@
-//! edgevae shared definitions: the model file format and the host<->device wire protocol.
+//! edgevae shared definitions: the model file format, the host<->device wire protocol and the
+//! entropy coder of the learned codec.
 //!
 //! `no_std` and allocation-free by default so that the firmware can parse a model straight out
 //! of flash. Features: `alloc` (serialisation with `Vec`), `std` (std::error::Error impls),
@@ -14,6 +15,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 pub mod build;
 pub mod crc;
+pub mod entropy;
 pub mod format;
 pub mod wire;
 

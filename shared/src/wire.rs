@@ -19,8 +19,9 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::format::{QParams, Shape, MAX_NAME};
 
-/// Largest message overhead around a byte payload: enum tag, varint length, varint seq, CRC.
-pub const MESSAGE_OVERHEAD: usize = 1 + 3 + 3 + 4;
+/// Largest message overhead around a byte payload: enum tag, varint seq, one varint field
+/// (quality level, bit count), varint length, CRC.
+pub const MESSAGE_OVERHEAD: usize = 1 + 3 + 3 + 3 + 4;
 /// An upper bound on the encoded size of an `Info` response.
 pub const INFO_LEN: usize = 96;
 
@@ -49,6 +50,18 @@ pub enum Request<'a> {
         #[serde(borrow)]
         latent: &'a [u8],
     },
+    /// Compress one image (raw uint8 pixels) into an entropy-coded bitstream of quality `level`.
+    Compress {
+        level: u8,
+        #[serde(borrow)]
+        frame: &'a [u8],
+    },
+    /// Decompress a bitstream of quality `level` into an image.
+    Decompress {
+        level: u8,
+        #[serde(borrow)]
+        bitstream: &'a [u8],
+    },
 }
 
 /// What the device runs.
@@ -64,6 +77,8 @@ pub struct DeviceInfo {
     pub arena_bytes: u32,
     /// Which kernels the firmware was built with.
     pub kernels: KernelPath,
+    /// Quality levels of the model's entropy coder (0: no codec, raw latents only).
+    pub levels: u8,
 }
 
 /// The kernel implementation compiled into the firmware.
@@ -83,6 +98,12 @@ pub enum Response<'a> {
     Latent {
         #[serde(borrow)]
         code: &'a [u8],
+    },
+    /// An entropy-coded latent: `bits` meaningful bits in `ceil(bits / 8)` bytes.
+    Bitstream {
+        bits: u16,
+        #[serde(borrow)]
+        bytes: &'a [u8],
     },
     /// uint8 pixels, H×W×C.
     Image {
@@ -109,6 +130,8 @@ pub enum WireErrorCode {
     WrongLength,
     /// The engine failed (a bug or an arena problem; see the device log).
     Engine,
+    /// The model has no entropy coder, or not the requested quality level.
+    NoSuchLevel,
 }
 
 impl From<FrameError> for WireErrorCode {

@@ -70,10 +70,10 @@ fn preamble_errors() {
     b[0] ^= 1;
     assert_eq!(Model::from_bytes(&b), Err(FormatError::BadMagic));
     let mut b = good.clone();
-    b[4] = 2;
+    b[4] = 3;
     assert_eq!(
         Model::from_bytes(&b),
-        Err(FormatError::UnsupportedVersion { found: 2 })
+        Err(FormatError::UnsupportedVersion { found: 3 })
     );
     let mut b = good.clone();
     b[6] = 1;
@@ -132,6 +132,110 @@ fn payload_errors() {
     };
     let bytes = with_payload(&postcard::to_allocvec(&body).unwrap());
     assert_eq!(Model::from_bytes(&bytes), Err(FormatError::Decode));
+}
+
+#[test]
+fn version_1_files_still_load_without_entropy() {
+    let mut m = small();
+    m.entropy = None;
+    let v2 = m.to_bytes().unwrap();
+    // A v1 payload is the v2 payload without the trailing `None` of the entropy section.
+    assert_eq!(v2.last(), Some(&0));
+    let mut v1 = with_payload(&v2[PREAMBLE_LEN..v2.len() - 1]);
+    v1[4] = 1;
+    let parsed = Model::from_bytes(&v1).unwrap();
+    assert!(parsed.entropy().is_none());
+    assert_eq!(OwnedModel::from_model(&parsed), m);
+    // The same bytes labelled v2 lack the entropy tag.
+    let mut wrong = v1.clone();
+    wrong[4] = 2;
+    assert_eq!(Model::from_bytes(&wrong), Err(FormatError::Decode));
+}
+
+#[test]
+fn entropy_section_round_trips_and_codes_latents() {
+    let m = small();
+    let bytes = m.to_bytes().unwrap();
+    let parsed = Model::from_bytes(&bytes).unwrap();
+    assert_eq!(OwnedModel::from_model(&parsed), m);
+    let zp = parsed.header().latent_q.zero_point;
+    let level = parsed.level(1).unwrap();
+    assert!(parsed.level(2).is_none());
+    let latent: Vec<i8> = vec![-128, 3, 127];
+    let mut buf = [0u8; 16];
+    let bits = level.encode(zp, &latent, &mut buf).unwrap();
+    let mut back = [0i8; 3];
+    level
+        .decode(zp, &buf[..bits.div_ceil(8)], &mut back)
+        .unwrap();
+    for (d, (&q, &r)) in latent.iter().zip(&back).enumerate() {
+        let step = level.steps[d] as i32;
+        assert!(
+            (q as i32 - r as i32).abs() <= step / 2 + 1,
+            "dim {d}: {q} -> {r}"
+        );
+        let again = edgevae_shared::entropy::quantize_latent(r, zp, level.steps[d]);
+        assert_eq!(
+            again,
+            edgevae_shared::entropy::quantize_latent(q, zp, level.steps[d])
+        );
+    }
+    assert!(level.encode(zp, &latent[..2], &mut buf).is_err());
+    assert!(level.decode(zp, &buf, &mut back[..2]).is_err());
+}
+
+/// Symbols of all dimensions of a level of [`small`].
+fn m_symbols(level: usize) -> usize {
+    small().entropy.unwrap().levels[level]
+        .cdfs
+        .iter()
+        .map(Vec::len)
+        .sum()
+}
+
+#[test]
+fn entropy_errors() {
+    assert_eq!(
+        mutated(|m| m.entropy.as_mut().unwrap().levels.clear()),
+        Err(FormatError::NoEntropyLevels)
+    );
+    assert_eq!(
+        mutated(|m| {
+            m.entropy.as_mut().unwrap().levels[1].steps.pop();
+        }),
+        Err(FormatError::EntropyStepsLength { level: 1 })
+    );
+    assert_eq!(
+        mutated(|m| m.entropy.as_mut().unwrap().levels[0].steps[2] = 0),
+        Err(FormatError::EntropyStep { level: 0, dim: 2 })
+    );
+    assert!(matches!(
+        mutated(|m| {
+            m.entropy.as_mut().unwrap().levels[0].cdfs[1].pop();
+        }),
+        Err(FormatError::EntropyTablesLength { level: 0, .. })
+    ));
+    assert_eq!(
+        mutated(|m| {
+            m.entropy.as_mut().unwrap().levels[1].values[2].push(0);
+        }),
+        Err(FormatError::EntropyValuesLength {
+            level: 1,
+            expected: m_symbols(1),
+            found: m_symbols(1) + 1
+        })
+    );
+    assert_eq!(
+        mutated(|m| m.entropy.as_mut().unwrap().levels[1].cdfs[1][0] = 5),
+        Err(FormatError::EntropyTable { level: 1, dim: 1 })
+    );
+    assert_eq!(
+        mutated(|m| {
+            let t = &mut m.entropy.as_mut().unwrap().levels[0].cdfs[2];
+            t[2] = t[1];
+        }),
+        Err(FormatError::EntropyTable { level: 0, dim: 2 })
+    );
 }
 
 #[test]

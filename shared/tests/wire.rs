@@ -29,6 +29,7 @@ fn info() -> Response<'static> {
         },
         arena_bytes: 12_345,
         kernels: KernelPath::CortexMDsp,
+        levels: 255,
     })
 }
 
@@ -121,14 +122,22 @@ fn frame_errors() {
 }
 
 fn request() -> impl Strategy<Value = (u8, Vec<u8>)> {
-    (0u8..3, prop::collection::vec(any::<u8>(), 0..900))
+    (0u8..5, prop::collection::vec(any::<u8>(), 0..900))
 }
 
 fn make(kind: u8, data: &[u8]) -> Request<'_> {
     match kind {
         0 => Request::Info,
         1 => Request::Encode { frame: data },
-        _ => Request::Decode { latent: data },
+        2 => Request::Decode { latent: data },
+        3 => Request::Compress {
+            level: 255,
+            frame: data,
+        },
+        _ => Request::Decompress {
+            level: 7,
+            bitstream: data,
+        },
     }
 }
 
@@ -147,10 +156,11 @@ proptest! {
     }
 
     #[test]
-    fn responses_round_trip(seq in any::<u16>(), data in prop::collection::vec(any::<u8>(), 0..900), kind in 0u8..3) {
+    fn responses_round_trip(seq in any::<u16>(), data in prop::collection::vec(any::<u8>(), 0..900), kind in 0u8..4) {
         let resp = match kind {
             0 => Response::Latent { code: &data },
             1 => Response::Image { pixels: &data },
+            2 => Response::Bitstream { bits: u16::MAX, bytes: &data },
             _ => Response::Error(WireErrorCode::WrongLength),
         };
         let frame = encode_frame_vec(seq, &resp).unwrap();

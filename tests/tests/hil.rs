@@ -1,6 +1,7 @@
 //! Hardware in the loop: the device app on emulated Cortex-M4 (mps2-an386) and Cortex-M7
 //! (mps2-an500) receives real Fashion-MNIST test images over the emulated UART; every latent code
-//! and every decoded image must equal the host's fixed-point reference byte for byte.
+//! and every decoded image must equal the host's fixed-point reference byte for byte; so must
+//! every entropy-coded bitstream (quality levels in turn) and every decompressed image.
 
 use edgevae::data::{load, Split};
 use edgevae::hil::{Device, Reply};
@@ -26,6 +27,13 @@ fn stream_images(machine: &str, images: usize) {
         r => panic!("unexpected {r:?}"),
     }
     let (mut mismatches, mut psnr) = (0, 0.0);
+    let levels = model
+        .entropy()
+        .expect("the shipped model carries entropy tables")
+        .levels
+        .len();
+    let zp = model.header().latent_q.zero_point;
+    let mut coded_bits = 0usize;
     for k in 0..images {
         let img = test.image(k);
         let want_z = reference.encode(img).unwrap();
@@ -49,7 +57,47 @@ fn stream_images(machine: &str, images: usize) {
             eprintln!("image {k}: pixels differ at {diff:?}");
         }
         psnr += psnr_u8(img, &got_px);
+
+        // The codec: bitstream and decompressed image equal the host's, byte for byte.
+        let level = (k % levels) as u8;
+        let coder = model.level(level).unwrap();
+        let mut want_bits = vec![0u8; 64];
+        let n = coder.encode(zp, &want_z, &mut want_bits).unwrap();
+        want_bits.truncate(n.div_ceil(8));
+        match dev
+            .request(&Request::Compress { level, frame: img })
+            .unwrap()
+        {
+            Reply::Bitstream(bits, bytes) => {
+                if (bits as usize, &bytes) != (n, &want_bits) {
+                    mismatches += 1;
+                    eprintln!("image {k} level {level}: device {bits} bits {bytes:?}, host {n} bits {want_bits:?}");
+                }
+                coded_bits += n;
+            }
+            r => panic!("image {k}: {r:?}"),
+        }
+        let mut dq = vec![0i8; want_z.len()];
+        coder.decode(zp, &want_bits, &mut dq).unwrap();
+        let want_px = reference.decode(&dq).unwrap();
+        match dev
+            .request(&Request::Decompress {
+                level,
+                bitstream: &want_bits,
+            })
+            .unwrap()
+        {
+            Reply::Image(p) if p == want_px => {}
+            r => {
+                mismatches += 1;
+                eprintln!("image {k} level {level}: decompressed image differs: {r:?}");
+            }
+        }
     }
+    eprintln!(
+        "{machine}: codec {:.1} bits per image on average over {levels} levels",
+        coded_bits as f64 / images as f64
+    );
     eprintln!(
         "{machine}: {images} images, {mismatches} mismatches, device PSNR {:.2} dB; device log:\n{}",
         psnr / images as f64,

@@ -150,14 +150,35 @@ fn main() -> ! {
             hprintln!("self-test failed");
             exit(false)
         }
+        // Entropy coding alone, at the finest level (the most bits): what the codec adds.
+        let (mut code_ticks, mut uncode_ticks) = (0, 0);
+        let levels = model.entropy().map_or(0, |e| e.levels.len());
+        if let Some(level) = model.level(levels.saturating_sub(1) as u8) {
+            let zp = model.header().latent_q.zero_point;
+            let mut bits = [0u8; 4 * LATENT + 8];
+            let t3 = ticks.now();
+            let coded = level.encode(zp, &z, &mut bits);
+            let t4 = ticks.now();
+            let decoded = level.decode(zp, &bits, &mut z);
+            let t5 = ticks.now();
+            if coded.is_err() || decoded.is_err() {
+                hprintln!("self-test failed (entropy coding)");
+                exit(false)
+            }
+            code_ticks = t4 - t3;
+            uncode_ticks = t5 - t4;
+        }
         hprintln!(
-            "edgevae app: model {} crc {:#010x}, arena {} B, model {} B in flash; encode_ticks={} decode_ticks={} stack_bytes={}",
+            "edgevae app: model {} crc {:#010x}, arena {} B, model {} B in flash, {} levels; encode_ticks={} decode_ticks={} code_ticks={} uncode_ticks={} stack_bytes={}",
             model.header().name.as_str(),
             model.crc(),
             ARENA_BYTES,
             MODEL.len(),
+            levels,
             t1 - t0,
             t2 - t1,
+            code_ticks,
+            uncode_ticks,
             stack_used(stack_top)
         );
     }
