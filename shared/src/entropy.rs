@@ -83,6 +83,17 @@ impl<'a> Cdf<'a> {
         Ok(cdf)
     }
 
+    /// A table that was validated before (a parsed [`crate::Model`] checked every table on
+    /// load): only its length is checked, so coding costs no scan of the table. A table that is
+    /// not strictly increasing codes wrong symbols but cannot make the coder panic.
+    pub fn from_validated(bytes: &'a [u8]) -> Result<Self, CodingError> {
+        let n = bytes.len() / 2;
+        if !bytes.len().is_multiple_of(2) || n == 0 || n > MAX_SYMBOLS {
+            return Err(CodingError::BadTable);
+        }
+        Ok(Cdf { bytes })
+    }
+
     /// Number of symbols.
     pub fn len(&self) -> usize {
         self.bytes.len() / 2
@@ -110,14 +121,17 @@ impl<'a> Cdf<'a> {
     }
 }
 
-/// Splits `[low, high]` for the cumulative range `[lo_c, hi_c)`.
+/// Splits `[low, high]` (`low <= high`) for the cumulative range `[lo_c, hi_c)`, `lo_c < 2^16`,
+/// `hi_c <= 2^16`. Both results lie in `[low, high]`; for a table that is not increasing the
+/// interval collapses to one value instead of inverting, so nothing can overflow.
 #[inline]
 fn narrow(low: u32, high: u32, lo_c: u32, hi_c: u32) -> (u32, u32) {
-    let r = (high - low) as u64 + 1;
-    // Both results lie in [low, high]: hi_c <= 2^16 gives at most r, lo_c < hi_c less.
-    let new_high = (low as u64 + ((r * hi_c as u64) >> PRECISION) - 1) as u32;
-    let new_low = (low as u64 + ((r * lo_c as u64) >> PRECISION)) as u32;
-    (new_low, new_high)
+    let r = high.wrapping_sub(low) as u64 + 1;
+    let new_low = low as u64 + ((r * lo_c.min(0xFFFF) as u64) >> PRECISION);
+    let new_high = (low as u64 + ((r * hi_c.min(1 << PRECISION) as u64) >> PRECISION))
+        .saturating_sub(1)
+        .max(new_low);
+    (new_low as u32, new_high as u32)
 }
 
 /// Writes a bitstream, most significant bit first, into a caller's slice.
@@ -279,10 +293,11 @@ impl<'a> Decoder<'a> {
     }
 
     /// Decodes one symbol index of `cdf`. Cannot fail: `low ≤ value ≤ high` holds for any
-    /// input, so every target lands in some symbol of the table.
+    /// input and a valid table, so every target lands in some symbol of the table (and with an
+    /// invalid one the arithmetic wraps instead of panicking).
     pub fn decode(&mut self, cdf: &Cdf<'_>) -> usize {
-        let r = (self.high - self.low) as u64 + 1;
-        let offset = (self.value - self.low) as u64;
+        let r = self.high.wrapping_sub(self.low) as u64 + 1;
+        let offset = self.value.wrapping_sub(self.low) as u64;
         let target = (((offset + 1) << PRECISION) - 1) / r;
         // Largest i with c_i <= target (c_0 = 0 <= target, target < 2^16 = c_n).
         let (mut lo, mut hi) = (0usize, cdf.len());
@@ -302,11 +317,11 @@ impl<'a> Decoder<'a> {
             } else if self.low >= HALF {
                 self.low -= HALF;
                 self.high -= HALF;
-                self.value -= HALF;
+                self.value = self.value.wrapping_sub(HALF);
             } else if self.low >= QUARTER && self.high < HALF + QUARTER {
                 self.low -= QUARTER;
                 self.high -= QUARTER;
-                self.value -= QUARTER;
+                self.value = self.value.wrapping_sub(QUARTER);
             } else {
                 break;
             }

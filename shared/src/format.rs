@@ -277,7 +277,9 @@ impl<'a> EntropyLevel<'a> {
             let table = cdfs.get(2 * at..2 * (at + n))?;
             let vals = values.get(at..at + n)?;
             at += n;
-            Cdf::new(table).ok().map(|cdf| DimCoder {
+            // Validated when the model was parsed; re-scanning every table per image would cost
+            // more than the coding itself.
+            Cdf::from_validated(table).ok().map(|cdf| DimCoder {
                 step,
                 cdf,
                 lo,

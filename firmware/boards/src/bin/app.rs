@@ -169,7 +169,7 @@ fn main() -> ! {
             uncode_ticks = t5 - t4;
         }
         hprintln!(
-            "edgevae app: model {} crc {:#010x}, arena {} B, model {} B in flash, {} levels; encode_ticks={} decode_ticks={} code_ticks={} uncode_ticks={} stack_bytes={}",
+            "edgevae app: model {} crc {:#010x}, arena {} B, model {} B in flash, {} levels; encode_ticks={} decode_ticks={} entropy_enc={} entropy_dec={} stack_bytes={}",
             model.header().name.as_str(),
             model.crc(),
             ARENA_BYTES,
