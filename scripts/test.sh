@@ -7,6 +7,11 @@ bash scripts/setup.sh
 
 step() { echo; echo "== $*"; }
 
+step "gates: cargo fmt --check, cargo clippy -D warnings (workspace and boards)"
+cargo fmt --all --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
+(cd firmware/boards && cargo clippy --locked --release -- -D warnings)
+
 step "host: cargo test --workspace"
 cargo test --workspace --locked
 

@@ -301,17 +301,6 @@ pub fn required_arena_all_paths(model: &Model<'_>) -> usize {
         .max(required_arena::<Fast>(model))
 }
 
-/// Called around every computing layer (per-layer timing, tracing). Both methods default to nothing.
-pub trait Observer {
-    fn before(&mut self, _section: Section, _index: usize, _layer: &Layer<'_>) {}
-    /// `output` is the layer's int8 output (after any lookup table).
-    fn after(&mut self, _section: Section, _index: usize, _layer: &Layer<'_>, _output: &[i8]) {}
-}
-
-/// Observes nothing.
-pub struct NoObserver;
-impl Observer for NoObserver {}
-
 /// Runs one model in one arena.
 pub struct Engine<'m, 'a, K: KernelSet = Fast> {
     model: &'m Model<'m>,
@@ -349,16 +338,6 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
 
     pub fn model(&self) -> &Model<'m> {
         self.model
-    }
-
-    /// Image (uint8 pixels, H×W×C) → int8 latent code.
-    pub fn encode(&mut self, pixels: &[u8], latent: &mut [i8]) -> Result<(), EngineError> {
-        self.encode_observed(pixels, latent, &mut NoObserver)
-    }
-
-    /// Latent code → image (uint8 pixels).
-    pub fn decode(&mut self, latent: &[i8], pixels: &mut [u8]) -> Result<(), EngineError> {
-        self.decode_observed(latent, pixels, &mut NoObserver)
     }
 
     /// Image → bitstream of quality `level` (the learned codec): encode, quantise each latent
@@ -402,12 +381,8 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
         self.decode(latent, pixels)
     }
 
-    pub fn encode_observed(
-        &mut self,
-        pixels: &[u8],
-        latent: &mut [i8],
-        obs: &mut impl Observer,
-    ) -> Result<(), EngineError> {
+    /// Image (uint8 pixels, H×W×C) → int8 latent code.
+    pub fn encode(&mut self, pixels: &[u8], latent: &mut [i8]) -> Result<(), EngineError> {
         let h = self.model.header();
         check_len(pixels.len(), h.input.len() as usize)?;
         check_len(latent.len(), h.latent as usize)?;
@@ -416,7 +391,7 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
             .get_mut(..pixels.len())
             .ok_or(internal(Section::Encoder, 0))?;
         kernels::quantize_pixels(pixels, first).map_err(|e| kernel_err(Section::Encoder, 0, e))?;
-        let out = self.run(Section::Encoder, obs)?;
+        let out = self.run(Section::Encoder)?;
         latent.copy_from_slice(
             out.get(..latent.len())
                 .ok_or(internal(Section::Encoder, 0))?,
@@ -424,12 +399,8 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
         Ok(())
     }
 
-    pub fn decode_observed(
-        &mut self,
-        latent: &[i8],
-        pixels: &mut [u8],
-        obs: &mut impl Observer,
-    ) -> Result<(), EngineError> {
+    /// Latent code → image (uint8 pixels).
+    pub fn decode(&mut self, latent: &[i8], pixels: &mut [u8]) -> Result<(), EngineError> {
         let h = self.model.header();
         check_len(latent.len(), h.latent as usize)?;
         check_len(pixels.len(), h.input.len() as usize)?;
@@ -437,7 +408,7 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
         ping.get_mut(..latent.len())
             .ok_or(internal(Section::Decoder, 0))?
             .copy_from_slice(latent);
-        let out = self.run(Section::Decoder, obs)?;
+        let out = self.run(Section::Decoder)?;
         let out = out
             .get(..pixels.len())
             .ok_or(internal(Section::Decoder, 0))?;
@@ -456,7 +427,7 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
     }
 
     /// Runs a section whose input is at the front of the ping-pong region; returns its output.
-    fn run(&mut self, section: Section, obs: &mut impl Observer) -> Result<&[i8], EngineError> {
+    fn run(&mut self, section: Section) -> Result<&[i8], EngineError> {
         let model = self.model;
         let layers = match section {
             Section::Decoder => model.decoder(),
@@ -477,7 +448,6 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
             if in_len != cur_len || in_len + out_len > p {
                 return Err(bad);
             }
-            obs.before(section, index, l);
             let (input, output): (&[i8], &mut [i8]) = if at_front {
                 let (a, b) = ping.split_at_mut(p - out_len);
                 (a.get(..in_len).ok_or(bad)?, b)
@@ -515,7 +485,6 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
                 let table: &[u8; 256] = table.try_into().map_err(|_| bad)?;
                 kernels::apply_lut(output, table);
             }
-            obs.after(section, index, l, output);
             at_front = !at_front;
             cur_len = out_len;
         }

@@ -48,6 +48,17 @@ pub const EVZ_VERSION: u8 = 1;
 pub const EVZ_OVERHEAD: usize = 22;
 /// Largest image side a container may declare.
 pub const MAX_SIDE: u32 = 1 << 15;
+/// Most pixels a container may declare (64 Mpixel), so a crafted header cannot ask for more
+/// memory than a real picture would.
+pub const MAX_PIXELS: u64 = 1 << 26;
+
+fn size_ok(width: u32, height: u32) -> bool {
+    width > 0
+        && height > 0
+        && width <= MAX_SIDE
+        && height <= MAX_SIDE
+        && width as u64 * height as u64 <= MAX_PIXELS
+}
 
 /// The int8 latents of `images` as the device computes them (scalar reference, in parallel).
 pub fn latents(model: &Model<'_>, images: &[&[u8]]) -> Result<Vec<Vec<i8>>, Error> {
@@ -352,7 +363,9 @@ pub enum EvzError {
     WrongModel { file: u32, model: u32 },
     #[error("quality level {level} does not exist in this model ({levels} levels)")]
     NoSuchLevel { level: u8, levels: usize },
-    #[error("image size {width}x{height} is outside 1..={MAX_SIDE}")]
+    #[error(
+        "image size {width}x{height} is outside 1..={MAX_SIDE} a side or over {MAX_PIXELS} pixels"
+    )]
     BadSize { width: u32, height: u32 },
 }
 
@@ -385,7 +398,7 @@ pub fn compress(model: &Model<'_>, level: u8, img: &Gray) -> Result<Compressed, 
             "compress needs a single-channel model".into(),
         ));
     }
-    if img.width == 0 || img.height == 0 || img.width > MAX_SIDE || img.height > MAX_SIDE {
+    if !size_ok(img.width, img.height) {
         return Err(Error::Invalid(
             EvzError::BadSize {
                 width: img.width,
@@ -482,7 +495,7 @@ pub fn parse_evz<'f>(
         return Err(EvzError::NoSuchLevel { level, levels });
     }
     let (width, height) = (u32_at(body, 10), u32_at(body, 14));
-    if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
+    if !size_ok(width, height) {
         return Err(EvzError::BadSize { width, height });
     }
     Ok((level, width, height, &body[18..]))
@@ -621,7 +634,7 @@ pub fn compress_path(
     for (inp, outp) in pairs(input, out, is_image, "evz")? {
         let (img, colour) = Gray::load(&inp)?;
         let c = compress(&model, quality - 1, &img)?;
-        crate::modelfile::write_atomic(&outp, &c.file).map_err(Error::io(&outp))?;
+        crate::modelfile::write_atomic(&outp, &c.file)?;
         let f = |v: &[u8]| v.iter().map(|&p| p as f32 / 255.0).collect::<Vec<_>>();
         reports.push(FileReport {
             input: inp,
@@ -660,7 +673,7 @@ pub fn decompress_path(
         parse_evz(&model, &file).map_err(|e| Error::data(&inp, e))?;
         let img = decompress(&model, &file).map_err(|e| Error::data(&inp, e))?;
         let png = img.to_png()?;
-        crate::modelfile::write_atomic(&outp, &png).map_err(Error::io(&outp))?;
+        crate::modelfile::write_atomic(&outp, &png)?;
         done.push((outp, img));
     }
     Ok(done)

@@ -274,6 +274,10 @@ struct TrainArgs {
     /// Anneal the learning rate along a cosine from --lr down to this value over the run.
     #[arg(long)]
     lr_min: Option<f64>,
+    /// Train for the codec: uniform latent noise of this width and a rate term (weighted by
+    /// --beta) instead of the ELBO's sampling and KL.
+    #[arg(long)]
+    rate_noise: Option<f64>,
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Train on the first N training images only.
@@ -372,7 +376,7 @@ fn run(cli: Cli) -> Result<(), Error> {
 
 fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), Error> {
     let json = serde_json::to_vec_pretty(value).map_err(|e| Error::Invalid(e.to_string()))?;
-    train::write_atomic(path, &json)
+    edgevae::modelfile::write_atomic(path, &json)
 }
 
 fn cmd_train(a: TrainArgs) -> Result<(), Error> {
@@ -388,6 +392,7 @@ fn cmd_train(a: TrainArgs) -> Result<(), Error> {
         .with_kl_warmup_epochs(a.kl_warmup)
         .with_learning_rate(a.lr)
         .with_lr_min(a.lr_min)
+        .with_rate_noise(a.rate_noise)
         .with_seed(a.seed);
     cfg.validate()?;
     let mut train_set = data::load(a.data.data.as_deref(), Split::Train)?;
@@ -477,7 +482,7 @@ fn cmd_eval(a: EvalArgs) -> Result<(), Error> {
             opts.seed,
             recover::table_markdown(&rows)
         );
-        train::write_atomic(&out.join("recovery.md"), md.as_bytes())?;
+        edgevae::modelfile::write_atomic(&out.join("recovery.md"), md.as_bytes())?;
         println!("wrote {}", out.join("recovery.md").display());
     }
     Ok(())
@@ -546,12 +551,15 @@ fn rate_distortion(
     };
     let points = rd::sweep(&inputs)?;
     let md = format!(
-        "Rate-distortion on the first {n} test images (PCA and coefficient ranges fitted on \
-         10,000 training images).\n\n{}",
+        "Rate-distortion on the first {n} of the {} test images; PCA and coefficient ranges \
+         fitted on {} of the {} training images (spread over the set).\n\n{}",
+        test_set.len(),
+        fit.len() / IMAGE_PIXELS,
+        train_set.len(),
         rd::table_markdown(&points)
     );
     print!("{md}");
-    train::write_atomic(&out.join("rd.md"), md.as_bytes())?;
+    edgevae::modelfile::write_atomic(&out.join("rd.md"), md.as_bytes())?;
     write_json(&out.join("rd.json"), &points)?;
     rd::plot(&points, &out.join("rd.png"))?;
     eprintln!("rate-distortion: {:.1} s", start.elapsed().as_secs_f64());
@@ -608,7 +616,7 @@ fn cmd_recover(a: RecoverArgs) -> Result<(), Error> {
         );
     }
     write_json(&a.out.join("recovery.json"), &rows)?;
-    train::write_atomic(
+    edgevae::modelfile::write_atomic(
         &a.out.join("recovery.md"),
         recover::table_markdown(&rows).as_bytes(),
     )?;

@@ -5,7 +5,6 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfi
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{log_sigmoid, relu, sigmoid};
-use burn::tensor::Distribution;
 
 use crate::data::IMAGE_SIDE;
 
@@ -202,19 +201,9 @@ impl Vae {
         sigmoid(self.decode(z))
     }
 
-    /// One stochastic pass: encode, sample `z = mu + exp(logvar/2)·ε` with `ε ~ N(0, I)`
-    /// (the reparameterisation trick), decode. Returns `(logits, mu, logvar)`.
-    ///
-    /// `ε` comes from the device's (global) random generator; [`Vae::forward_with_noise`] takes
-    /// it from the caller, which is what reproducible training uses.
-    pub fn forward(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<2>, Tensor<2>) {
-        let [n, _, _, _] = x.dims();
-        let latent = self.fc_mu.weight.val().dims()[1];
-        let eps = Tensor::random([n, latent], Distribution::Normal(0.0, 1.0), &x.device());
-        self.forward_with_noise(x, eps)
-    }
-
-    /// [`Vae::forward`] with the standard normal noise `eps` (`[n, z]`) given.
+    /// One stochastic pass with the standard normal noise `eps` (`[n, z]`) given by the caller
+    /// (what reproducible training needs): encode, `z = mu + exp(logvar/2)·eps` (the
+    /// reparameterisation trick), decode. Returns `(logits, mu, logvar)`.
     pub fn forward_with_noise(
         &self,
         x: Tensor<4>,
@@ -240,6 +229,30 @@ impl Vae {
             kl,
         }
     }
+
+    /// The codec's training loss (rate–distortion): `z = mu + width·u` with `u` uniform in
+    /// [−½, ½) (`[n, z]`), `−log p(x|z)` plus `beta` times the rate of `z` in nats
+    /// ([`logistic_rate_sum`]), both averaged over the batch. The rate is reported in `kl`.
+    pub fn rate_loss(
+        &self,
+        x: Tensor<4>,
+        u: Tensor<2>,
+        width: f64,
+        beta: f64,
+        likelihood: Likelihood,
+    ) -> VaeLoss {
+        let [n, _, _, _] = x.dims();
+        let z = self.encode_mu(x.clone()) + u * width;
+        let nll = likelihood
+            .nll_sum(self.decode(z.clone()), x)
+            .div_scalar(n as f64);
+        let rate = logistic_rate_sum(z, width).div_scalar(n as f64);
+        VaeLoss {
+            loss: nll.clone() + rate.clone() * beta,
+            bce: nll,
+            kl: rate,
+        }
+    }
 }
 
 /// `Σ −[x·log σ(l) + (1−x)·log(1−σ(l))]` over all elements, computed stably as
@@ -247,6 +260,15 @@ impl Vae {
 pub fn bce_with_logits_sum(logits: Tensor<4>, x: Tensor<4>) -> Tensor<1> {
     let per = (x.neg() + 1.0) * logits.clone() - log_sigmoid(logits);
     per.sum()
+}
+
+/// `Σ −ln(σ(−|z| + w/2) − σ(−|z| − w/2))` over all elements: the nats of `z` under a logistic(0, 1)
+/// density integrated over an interval of width `w` (the mass of a quantisation bin), folded to
+/// the left tail where the difference of sigmoids keeps its precision.
+pub fn logistic_rate_sum(z: Tensor<2>, width: f64) -> Tensor<1> {
+    let t = z.abs().neg();
+    let mass = sigmoid(t.clone() + width / 2.0) - sigmoid(t - width / 2.0);
+    mass.clamp_min(1e-9).log().neg().sum()
 }
 
 /// `Σ −½·(1 + logvar − mu² − exp(logvar))` over all elements.

@@ -8,22 +8,21 @@ use edgevae_firmware::engine::{required_arena, Engine, Scalar};
 use edgevae_shared::build::OwnedModel;
 use edgevae_shared::format::{Activation, Model, Op};
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, then a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder (created with the
+/// folder if missing, removed on failure), then a rename. The host's one way to write a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), crate::Error> {
+    use std::io::Write as _;
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    let io = crate::Error::io;
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(dir))?;
+    tmp.write_all(bytes).map_err(io(path))?;
+    tmp.persist(path)
+        .map_err(|e| crate::Error::io(path)(e.error))?;
+    Ok(())
 }
 
 /// The arena every kernel set needs: the largest of the scalar reference, this host's fast path

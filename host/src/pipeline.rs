@@ -89,7 +89,7 @@ pub fn quantize(
         .ok()
         .and_then(|m| m.entropy().map(|e| e.levels.len()))
         .unwrap_or(0);
-    write_atomic(out, &bytes).map_err(Error::io(out))?;
+    write_atomic(out, &bytes)?;
 
     let test = data::load(data_dir, Split::Test)?;
     let (float_psnr, int8_psnr, n) = compare(&fm, &bytes, &test, test_images)?;
@@ -204,7 +204,7 @@ pub fn export(
         ("int8_decoder", &qd),
     ] {
         let p = out_dir.join(format!("{name}.onnx"));
-        write_atomic(&p, &to_bytes(g)).map_err(Error::io(&p))?;
+        write_atomic(&p, &to_bytes(g))?;
         files.push(p);
     }
     let test = data::load(data_dir, Split::Test)?;

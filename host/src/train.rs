@@ -59,15 +59,14 @@ pub struct TrainConfig {
     /// When set, the learning rate follows a cosine from `learning_rate` at the first step down to
     /// this value at the last step of `epochs`; otherwise it stays constant (the seed recipe).
     pub lr_min: Option<f64>,
+    /// Train for the codec (rate–distortion) instead of the ELBO: the latent is `mu` plus uniform
+    /// noise of this width (what quantising with that step does, Ballé et al. 2017) and the KL
+    /// term becomes the rate, `−ln P(z)` under a fixed logistic(0, 1) prior integrated over the
+    /// noise interval, weighted by `beta`. The `logvar` head is left untrained.
+    pub rate_noise: Option<f64>,
 }
 
 impl TrainConfig {
-    /// The recipe of the shipped default model: `seed` architecture, Adam (lr 1e-3, betas 0.9
-    /// and 0.999, Burn's epsilon 1e-5), beta 1, batch 128, 10 epochs.
-    pub fn default_recipe() -> Self {
-        Self::new(VaeConfig::seed(), Self::adam())
-    }
-
     /// Adam as the shipped model used it: Burn's defaults. PyTorch's epsilon is 1e-8; with it the
     /// default run ends at 241.50 instead of 241.55 train −ELBO.
     pub fn adam() -> AdamConfig {
@@ -104,6 +103,13 @@ impl TrainConfig {
                 "learning rate must be positive, got {}",
                 self.learning_rate
             )));
+        }
+        if let Some(d) = self.rate_noise {
+            if !(d > 0.0 && d <= 16.0) {
+                return Err(Error::Invalid(format!(
+                    "rate noise width must be in (0, 16], got {d}"
+                )));
+            }
         }
         if !(self.beta >= 0.0 && self.beta.is_finite()) {
             return Err(Error::Invalid(format!(
@@ -216,6 +222,14 @@ impl SplitMix64 {
         out
     }
 
+    /// A `[n, latent]` tensor of uniform noise in [−½, ½).
+    pub fn uniform_noise(&mut self, n: usize, latent: usize, device: &Device) -> Tensor<2> {
+        let u: Vec<f32> = (0..n * latent)
+            .map(|_| ((self.next() >> 40) as f64 / (1u64 << 24) as f64 - 0.5) as f32)
+            .collect();
+        Tensor::from_data(TensorData::new(u, [n, latent]), device)
+    }
+
     /// A `[n, latent]` tensor of standard normal noise.
     pub fn noise(&mut self, n: usize, latent: usize, device: &Device) -> Tensor<2> {
         Tensor::from_data(
@@ -248,15 +262,6 @@ pub fn init_model(cfg: &VaeConfig, device: &Device, seed: u64) -> Vae {
     // Read every parameter so that lazy initialisation has run before the lock is released.
     let _ = crate::weights::layers(&model);
     model
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file beside it, then a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    fs::write(&tmp, bytes).map_err(Error::io(&tmp))?;
-    fs::rename(&tmp, path).map_err(Error::io(path))
 }
 
 /// Checks that a data set holds 28×28 images.
@@ -311,15 +316,15 @@ fn save_run_files(
         .into_record()
         .into_bytes()
         .map_err(|e| Error::data(dir.join(MODEL_FILE), e))?;
-    write_atomic(&dir.join(MODEL_FILE), &bytes)?;
+    crate::modelfile::write_atomic(&dir.join(MODEL_FILE), &bytes)?;
     let bytes = optim
         .into_bytes()
         .map_err(|e| Error::data(dir.join(OPTIMIZER_FILE), e))?;
-    write_atomic(&dir.join(OPTIMIZER_FILE), &bytes)?;
+    crate::modelfile::write_atomic(&dir.join(OPTIMIZER_FILE), &bytes)?;
     let json =
         serde_json::to_vec_pretty(state).map_err(|e| Error::data(dir.join(STATE_FILE), e))?;
-    write_atomic(&dir.join(STATE_FILE), &json)?;
-    write_atomic(
+    crate::modelfile::write_atomic(&dir.join(STATE_FILE), &json)?;
+    crate::modelfile::write_atomic(
         &dir.join(METRICS_CSV),
         metrics_csv(&state.metrics).as_bytes(),
     )
@@ -414,7 +419,7 @@ pub fn train(
         }
         let json =
             serde_json::to_vec_pretty(cfg).map_err(|e| Error::data(dir.join(CONFIG_FILE), e))?;
-        write_atomic(&dir.join(CONFIG_FILE), &json)?;
+        crate::modelfile::write_atomic(&dir.join(CONFIG_FILE), &json)?;
     }
 
     let pixels = train.to_f32();
@@ -457,8 +462,16 @@ pub fn train(
             }
             beta = cfg.beta_at(epoch, s as f64 / steps_per_epoch as f64);
             let x = batch_tensor(&pixels, &order[s * batch..(s + 1) * batch], &device);
-            let eps = rng.noise(batch, cfg.model.latent, &device);
-            let terms = model.loss(x, eps, beta, cfg.model.likelihood());
+            let terms = match cfg.rate_noise {
+                Some(width) => {
+                    let u = rng.uniform_noise(batch, cfg.model.latent, &device);
+                    model.rate_loss(x, u, width, beta, cfg.model.likelihood())
+                }
+                None => {
+                    let eps = rng.noise(batch, cfg.model.latent, &device);
+                    model.loss(x, eps, beta, cfg.model.likelihood())
+                }
+            };
             let bce = terms.bce.clone().into_scalar::<f32>() as f64;
             let kl = terms.kl.clone().into_scalar::<f32>() as f64;
             let loss = bce + beta * kl;

@@ -82,6 +82,15 @@ fn corrupt_truncated_and_foreign_files_are_refused() {
         b[i] ^= 0x10;
         assert!(err(&b).contains("CRC"), "byte {i}");
     }
+    // A header that passes its CRC but declares an impossible size.
+    for (w, h) in [(0u32, 30u32), (40, 0), (40_000, 40_000)] {
+        let mut b = good[..good.len() - 4].to_vec();
+        b[10..14].copy_from_slice(&w.to_le_bytes());
+        b[14..18].copy_from_slice(&h.to_le_bytes());
+        let crc = edgevae_shared::crc::crc32(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        assert!(err(&b).contains("image size"), "{w}x{h}: {}", err(&b));
+    }
     let e = codec::decompress(&other, &good).unwrap_err().to_string();
     assert!(e.contains("another model"), "{e}");
     assert!(!e.contains('\n'));

@@ -15,7 +15,7 @@
 use core::fmt;
 
 use heapless::String;
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::format::{QParams, Shape, MAX_NAME};
 
@@ -263,11 +263,6 @@ pub fn encode_frame_vec<T: Serialize>(
     let n = encode_frame(seq, msg, &mut work, &mut out)?;
     out.truncate(n);
     Ok(out)
-}
-
-/// Decode an owned message (no borrowed payload) from a frame.
-pub fn decode_owned<T: DeserializeOwned>(frame: &mut [u8]) -> Result<(u16, T), FrameError> {
-    decode_frame(frame)
 }
 
 /// What one received byte did.
