@@ -670,7 +670,6 @@ pub fn decompress_path(
     let mut done = Vec::new();
     for (inp, outp) in pairs(input, out, is_evz, "png")? {
         let file = std::fs::read(&inp).map_err(Error::io(&inp))?;
-        parse_evz(&model, &file).map_err(|e| Error::data(&inp, e))?;
         let img = decompress(&model, &file).map_err(|e| Error::data(&inp, e))?;
         let png = img.to_png()?;
         crate::modelfile::write_atomic(&outp, &png)?;

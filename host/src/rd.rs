@@ -115,18 +115,8 @@ pub fn sweep(inputs: &RdInputs<'_>) -> Result<Vec<RdPoint>, Error> {
         let model = Model::from_bytes(bytes)
             .map_err(|e| Error::Invalid(format!("{name}: model file: {e}")))?;
         let engine = |e: String| Error::Invalid(format!("{name}: int8 engine: {e}"));
-        let z: Vec<Vec<i8>> = test
-            .par_chunks(64 * IMAGE_PIXELS)
-            .map(|chunk| {
-                let mut r = Reference::new(&model);
-                chunk
-                    .chunks_exact(IMAGE_PIXELS)
-                    .map(|img| r.encode(img).map_err(|e| e.to_string()))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(|v| v.into_iter().flatten().collect())
-            .map_err(engine)?;
+        let images: Vec<&[u8]> = test.chunks_exact(IMAGE_PIXELS).collect();
+        let z = crate::codec::latents(&model, &images).map_err(|e| engine(e.to_string()))?;
         let rec = decode_all(&model, &z).map_err(engine)?;
         points.push(point(
             &format!("vae-int8 {name}"),
