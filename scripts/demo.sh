@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job, end to end: set up, take the shipped model (or train one with TRAIN=1), quantise
+# The main job, end to end: set up, take the shipped model (or train one with TRAIN=1), quantize
 # it to int8 with its entropy coder, export ONNX checked with tract, run it on the emulated
 # Cortex-M4 over its UART (raw latents and coded bitstreams), compress and decompress a picture,
 # and print quality and size.
@@ -24,7 +24,7 @@ if [ "${TRAIN:-0}" = 1 ] || [ ! -f "$RUN/model.bpk" ]; then
     RUN="$OUT/train"
 fi
 
-echo "== quantise $RUN to int8 -> $OUT/model.evae"
+echo "== quantize $RUN to int8 -> $OUT/model.evae"
 edgevae quantize --run "$RUN" --out "$OUT/model.evae"
 
 echo "== inspect"

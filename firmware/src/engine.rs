@@ -98,6 +98,8 @@ impl core::fmt::Display for EngineError {
     }
 }
 
+impl core::error::Error for EngineError {}
+
 /// A set of kernels with the `kernels` module's signatures: [`Fast`] (the compiled fast path) or
 /// [`Scalar`] (the reference, which the host uses as its fixed-point model).
 pub trait KernelSet {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use edgevae::codec::{self, Gray};
-use edgevae::modelfile::Reference;
+use edgevae::quantize::Reference;
 use edgevae_shared::build::{synthetic, SyntheticSpec};
 use edgevae_shared::format::Model;
 
@@ -176,7 +176,7 @@ fn shipped_model_levels_trade_bits_for_quality() {
             if l + 1 == levels.len() {
                 assert_eq!(&dq, zk, "the finest level is lossless on the int8 latent");
             }
-            psnr += edgevae::modelfile::psnr_u8(test.image(k), &r.decode(&dq).unwrap());
+            psnr += edgevae::metrics::psnr_u8(test.image(k), &r.decode(&dq).unwrap());
         }
         let (bits, psnr) = (bits as f64 / n as f64, psnr / n as f64);
         eprintln!(

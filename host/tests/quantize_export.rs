@@ -1,11 +1,12 @@
-//! Quantisation and export of the shipped default model: `quantize` reproduces the shipped model
+//! Quantization and export of the shipped default model: `quantize` reproduces the shipped model
 //! file byte for byte (layers and entropy tables), the int8 model stays within 0.2 dB of
 //! the float model, the ONNX graphs agree with Burn (float) and the fixed-point reference (int8)
 //! in tract, and bad inputs give clear errors.
 
 use std::path::{Path, PathBuf};
 
-use edgevae::pipeline::{export, quantize};
+use edgevae::export::export;
+use edgevae::quantize::quantize;
 use edgevae::quantize::Calibration;
 
 fn shipped() -> PathBuf {
@@ -46,7 +47,7 @@ fn int8_model_is_close_to_float_and_onnx_agrees() {
     );
     assert_eq!(r.latent_bits, 128);
     assert!(r.levels >= 5, "{} entropy-coding levels", r.levels);
-    let text = edgevae::modelfile::inspect(&std::fs::read(&file).unwrap()).unwrap();
+    let text = edgevae::export::inspect(&std::fs::read(&file).unwrap()).unwrap();
     assert!(text.contains("convT4x4/s2p1+lut"), "{text}");
     assert!(
         text.contains(&format!("entropy    {} quality levels", r.levels)),
@@ -68,7 +69,7 @@ fn int8_model_is_close_to_float_and_onnx_agrees() {
     );
     // With the sigmoid's input range clipped to ±6.25 (quantize::SIGMOID_SATURATION) one logit
     // LSB moves a mid-grey pixel by about 3 levels, so a 1-LSB rounding difference in tract's
-    // float requantisation more often exceeds one pixel level (98.6% measured; 99.4% before).
+    // float requantization more often exceeds one pixel level (98.6% measured; 99.4% before).
     assert!(
         e.pixels_within_1 >= 0.98,
         "pixels within 1 LSB: {}",
@@ -116,9 +117,9 @@ fn bad_inputs_are_clear_errors() {
     let mut bytes = std::fs::read(shipped().join("model.evae")).unwrap();
     let n = bytes.len();
     bytes[n - 10] ^= 0xFF;
-    let e = edgevae::modelfile::inspect(&bytes).unwrap_err();
+    let e = edgevae::export::inspect(&bytes).unwrap_err();
     assert!(e.to_string().contains("checksum"), "{e}");
-    let e = edgevae::modelfile::inspect(&bytes[..100]).unwrap_err();
+    let e = edgevae::export::inspect(&bytes[..100]).unwrap_err();
     assert!(e.to_string().contains("truncated"), "{e}");
     let e = quantize(
         &shipped(),
@@ -135,11 +136,11 @@ fn bad_inputs_are_clear_errors() {
 
 #[test]
 fn sigmoid_input_range_is_clipped_where_pixels_saturate() {
-    use edgevae::quantize::{quantise, SIGMOID_SATURATION};
-    let fm = edgevae::pipeline::float_model(&shipped()).unwrap();
+    use edgevae::quantize::int8::{quantize_model as quantize, SIGMOID_SATURATION};
+    let fm = edgevae::quantize::float_model(&shipped()).unwrap();
     let train = edgevae::data::load(None, edgevae::data::Split::Train).unwrap();
-    let images = edgevae::pipeline::calibration_set(&train, 200);
-    let q = quantise(&fm, &images, Calibration::MinMax, "t").unwrap();
+    let images = train.spread(200);
+    let q = quantize(&fm, &images, Calibration::MinMax, "t").unwrap();
     let (lo, hi) = *q.decoder_ranges.last().unwrap();
     assert!(
         lo >= -SIGMOID_SATURATION && hi <= SIGMOID_SATURATION,

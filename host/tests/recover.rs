@@ -1,9 +1,9 @@
 //! Recovery with the shipped model's decoder as the prior, the Lasso baselines, and the
 //! rate-distortion codecs, on real Fashion-MNIST test images.
 
-use edgevae::classical::{lasso, top_k, Basis, Operator, Pca, RangeQuantizer};
 use edgevae::data::{self, Split, IMAGE_PIXELS};
-use edgevae::recover::{self, Measurement, PriorOptions, Task};
+use edgevae::eval::classical::{lasso, top_k, Basis, Operator, Pca, RangeQuantizer};
+use edgevae::eval::recover::{self, Measurement, PriorOptions, Task};
 
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/default");
 
@@ -94,17 +94,17 @@ fn lasso_recovers_a_sparse_dct_image_from_gaussian_measurements() {
     let obs = recover::observe(Task::Cs { m: 120, noise: 0.0 }, &x, 1);
     let l = obs[0].op.norm_sq();
     let rec = lasso(&obs[0].op, &dct, &obs[0].y, 1e-3, 3000, 1.05 * l);
-    let p = recover::psnr(&x, &rec);
+    let p = edgevae::metrics::psnr(&x, &rec);
     assert!(p > 40.0, "sparse image recovered at only {p:.1} dB");
     // The same measurements in the wrong basis do much worse.
     let haar = lasso(&obs[0].op, &Basis::haar(), &obs[0].y, 1e-3, 3000, 1.05 * l);
-    assert!(recover::psnr(&x, &haar) < p - 10.0);
+    assert!(edgevae::metrics::psnr(&x, &haar) < p - 10.0);
 }
 
 #[test]
 fn vae_prior_beats_lasso_dct_on_real_inpainting() {
-    let (_, model) =
-        edgevae::train::load_model_on(SHIPPED, &edgevae::train_device()).expect("shipped model");
+    let (_, model) = edgevae::inference::load_model_on(SHIPPED, &edgevae::train_device())
+        .expect("shipped model");
     let images = test_images(8);
     let tune = train_images(8);
     let opts = PriorOptions {
@@ -162,10 +162,10 @@ fn transform_coding_gets_better_with_more_bits() {
         for x in test.chunks_exact(IMAGE_PIXELS) {
             let (r, bits) = pca.code(x, k);
             assert_eq!(bits, 8 * k as u32);
-            p_pca += recover::psnr(x, &r) / 50.0;
+            p_pca += edgevae::metrics::psnr(x, &r) / 50.0;
             let (r, bits) = top_k(&dct, &q, x, k);
             assert!(bits > 8 * k as u32);
-            p_dct += recover::psnr(x, &r) / 50.0;
+            p_dct += edgevae::metrics::psnr(x, &r) / 50.0;
         }
         assert!(
             p_pca > last.0 + 1.0 && p_dct > last.1 + 1.0,
@@ -176,21 +176,21 @@ fn transform_coding_gets_better_with_more_bits() {
     // Every DCT coefficient kept: only the 8-bit rounding is lost.
     let x = &test[..IMAGE_PIXELS];
     let (r, _) = top_k(&dct, &q, x, IMAGE_PIXELS);
-    assert!(recover::psnr(x, &r) > 35.0);
+    assert!(edgevae::metrics::psnr(x, &r) > 35.0);
 }
 
 #[test]
 fn rate_distortion_sweep_covers_every_codec() {
-    let (_, vae) = edgevae::load_model(SHIPPED).expect("shipped model");
+    let (_, vae) = edgevae::inference::load_model(SHIPPED).expect("shipped model");
     let bytes = std::fs::read(format!("{SHIPPED}/model.evae")).unwrap();
     let test = data::load(None, Split::Test).unwrap().truncate(20);
     let fit = train_images(500);
-    let inputs = edgevae::rd::RdInputs {
+    let inputs = edgevae::eval::rd::RdInputs {
         test: &test.pixels,
         fit: &fit,
         vaes: vec![("shipped".into(), &vae, bytes.as_slice())],
     };
-    let points = edgevae::rd::sweep(&inputs).unwrap();
+    let points = edgevae::eval::rd::sweep(&inputs).unwrap();
     let find = |m: &'static str| points.iter().filter(move |p| p.method == m);
     let int8 = find("vae-int8 shipped").next().unwrap();
     assert_eq!(int8.bits, 128.0);
@@ -222,6 +222,6 @@ fn rate_distortion_sweep_covers_every_codec() {
         .all(|p| p.psnr.is_finite() && p.ssim.is_finite()));
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("rd.png");
-    edgevae::rd::plot(&points, &png).unwrap();
+    edgevae::eval::rd::plot(&points, &png).unwrap();
     assert!(std::fs::metadata(&png).unwrap().len() > 1000);
 }

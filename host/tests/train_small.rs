@@ -2,8 +2,9 @@
 
 use burn::optim::AdamConfig;
 use edgevae::data::{self, Dataset, Split, IMAGE_PIXELS};
+use edgevae::inference;
+use edgevae::model::layers::{layers, LayerKind};
 use edgevae::train::{self, TrainConfig, TrainOptions};
-use edgevae::weights::{self, LayerKind};
 use edgevae::VaeConfig;
 
 fn fashion(split: Split, n: usize) -> Dataset {
@@ -30,7 +31,7 @@ fn tiny(epochs: usize, batch: usize) -> TrainConfig {
 
 /// Compares two models parameter by parameter, naming the first difference.
 fn assert_same(a: &edgevae::Vae, b: &edgevae::Vae) {
-    for (la, lb) in weights::layers(a).iter().zip(weights::layers(b).iter()) {
+    for (la, lb) in layers(a).iter().zip(layers(b).iter()) {
         assert_eq!(la.weight_shape, lb.weight_shape, "{}", la.name);
         for (what, x, y) in [
             ("weight", &la.weight, &lb.weight),
@@ -75,9 +76,9 @@ fn loss_falls_and_reconstruction_beats_mean_image() {
         }
     }
     let test_px = test_set.to_f32();
-    let mu = weights::encode_mu_batch(&out.model, &test_px);
+    let mu = inference::encode_mu_batch(&out.model, &test_px);
     assert_eq!(mu.len(), test_set.len() * 8);
-    let recon = weights::decode_batch(&out.model, &mu);
+    let recon = inference::decode_batch(&out.model, &mu);
     let mse = |a: &[f32], b: &dyn Fn(usize) -> f32| {
         a.iter()
             .enumerate()
@@ -127,7 +128,7 @@ fn same_seed_same_weights_and_resume_matches_uninterrupted_run() {
     assert_same(&a.model, &resumed.model);
 
     // The run directory alone rebuilds the model.
-    let (loaded_cfg, loaded) = edgevae::load_model(&whole).unwrap();
+    let (loaded_cfg, loaded) = edgevae::inference::load_model(&whole).unwrap();
     assert_eq!(loaded_cfg, cfg.model);
     assert_same(&loaded, &a.model);
     let csv = std::fs::read_to_string(whole.join(train::METRICS_CSV)).unwrap();
@@ -144,8 +145,8 @@ fn same_seed_same_weights_and_resume_matches_uninterrupted_run() {
 #[test]
 fn layer_export_has_documented_shapes() {
     let cfg = VaeConfig::seed();
-    let model = cfg.init(&edgevae::device());
-    let layers = weights::layers(&model);
+    let model = cfg.init(&edgevae::compute_device());
+    let layers = layers(&model);
     let shapes: Vec<(&str, Vec<usize>, usize)> = layers
         .iter()
         .map(|l| (l.name, l.weight_shape.clone(), l.bias.len()))
@@ -180,7 +181,7 @@ fn layer_export_has_documented_shapes() {
         }
     );
     let images = vec![0.5f32; 3 * IMAGE_PIXELS];
-    let out = weights::decode_batch(&model, &weights::encode_mu_batch(&model, &images));
+    let out = inference::decode_batch(&model, &inference::encode_mu_batch(&model, &images));
     assert_eq!(out.len(), 3 * IMAGE_PIXELS);
     assert!(out.iter().all(|&p| (0.0..=1.0).contains(&p)));
 }
@@ -202,7 +203,7 @@ fn cosine_schedule_runs_from_lr_to_lr_min() {
 fn gaussian_likelihood_is_the_gaussian_negative_log_density() {
     use burn::prelude::*;
     use edgevae::model::Likelihood;
-    let device = edgevae::device();
+    let device = edgevae::compute_device();
     let logits = Tensor::<4>::zeros([1, 1, 2, 2], &device); // sigmoid = 0.5 everywhere
     let x = Tensor::<4>::from_data(
         TensorData::new(vec![0.5f32, 1.0, 0.0, 0.5], [1, 1, 2, 2]),
@@ -239,7 +240,7 @@ fn rate_distortion_training_lowers_its_loss() {
     assert!(tiny(1, 64).with_rate_noise(Some(0.0)).validate().is_err());
 
     use burn::tensor::{Tensor, TensorData};
-    let device = edgevae::device();
+    let device = edgevae::compute_device();
     let z = Tensor::<2>::from_data(
         TensorData::new(vec![-3.0f32, -0.2, 0.0, 0.7, 5.0, 40.0], [2, 3]),
         &device,

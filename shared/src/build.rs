@@ -1,5 +1,5 @@
 //! Building model files on the host (feature `std`): owned layers with typed arrays, serialised
-//! through the borrowed [`Layer`] view. The quantiser produces these; tests and benchmarks use
+//! through the borrowed [`Layer`] view. The quantizer produces these; tests and benchmarks use
 //! [`synthetic`] for valid models with pseudo-random parameters.
 
 use alloc::vec::Vec;
@@ -133,7 +133,7 @@ struct Bytes {
 }
 
 impl OwnedLayer {
-    /// Quantisation of what the next layer reads (after the lookup table, if any).
+    /// Quantization of what the next layer reads (after the lookup table, if any).
     pub fn effective_output_q(&self) -> QParams {
         match &self.activation {
             OwnedActivation::Lut { out, .. } => *out,

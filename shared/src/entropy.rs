@@ -343,7 +343,7 @@ pub const fn div_round(n: i32, d: i32) -> i32 {
     }
 }
 
-/// Symbol range `[min, max]` of an int8 latent with zero point `zp` quantised with `step`:
+/// Symbol range `[min, max]` of an int8 latent with zero point `zp` quantized with `step`:
 /// symbol `round((q − zp) / step)` for `q` in `[−128, 127]`.
 pub const fn symbol_range(zero_point: i8, step: u8) -> (i32, i32) {
     let d = if step == 0 { 1 } else { step as i32 };

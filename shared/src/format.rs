@@ -10,14 +10,14 @@
 //!     16    n  payload: postcard-encoded [`ModelBody`]
 //! ```
 //!
-//! The payload borrows every weight, bias and requantisation array straight from the input bytes
+//! The payload borrows every weight, bias and requantization array straight from the input bytes
 //! (zero-copy), so on the device the weights stay in flash. [`Model::from_bytes`] checks everything
 //! the engine relies on: shapes chain from layer to layer and match each operator's geometry,
-//! array lengths match the shapes, requantisation parameters are in range, no int32 accumulator can
+//! array lengths match the shapes, requantization parameters are in range, no int32 accumulator can
 //! overflow, and the activations fit the declared arena.
 //!
 //! Version 2 appends the entropy section of the learned codec to the body ([`Entropy`]: per
-//! quality level, an integer quantisation step and a 16-bit CDF table per latent dimension);
+//! quality level, an integer quantization step and a 16-bit CDF table per latent dimension);
 //! version 1 files have none and still load (`entropy` is `None`).
 //!
 //! Multi-byte arrays inside layers (bias, multiplier) are little-endian `i32`s stored as bytes, read
@@ -73,7 +73,7 @@ impl Shape {
     }
 }
 
-/// Affine quantisation: `real = scale * (q - zero_point)`.
+/// Affine quantization: `real = scale * (q - zero_point)`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QParams {
     pub scale: f32,
@@ -105,13 +105,13 @@ pub enum Op {
     Reshape,
 }
 
-/// What happens to a layer's requantised int8 output.
+/// What happens to a layer's requantized int8 output.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Activation<'a> {
     None,
     /// Fused into the output clamp: `[output zero point, 127]`.
     Relu,
-    /// 256-entry table indexed by `q + 128`; `out` is the quantisation of the table's values.
+    /// 256-entry table indexed by `q + 128`; `out` is the quantization of the table's values.
     /// The decoder's last table yields uint8 pixels.
     Lut {
         #[serde(borrow)]
@@ -127,7 +127,7 @@ pub struct Layer<'a> {
     pub input: Shape,
     pub output: Shape,
     pub input_q: QParams,
-    /// Quantisation of the requantised output (before any lookup table).
+    /// Quantization of the requantized output (before any lookup table).
     pub output_q: QParams,
     /// int8 weights in the operator's layout.
     #[serde(borrow)]
@@ -161,7 +161,7 @@ impl<'a> Layer<'a> {
             _ => 0,
         }
     }
-    /// Quantisation of what the next layer reads (after the lookup table, if any).
+    /// Quantization of what the next layer reads (after the lookup table, if any).
     pub fn effective_output_q(&self) -> QParams {
         match self.activation {
             Activation::Lut { out, .. } => out,
@@ -195,7 +195,7 @@ pub struct Header {
     /// Image shape; pixels are uint8, fed as int8 `p - 128`.
     pub input: Shape,
     pub input_q: QParams,
-    /// Latent code length (int8 quantised `mu`).
+    /// Latent code length (int8 quantized `mu`).
     pub latent: u16,
     pub latent_q: QParams,
     /// Bytes of arena the engine needs: ping-pong activations plus the largest kernel scratch.
@@ -241,7 +241,7 @@ pub struct Entropy<'a> {
 /// is needed.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EntropyLevel<'a> {
-    /// Quantisation step per latent dimension, in int8 latent units, `>= 1`.
+    /// Quantization step per latent dimension, in int8 latent units, `>= 1`.
     #[serde(borrow)]
     pub steps: &'a [u8],
     /// The CDF tables of the dimensions in order, concatenated: dimension `d` has one u16 LE
@@ -323,7 +323,7 @@ impl<'a> EntropyLevel<'a> {
         Ok(())
     }
 
-    /// Decodes a bitstream (any bytes) into the dequantised int8 latent.
+    /// Decodes a bitstream (any bytes) into the dequantized int8 latent.
     pub fn decode(
         &self,
         zero_point: i8,
@@ -423,7 +423,7 @@ pub enum FormatError {
         section: Section,
         index: u8,
     },
-    /// A layer's input is not the previous layer's output (shape or quantisation).
+    /// A layer's input is not the previous layer's output (shape or quantization).
     ShapeChain {
         section: Section,
         index: u8,
@@ -466,7 +466,7 @@ pub enum FormatError {
         index: u8,
         channel: u16,
     },
-    /// Encoder output or decoder input is not the declared latent (shape or quantisation).
+    /// Encoder output or decoder input is not the declared latent (shape or quantization).
     LatentMismatch,
     /// Decoder output is not the image shape or does not end in a pixel lookup table.
     OutputMismatch,
@@ -481,7 +481,7 @@ pub enum FormatError {
     EntropyStepsLength {
         level: u8,
     },
-    /// A quantisation step of zero.
+    /// A quantization step of zero.
     EntropyStep {
         level: u8,
         dim: u16,
@@ -564,10 +564,10 @@ impl fmt::Display for FormatError {
             }
             NoEntropyLevels => write!(f, "entropy section has no quality level"),
             EntropyStepsLength { level } => {
-                write!(f, "entropy level {level}: not one quantisation step per latent dimension")
+                write!(f, "entropy level {level}: not one quantization step per latent dimension")
             }
             EntropyStep { level, dim } => {
-                write!(f, "entropy level {level} dimension {dim}: quantisation step is 0")
+                write!(f, "entropy level {level} dimension {dim}: quantization step is 0")
             }
             EntropyTablesLength { level, expected, found } => write!(
                 f,
@@ -787,7 +787,7 @@ fn check_entropy(e: &Entropy<'_>, latent: u16, zp: i8) -> Result<(), FormatError
     Ok(())
 }
 
-/// Checks one section; returns (output shape, output quantisation, ends in a LUT, ping-pong bytes).
+/// Checks one section; returns (output shape, output quantization, ends in a LUT, ping-pong bytes).
 fn check_section(
     section: Section,
     layers: &[Layer<'_>],

@@ -116,7 +116,7 @@ fn bad_tables_and_symbols_are_errors() {
 }
 
 #[test]
-fn latent_quantisation_covers_every_int8_value() {
+fn latent_quantization_covers_every_int8_value() {
     assert_eq!(symbol_range(0, 1), (-128, 127));
     for zp in [-128i8, -7, 0, 5, 127] {
         for step in [1u8, 2, 3, 7, 64, 255] {

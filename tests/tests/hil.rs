@@ -4,8 +4,9 @@
 //! every entropy-coded bitstream (quality levels in turn) and every decompressed image.
 
 use edgevae::data::{load, Split};
-use edgevae::hil::{Device, Reply};
-use edgevae::modelfile::{psnr_u8, Reference};
+use edgevae::device::{Device, Reply};
+use edgevae::metrics::psnr_u8;
+use edgevae::quantize::Reference;
 use edgevae_shared::build::XorShift;
 use edgevae_shared::format::Model;
 use edgevae_shared::wire::{encode_frame_vec, Request};

@@ -6,7 +6,11 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{log_sigmoid, relu, sigmoid};
 
-use crate::data::IMAGE_SIDE;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{IMAGE_PIXELS, IMAGE_SIDE};
+
+pub mod layers;
 
 /// Side of the feature maps between the encoder convolutions and the dense layers (28 / 2 / 2).
 pub const FEATURE_SIDE: usize = IMAGE_SIDE / 4;
@@ -263,7 +267,7 @@ pub fn bce_with_logits_sum(logits: Tensor<4>, x: Tensor<4>) -> Tensor<1> {
 }
 
 /// `Σ −ln(σ(−|z| + w/2) − σ(−|z| − w/2))` over all elements: the nats of `z` under a logistic(0, 1)
-/// density integrated over an interval of width `w` (the mass of a quantisation bin), folded to
+/// density integrated over an interval of width `w` (the mass of a quantization bin), folded to
 /// the left tail where the difference of sigmoids keeps its precision.
 pub fn logistic_rate_sum(z: Tensor<2>, width: f64) -> Tensor<1> {
     let t = z.abs().neg();
@@ -275,4 +279,56 @@ pub fn logistic_rate_sum(z: Tensor<2>, width: f64) -> Tensor<1> {
 pub fn kl_sum(mu: Tensor<2>, logvar: Tensor<2>) -> Tensor<1> {
     let per = logvar.clone().exp() + mu.powi_scalar(2) - logvar - 1.0;
     per.sum() * 0.5
+}
+
+/// Negative ELBO of a data set, per image, in nats (one posterior sample per image).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NegElbo {
+    /// Reconstruction term + KL.
+    pub neg_elbo: f64,
+    /// Reconstruction term `−log p(x|z)` (the binary cross-entropy for the Bernoulli likelihood).
+    pub bce: f64,
+    /// KL(q(z|x) ‖ N(0, I)).
+    pub kl: f64,
+}
+
+/// The negative ELBO of `n` images given as scaled pixels, in batches of `batch`.
+pub fn neg_elbo(
+    model: &Vae,
+    likelihood: Likelihood,
+    pixels: &[f32],
+    n: usize,
+    batch: usize,
+    seed: u64,
+) -> NegElbo {
+    let device = model.enc1.weight.val().device();
+    let latent = model.fc_mu.weight.val().dims()[1];
+    let mut rng = crate::rng::seeded(seed);
+    let idx: Vec<usize> = (0..n).collect();
+    let (mut bce, mut kl) = (0.0f64, 0.0f64);
+    for chunk in idx.chunks(batch.max(1)) {
+        let x = batch_tensor(pixels, chunk, &device);
+        let eps = crate::rng::normal_tensor(&mut rng, chunk.len(), latent, &device);
+        let (logits, mu, logvar) = model.forward_with_noise(x.clone(), eps);
+        bce += likelihood.nll_sum(logits, x).into_scalar::<f32>() as f64;
+        kl += kl_sum(mu, logvar).into_scalar::<f32>() as f64;
+    }
+    let n = n.max(1) as f64;
+    NegElbo {
+        neg_elbo: (bce + kl) / n,
+        bce: bce / n,
+        kl: kl / n,
+    }
+}
+
+/// Copies the pixels of `idx` images from `all` (scaled floats) into one batch tensor.
+pub fn batch_tensor(all: &[f32], idx: &[usize], device: &Device) -> Tensor<4> {
+    let mut buf = Vec::with_capacity(idx.len() * IMAGE_PIXELS);
+    for &i in idx {
+        buf.extend_from_slice(&all[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS]);
+    }
+    Tensor::from_data(
+        TensorData::new(buf, [idx.len(), 1, IMAGE_SIDE, IMAGE_SIDE]),
+        device,
+    )
 }

@@ -1,6 +1,10 @@
 //! Hardware in the loop: start the device firmware under QEMU, talk to it over the emulated
 //! UART (a Unix socket), and collect what it prints on semihosting.
 
+pub mod firmware;
+
+pub use firmware::{build_board, build_stdio_app, elf_size, ElfSize};
+
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -49,19 +53,10 @@ pub struct Device {
     tx: Box<dyn std::io::Write + Send>,
     rx: Box<dyn std::io::Read + Send>,
     seq: u16,
-    dir: tempdir_lite::Dir,
+    /// The UART socket and the semihosting log; removed with the session.
+    dir: tempfile::TempDir,
     /// Bytes read past the last frame.
     pending: Vec<u8>,
-}
-
-mod tempdir_lite {
-    /// A folder removed on drop.
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 impl Device {
@@ -71,12 +66,9 @@ impl Device {
         if !elf.is_file() {
             return Err(HilError::NoFirmware(elf.to_path_buf()));
         }
-        let dir =
-            std::env::temp_dir().join(format!("edgevae-hil-{}-{}", std::process::id(), unique()));
-        std::fs::create_dir_all(&dir)?;
-        let dir = tempdir_lite::Dir(dir);
-        let sock = dir.0.join("uart.sock");
-        let log = std::fs::File::create(dir.0.join("semihosting.log"))?;
+        let dir = tempfile::Builder::new().prefix("edgevae-hil-").tempdir()?;
+        let sock = dir.path().join("uart.sock");
+        let log = std::fs::File::create(dir.path().join("semihosting.log"))?;
         let mut cmd = Command::new("qemu-system-arm");
         cmd.args([
             "-M",
@@ -142,11 +134,8 @@ impl Device {
         if !binary.is_file() {
             return Err(HilError::NoFirmware(binary.to_path_buf()));
         }
-        let dir =
-            std::env::temp_dir().join(format!("edgevae-hil-{}-{}", std::process::id(), unique()));
-        std::fs::create_dir_all(&dir)?;
-        let dir = tempdir_lite::Dir(dir);
-        let log = std::fs::File::create(dir.0.join("semihosting.log"))?;
+        let dir = tempfile::Builder::new().prefix("edgevae-hil-").tempdir()?;
+        let log = std::fs::File::create(dir.path().join("semihosting.log"))?;
         let mut child = Command::new("qemu-aarch64")
             .args(["-L", "/usr/aarch64-linux-gnu", "-cpu", "max"])
             .arg(binary)
@@ -171,7 +160,7 @@ impl Device {
 
     /// What the firmware printed (semihosting, or stderr of the Linux build) so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.0.join("semihosting.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("semihosting.log")).unwrap_or_default()
     }
 
     /// Sends raw bytes (for robustness tests).
@@ -241,52 +230,6 @@ impl Drop for Device {
     }
 }
 
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Flash and static RAM of a Cortex-M ELF (sections below 0x2000_0000 are flash on the MPS2
-/// boards; `.data` counts twice: its initial values in flash, the variables in RAM).
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
-pub struct ElfSize {
-    pub flash: u64,
-    pub ram: u64,
-}
-
-/// Reads section sizes from an ELF file.
-pub fn elf_size(path: &Path) -> Result<ElfSize, HilError> {
-    use object::{Object, ObjectSection, SectionKind};
-    let data = std::fs::read(path)?;
-    let file = object::File::parse(&*data).map_err(|e| {
-        HilError::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            e.to_string(),
-        ))
-    })?;
-    let mut s = ElfSize::default();
-    for sec in file.sections() {
-        let name = sec.name().unwrap_or("");
-        let (addr, size) = (sec.address(), sec.size());
-        match sec.kind() {
-            SectionKind::Text | SectionKind::ReadOnlyData | SectionKind::ReadOnlyString
-                if addr < 0x2000_0000 =>
-            {
-                s.flash += size
-            }
-            SectionKind::Data if name.starts_with(".data") => {
-                s.flash += size;
-                s.ram += size;
-            }
-            SectionKind::UninitializedData if addr >= 0x2000_0000 => s.ram += size,
-            _ if name == ".vector_table" => s.flash += size,
-            _ => {}
-        }
-    }
-    Ok(s)
-}
-
 /// What a hardware-in-the-loop run measured.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct HilReport {
@@ -312,25 +255,6 @@ pub struct HilReport {
     pub uncode_instructions: Option<u64>,
 }
 
-/// Builds the board app embedding `model_file`, returns the ELF path.
-pub fn build_board_app(model_file: &Path) -> Result<PathBuf, HilError> {
-    let boards = Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/boards");
-    let model = model_file.canonicalize().map_err(HilError::Io)?;
-    let status = Command::new("cargo")
-        .args(["build", "--quiet", "--release", "--bin", "app"])
-        .current_dir(&boards)
-        .env("EDGEVAE_MODEL", &model)
-        .env_remove("CARGO_TARGET_DIR")
-        .status()
-        .map_err(|e| HilError::Launch("cargo".into(), e))?;
-    if !status.success() {
-        return Err(HilError::NoFirmware(
-            boards.join("target/thumbv7em-none-eabihf/release/app"),
-        ));
-    }
-    Ok(boards.join("target/thumbv7em-none-eabihf/release/app"))
-}
-
 /// Streams the first `images` test images through the device app on `machine` and checks every
 /// latent code and image against the fixed-point reference.
 pub fn run(
@@ -339,12 +263,13 @@ pub fn run(
     test: &crate::data::Dataset,
     images: usize,
 ) -> Result<HilReport, crate::Error> {
-    use crate::modelfile::{psnr_u8, Reference};
+    use crate::metrics::psnr_u8;
+    use crate::quantize::Reference;
     let hil = |e: HilError| crate::Error::Invalid(format!("hil: {e}"));
     let bytes = std::fs::read(model_file).map_err(crate::Error::io(model_file))?;
     let model =
         edgevae_shared::Model::from_bytes(&bytes).map_err(|e| crate::Error::data(model_file, e))?;
-    let elf = build_board_app(model_file).map_err(hil)?;
+    let elf = build_board("app", Some(model_file)).map_err(hil)?;
     let size = elf_size(&elf).map_err(hil)?;
     let shift = 5u32;
     let mut dev = Device::launch(&elf, machine, Some(shift)).map_err(hil)?;
@@ -358,9 +283,7 @@ pub fn run(
     let start = Instant::now();
     for k in 0..images {
         let img = test.image(k);
-        let want = reference
-            .encode(img)
-            .map_err(|e| crate::Error::Invalid(e.to_string()))?;
+        let want = reference.encode(img)?;
         let got = match dev.request(&Request::Encode { frame: img }).map_err(hil)? {
             Reply::Latent(z) => z,
             r => {
@@ -382,9 +305,7 @@ pub fn run(
                 )))
             }
         };
-        let want_px = reference
-            .decode(&got)
-            .map_err(|e| crate::Error::Invalid(e.to_string()))?;
+        let want_px = reference.decode(&got)?;
         mismatches += usize::from(px != want_px);
         psnr += psnr_u8(img, &px);
         if levels > 0 {
@@ -395,9 +316,7 @@ pub fn run(
                 .ok_or_else(|| crate::Error::Invalid("internal: level".into()))?;
             let zp = model.header().latent_q.zero_point;
             let mut buf = vec![0u8; 4 * want.len() + 8];
-            let bits = coder
-                .encode(zp, &want, &mut buf)
-                .map_err(|e| crate::Error::Invalid(e.to_string()))?;
+            let bits = coder.encode(zp, &want, &mut buf)?;
             buf.truncate(bits.div_ceil(8));
             let (got_bits, got) = match dev
                 .request(&Request::Compress { level, frame: img })
@@ -412,12 +331,8 @@ pub fn run(
             };
             mismatches += usize::from(got_bits != bits || got != buf);
             let mut dq = vec![0i8; want.len()];
-            coder
-                .decode(zp, &buf, &mut dq)
-                .map_err(|e| crate::Error::Invalid(e.to_string()))?;
-            let want_px = reference
-                .decode(&dq)
-                .map_err(|e| crate::Error::Invalid(e.to_string()))?;
+            coder.decode(zp, &buf, &mut dq)?;
+            let want_px = reference.decode(&dq)?;
             let px = match dev
                 .request(&Request::Decompress {
                     level,

@@ -1,10 +1,8 @@
-//! Plain-`f32` view of a trained model, for the quantiser and exporters, and a float reference
-//! forward on plain buffers to compare integer kernels against.
+//! Plain-`f32` view of a trained Burn model, layer by layer, for the quantizer and exporters.
 
 use burn::module::Param;
 use burn::prelude::*;
 
-use crate::data::IMAGE_SIDE;
 use crate::model::Vae;
 
 /// What a layer computes.
@@ -123,51 +121,4 @@ fn param<const D: usize>(p: &Param<Tensor<D>>) -> (Vec<f32>, Vec<usize>) {
     let shape = t.dims().to_vec();
     let data = t.into_data().convert::<f32>();
     (data.try_to_vec::<f32>().unwrap_or_default(), shape)
-}
-
-/// Float encoder on plain buffers: `images` holds `n` images of 28×28 pixels in [0, 1]
-/// (row-major, image after image); returns `n × z` values of `mu`, image after image.
-///
-/// # Panics
-/// If `images.len()` is not a multiple of 784.
-pub fn encode_mu_batch(model: &Vae, images: &[f32]) -> Vec<f32> {
-    let px = IMAGE_SIDE * IMAGE_SIDE;
-    assert_eq!(images.len() % px, 0, "images must be whole 28×28 images");
-    let n = images.len() / px;
-    if n == 0 {
-        return Vec::new();
-    }
-    let device = model_device(model);
-    let x = Tensor::<4>::from_data(
-        TensorData::new(images.to_vec(), [n, 1, IMAGE_SIDE, IMAGE_SIDE]),
-        &device,
-    );
-    to_vec(model.encode_mu(x).into_data())
-}
-
-/// Float decoder on plain buffers: `z` holds `n` codes of the model's latent size; returns `n`
-/// images of 28×28 pixels in [0, 1] (after the sigmoid), image after image.
-///
-/// # Panics
-/// If `z.len()` is not a multiple of the latent size.
-pub fn decode_batch(model: &Vae, z: &[f32]) -> Vec<f32> {
-    let latent = model.fc_mu.weight.val().dims()[1];
-    assert_eq!(z.len() % latent, 0, "z must hold whole latent codes");
-    let n = z.len() / latent;
-    if n == 0 {
-        return Vec::new();
-    }
-    let device = model_device(model);
-    let z = Tensor::<2>::from_data(TensorData::new(z.to_vec(), [n, latent]), &device);
-    to_vec(model.decode_image(z).into_data())
-}
-
-fn model_device(model: &Vae) -> Device {
-    model.enc1.weight.val().device()
-}
-
-pub(crate) fn to_vec(data: TensorData) -> Vec<f32> {
-    data.convert::<f32>()
-        .try_to_vec::<f32>()
-        .unwrap_or_default()
 }

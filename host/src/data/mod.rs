@@ -72,6 +72,18 @@ impl Dataset {
     pub fn to_f32(&self) -> Vec<f32> {
         self.pixels.iter().map(|&p| f32::from(p) / 255.0).collect()
     }
+
+    /// Up to `n` images spread evenly over the set (every `len / n`-th image): calibration and
+    /// table-building sets. Empty for an empty set.
+    pub fn spread(&self, n: usize) -> Vec<&[u8]> {
+        let len = self.len();
+        if len == 0 || n == 0 {
+            return Vec::new();
+        }
+        let n = n.min(len);
+        let step = len / n;
+        (0..n).map(|k| self.image(k * step)).collect()
+    }
 }
 
 /// Loads one split from `source`: `None` means [`DEFAULT_DATA_DIR`].
@@ -289,6 +301,20 @@ pub fn load_image(path: &Path) -> Result<Vec<u8>, Error> {
         .resize_to_fill(side, side, image::imageops::FilterType::Triangle)
         .to_luma8();
     Ok(gray.into_raw())
+}
+
+/// Checks that a data set holds 28×28 images.
+pub fn check_shape(data: &Dataset, what: &str) -> Result<(), Error> {
+    if data.rows != IMAGE_SIDE || data.cols != IMAGE_SIDE {
+        return Err(Error::Invalid(format!(
+            "{what} images are {}×{}, the model needs {IMAGE_SIDE}×{IMAGE_SIDE}",
+            data.rows, data.cols
+        )));
+    }
+    if data.is_empty() {
+        return Err(Error::Invalid(format!("{what} set is empty")));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! DCT and Haar top-k coding, and JPEG.
 //!
 //! Every reconstruction is rounded to 8-bit pixels before it is scored, as a stored image would
-//! be. PSNR is the mean over images of the per-image PSNR (peak 255); SSIM is [`crate::eval::ssim`].
+//! be. PSNR is the mean over images of the per-image PSNR (peak 255); SSIM is [`crate::metrics::ssim`].
 
 use std::path::Path;
 
@@ -13,11 +13,12 @@ use plotters::prelude::*;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::classical::{jpeg, top_k, Basis, Pca, RangeQuantizer};
 use crate::data::{IMAGE_PIXELS, IMAGE_SIDE};
 use crate::error::Error;
+use crate::eval::classical::{jpeg, top_k, Basis, Pca, RangeQuantizer};
+use crate::metrics::psnr_u8;
 use crate::model::Vae;
-use crate::modelfile::{psnr_u8, Reference};
+use crate::quantize::Reference;
 
 /// One codec at one setting, averaged over the test images.
 #[derive(Clone, Debug, Serialize)]
@@ -60,7 +61,7 @@ fn score(test: &[u8], rec: &[Vec<u8>]) -> (f64, f64) {
         .map(|(x, r)| {
             (
                 psnr_u8(x, r),
-                crate::eval::ssim(&to_f32(x), &to_f32(r), IMAGE_SIDE, IMAGE_SIDE),
+                crate::metrics::ssim(&to_f32(x), &to_f32(r), IMAGE_SIDE, IMAGE_SIDE),
             )
         })
         .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
@@ -101,8 +102,8 @@ pub fn sweep(inputs: &RdInputs<'_>) -> Result<Vec<RdPoint>, Error> {
         let latent = vae.fc_mu.weight.val().dims()[1];
         let mut rec = Vec::with_capacity(n);
         for chunk in test_f.chunks(256 * IMAGE_PIXELS) {
-            let mu = crate::weights::encode_mu_batch(vae, chunk);
-            let px = crate::weights::decode_batch(vae, &mu);
+            let mu = crate::inference::encode_mu_batch(vae, chunk);
+            let px = crate::inference::decode_batch(vae, &mu);
             rec.extend(px.chunks_exact(IMAGE_PIXELS).map(to_u8));
         }
         points.push(point(
@@ -116,7 +117,8 @@ pub fn sweep(inputs: &RdInputs<'_>) -> Result<Vec<RdPoint>, Error> {
             .map_err(|e| Error::Invalid(format!("{name}: model file: {e}")))?;
         let engine = |e: String| Error::Invalid(format!("{name}: int8 engine: {e}"));
         let images: Vec<&[u8]> = test.chunks_exact(IMAGE_PIXELS).collect();
-        let z = crate::codec::latents(&model, &images).map_err(|e| engine(e.to_string()))?;
+        let z = crate::quantize::entropy::latents(&model, &images)
+            .map_err(|e| engine(e.to_string()))?;
         let rec = decode_all(&model, &z).map_err(engine)?;
         points.push(point(
             &format!("vae-int8 {name}"),
@@ -130,7 +132,7 @@ pub fn sweep(inputs: &RdInputs<'_>) -> Result<Vec<RdPoint>, Error> {
             // The float twin: Burn's mu, rounded to the int8 latent grid as the device would.
             let mu: Vec<f32> = test_f
                 .chunks(256 * IMAGE_PIXELS)
-                .flat_map(|c| crate::weights::encode_mu_batch(vae, c))
+                .flat_map(|c| crate::inference::encode_mu_batch(vae, c))
                 .collect();
             let zf: Vec<Vec<i8>> = mu
                 .chunks_exact(latent)
@@ -175,7 +177,7 @@ pub fn sweep(inputs: &RdInputs<'_>) -> Result<Vec<RdPoint>, Error> {
                 let rec: Vec<Vec<u8>> = zr
                     .chunks(256 * latent)
                     .flat_map(|c| {
-                        let px = crate::weights::decode_batch(vae, c);
+                        let px = crate::inference::decode_batch(vae, c);
                         px.chunks_exact(IMAGE_PIXELS).map(to_u8).collect::<Vec<_>>()
                     })
                     .collect();
@@ -267,7 +269,7 @@ fn decode_all(model: &Model<'_>, z: &[Vec<i8>]) -> Result<Vec<Vec<u8>>, String> 
 }
 
 /// Codes each latent as its own bitstream (as the device sends it): the bits written,
-/// termination included, and the dequantised latent decoded back from those bits.
+/// termination included, and the dequantized latent decoded back from those bits.
 fn code_all(
     level: &edgevae_shared::format::EntropyLevel<'_>,
     zero_point: i8,
@@ -328,10 +330,10 @@ pub fn plot(points: &[RdPoint], path: &Path) -> Result<(), Error> {
     let (lo_p, hi_p) = points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
         (lo.min(p.psnr), hi.max(p.psnr))
     });
-    let font = crate::eval::register_font();
-    let tmp = crate::eval::tmp_path(path);
+    let font = crate::eval::figures::register_font();
+    let mut rgb = vec![0u8; 900 * 600 * 3];
     {
-        let root = BitMapBackend::new(&tmp, (900, 600)).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut rgb, (900, 600)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| fail(&e))?;
         let mut builder = ChartBuilder::on(&root);
         builder.margin(15);
@@ -393,5 +395,5 @@ pub fn plot(points: &[RdPoint], path: &Path) -> Result<(), Error> {
         }
         root.present().map_err(|e| fail(&e))?;
     }
-    std::fs::rename(&tmp, path).map_err(Error::io(path))
+    crate::files::save_rgb(path, 900, 600, rgb)
 }

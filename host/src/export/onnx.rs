@@ -18,8 +18,8 @@ use tract_onnx::pb::{
 use edgevae_shared::build::{OwnedActivation, OwnedLayer, OwnedModel};
 use edgevae_shared::format::{Op, Shape};
 
-use crate::quantize::{FloatLayer, FloatModel};
-use crate::weights::Activation as Act;
+use crate::model::layers::Activation as Act;
+use crate::quantize::int8::{FloatLayer, FloatModel};
 
 #[derive(Default)]
 struct Graph {
@@ -330,7 +330,7 @@ pub fn float_graphs(m: &FloatModel) -> (ModelProto, ModelProto) {
 }
 
 /// The int8 model as a QDQ ONNX graph (encoder: uint8 image → int8 mu; decoder: int8 z → uint8 image).
-pub fn quantised_graphs(m: &OwnedModel) -> (ModelProto, ModelProto) {
+pub fn quantized_graphs(m: &OwnedModel) -> (ModelProto, ModelProto) {
     let build = |layers: &[OwnedLayer], encoder: bool| {
         let mut g = Graph::default();
         let h = &m.header;
@@ -369,7 +369,7 @@ pub fn quantised_graphs(m: &OwnedModel) -> (ModelProto, ModelProto) {
             let mut x = g.node("DequantizeLinear", &[&q_name, &xs, &xz], vec![]);
             let oc = l.output.c as usize;
             // Per-channel weight scales: s_acc / s_in, where s_acc = s_in * s_w is the bias scale
-            // and the requantisation multiplier is s_acc / s_out.
+            // and the requantization multiplier is s_acc / s_out.
             let s_w: Vec<f32> = (0..oc)
                 .map(|c| {
                     let mult = l.multiplier[c] as f64 * 2f64.powi(l.shift[c] as i32 - 31);

@@ -1,6 +1,6 @@
 //! Recovering images from sparse or corrupted measurements with the VAE's decoder as the prior
 //! ("compressed sensing using generative models", Bora et al. 2017), next to the classical
-//! Lasso baselines of [`crate::classical`].
+//! Lasso baselines of [`crate::eval::classical`].
 //!
 //! Tasks: compressed sensing with `m` Gaussian measurements, inpainting with a random pixel mask
 //! or a missing block, and denoising. The VAE estimate is `G(ẑ)` with
@@ -17,11 +17,11 @@ use burn::prelude::*;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::classical::{lasso, power_norm_sq, Basis, Operator};
 use crate::data::{IMAGE_PIXELS, IMAGE_SIDE};
+use crate::eval::classical::{lasso, power_norm_sq, Basis, Operator};
+use crate::inference::to_vec;
 use crate::model::Vae;
-use crate::train::SplitMix64;
-use crate::weights::to_vec;
+use crate::rng::{normals, seeded, Rng64, SliceRandom};
 
 /// A corruption of the image.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -101,8 +101,7 @@ impl Gaussian {
     /// Entries i.i.d. N(0, 1/m) from `seed`.
     pub fn new(m: usize, seed: u64) -> Self {
         let s = 1.0 / (m as f32).sqrt();
-        let a = SplitMix64(seed)
-            .normals(m * IMAGE_PIXELS)
+        let a = normals(&mut seeded(seed), m * IMAGE_PIXELS)
             .into_iter()
             .map(|v| v * s)
             .collect();
@@ -219,16 +218,14 @@ pub fn observe(task: Task, images: &[f32], seed: u64) -> Vec<Observation> {
         .chunks_exact(IMAGE_PIXELS)
         .enumerate()
         .map(|(i, x)| {
-            let mut rng = SplitMix64(seed.wrapping_mul(0x9E37).wrapping_add(i as u64 + 1));
+            let mut rng = seeded(seed.wrapping_mul(0x9E37).wrapping_add(i as u64 + 1));
             let op = match task {
                 Task::Cs { .. } => Measurement::Gaussian(gaussian.clone().expect("set for cs")),
                 Task::Inpaint { missing } => {
                     // Exactly round(missing·784) pixels lost: a random permutation's prefix.
                     let lost = (missing * IMAGE_PIXELS as f32).round() as usize;
                     let mut order: Vec<usize> = (0..IMAGE_PIXELS).collect();
-                    for j in (1..order.len()).rev() {
-                        order.swap(j, (rng.next() % (j as u64 + 1)) as usize);
-                    }
+                    order.shuffle(&mut rng);
                     let mut keep = vec![true; IMAGE_PIXELS];
                     order[..lost].iter().for_each(|&j| keep[j] = false);
                     Measurement::Mask(keep)
@@ -254,7 +251,7 @@ pub fn observe(task: Task, images: &[f32], seed: u64) -> Vec<Observation> {
                 _ => 0.0,
             };
             if sigma > 0.0 {
-                for (v, e) in y.iter_mut().zip(rng.normals(op.rows())) {
+                for (v, e) in y.iter_mut().zip(normals(&mut rng, op.rows())) {
                     *v += sigma * e;
                 }
             }
@@ -304,7 +301,7 @@ struct Code {
 pub fn recover_vae(model: &Vae, obs: &[Observation], opts: &PriorOptions) -> Vec<Vec<f32>> {
     let model = model.clone().set_require_grad(false);
     let mut out = Vec::with_capacity(obs.len());
-    let mut rng = SplitMix64(opts.seed ^ 0x5EED);
+    let mut rng = seeded(opts.seed ^ 0x5EED);
     for chunk in obs.chunks(opts.batch.max(1)) {
         out.extend(recover_chunk(&model, chunk, opts, &mut rng));
     }
@@ -315,7 +312,7 @@ fn recover_chunk(
     model: &Vae,
     obs: &[Observation],
     opts: &PriorOptions,
-    rng: &mut SplitMix64,
+    rng: &mut Rng64,
 ) -> Vec<Vec<f32>> {
     let device = model.enc1.weight.val().device();
     let latent = model.fc_mu.weight.val().dims()[1];
@@ -358,7 +355,7 @@ fn recover_chunk(
             &device,
         );
         let mut v = to_vec(model.encode_mu(x).into_data());
-        v.extend(rng.normals((r - 1) * b * latent));
+        v.extend(normals(rng, (r - 1) * b * latent));
         v
     };
     let mut code = Code {
@@ -435,24 +432,13 @@ pub fn tune_alpha(basis: &Basis, task: Task, tune_images: &[f32], seed: u64) -> 
     best.1
 }
 
-/// PSNR (dB, peak 1) of `rec` against `orig`, both in [0, 1].
-pub fn psnr(orig: &[f32], rec: &[f32]) -> f64 {
-    let mse = orig
-        .iter()
-        .zip(rec)
-        .map(|(a, b)| f64::from(a - b).powi(2))
-        .sum::<f64>()
-        / orig.len().max(1) as f64;
-    10.0 * (1.0 / mse.max(1e-10)).log10()
-}
-
 /// Mean PSNR of reconstructions `rec` of the images in `images`.
 pub fn mean_psnr(images: &[f32], rec: &[Vec<f32>]) -> f64 {
     let n = rec.len().max(1) as f64;
     images
         .chunks_exact(IMAGE_PIXELS)
         .zip(rec)
-        .map(|(x, r)| psnr(x, r))
+        .map(|(x, r)| crate::metrics::psnr(x, r))
         .sum::<f64>()
         / n
 }
@@ -463,7 +449,7 @@ pub fn mean_ssim(images: &[f32], rec: &[Vec<f32>]) -> f64 {
     images
         .chunks_exact(IMAGE_PIXELS)
         .zip(rec)
-        .map(|(x, r)| crate::eval::ssim(x, r, IMAGE_SIDE, IMAGE_SIDE))
+        .map(|(x, r)| crate::metrics::ssim(x, r, IMAGE_SIDE, IMAGE_SIDE))
         .sum::<f64>()
         / n
 }
@@ -573,6 +559,6 @@ pub fn panel(
             cells.push(rec[i].clone());
         }
     }
-    let (w, h, px) = crate::eval::tile(&cells, cols, 3);
-    crate::eval::save_gray(path, w, h, px)
+    let (w, h, px) = crate::eval::figures::tile(&cells, cols, 3);
+    crate::files::save_gray(path, w, h, px)
 }

@@ -5,25 +5,24 @@
 //! `metrics.csv`. Each file is written to a temporary name and renamed into place, so a crash
 //! leaves the previous checkpoint whole.
 
+pub mod bench;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Dataset, IMAGE_PIXELS, IMAGE_SIDE};
+use crate::data::{check_shape, Dataset};
 use crate::error::Error;
+use crate::inference::{batch_tensor, load_weights, CONFIG_FILE, MODEL_FILE};
 use crate::model::{Vae, VaeConfig};
+use crate::rng::SliceRandom;
 
-/// File names inside a run directory.
-pub const CONFIG_FILE: &str = "config.json";
-/// Model weights (burnpack).
-pub const MODEL_FILE: &str = "model.bpk";
 /// Adam state (burnpack).
 pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
 /// Checkpoint state: epochs done and their metrics.
@@ -60,7 +59,7 @@ pub struct TrainConfig {
     /// this value at the last step of `epochs`; otherwise it stays constant (the seed recipe).
     pub lr_min: Option<f64>,
     /// Train for the codec (rate–distortion) instead of the ELBO: the latent is `mu` plus uniform
-    /// noise of this width (what quantising with that step does, Ballé et al. 2017) and the KL
+    /// noise of this width (what quantizing with that step does, Ballé et al. 2017) and the KL
     /// term becomes the rate, `−ln P(z)` under a fixed logistic(0, 1) prior integrated over the
     /// noise interval, weighted by `beta`. The `logvar` head is left untrained.
     pub rate_noise: Option<f64>,
@@ -190,64 +189,10 @@ pub struct TrainOutcome {
     pub step_losses: Vec<f32>,
 }
 
-/// Deterministic SplitMix64, for shuffling and the reparameterisation noise. Burn's device
-/// generator is global (shared by every thread of the process), so the noise is drawn here to
-/// keep runs reproducible however the library is used.
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    /// Next 64 random bits.
-    #[allow(clippy::should_implement_trait)] // an infinite stream; Iterator adds nothing here
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// `n` standard normal samples (Box–Muller).
-    pub fn normals(&mut self, n: usize) -> Vec<f32> {
-        let mut out = Vec::with_capacity(n + 1);
-        while out.len() < n {
-            // Uniforms in (0, 1]: 53 random bits, never 0 (ln 0 is −∞).
-            let u1 = ((self.next() >> 11) + 1) as f64 / (1u64 << 53) as f64;
-            let u2 = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-            let r = (-2.0 * u1.ln()).sqrt();
-            let t = std::f64::consts::TAU * u2;
-            out.push((r * t.cos()) as f32);
-            out.push((r * t.sin()) as f32);
-        }
-        out.truncate(n);
-        out
-    }
-
-    /// A `[n, latent]` tensor of uniform noise in [−½, ½).
-    pub fn uniform_noise(&mut self, n: usize, latent: usize, device: &Device) -> Tensor<2> {
-        let u: Vec<f32> = (0..n * latent)
-            .map(|_| ((self.next() >> 40) as f64 / (1u64 << 24) as f64 - 0.5) as f32)
-            .collect();
-        Tensor::from_data(TensorData::new(u, [n, latent]), device)
-    }
-
-    /// A `[n, latent]` tensor of standard normal noise.
-    pub fn noise(&mut self, n: usize, latent: usize, device: &Device) -> Tensor<2> {
-        Tensor::from_data(
-            TensorData::new(self.normals(n * latent), [n, latent]),
-            device,
-        )
-    }
-
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = (self.next() % (i as u64 + 1)) as usize;
-            v.swap(i, j);
-        }
-    }
-}
-
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
-    SplitMix64(seed ^ (epoch as u64).wrapping_mul(0xd1b5_4a32_d192_ed03)).next()
+    rand::Rng::random(&mut crate::rng::seeded(
+        seed ^ (epoch as u64).wrapping_mul(0xd1b5_4a32_d192_ed03),
+    ))
 }
 
 /// Initialises `cfg` on `device` from `seed`. Burn's generator is global, so seeding and
@@ -260,49 +205,8 @@ pub fn init_model(cfg: &VaeConfig, device: &Device, seed: u64) -> Vae {
     device.seed(seed);
     let model = cfg.init(device);
     // Read every parameter so that lazy initialisation has run before the lock is released.
-    let _ = crate::weights::layers(&model);
+    let _ = crate::model::layers::layers(&model);
     model
-}
-
-/// Checks that a data set holds 28×28 images.
-pub fn check_shape(data: &Dataset, what: &str) -> Result<(), Error> {
-    if data.rows != IMAGE_SIDE || data.cols != IMAGE_SIDE {
-        return Err(Error::Invalid(format!(
-            "{what} images are {}×{}, the model needs {IMAGE_SIDE}×{IMAGE_SIDE}",
-            data.rows, data.cols
-        )));
-    }
-    if data.is_empty() {
-        return Err(Error::Invalid(format!("{what} set is empty")));
-    }
-    Ok(())
-}
-
-/// Loads a trained model from a run directory (`config.json` + `model.bpk`) onto
-/// [`crate::device`].
-pub fn load_model(run_dir: impl AsRef<Path>) -> Result<(VaeConfig, Vae), Error> {
-    load_model_on(run_dir, &crate::device())
-}
-
-/// [`load_model`] onto `device` (e.g. [`crate::train_device`] to differentiate through it).
-pub fn load_model_on(
-    run_dir: impl AsRef<Path>,
-    device: &Device,
-) -> Result<(VaeConfig, Vae), Error> {
-    let run_dir = run_dir.as_ref();
-    let cfg = TrainConfig::load_from(run_dir)?;
-    cfg.model.validate()?;
-    let model = load_weights(&cfg.model, &run_dir.join(MODEL_FILE), device)?;
-    Ok((cfg.model, model))
-}
-
-fn load_weights(cfg: &VaeConfig, path: &Path, device: &Device) -> Result<Vae, Error> {
-    let bytes = fs::read(path).map_err(Error::io(path))?;
-    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
-        .map_err(|e| Error::data(path, format!("invalid weights file ({e})")))?;
-    cfg.init(device)
-        .try_load_record(record)
-        .map_err(|e| Error::data(path, format!("weights do not fit config.json ({e})")))
 }
 
 fn save_run_files(
@@ -316,15 +220,15 @@ fn save_run_files(
         .into_record()
         .into_bytes()
         .map_err(|e| Error::data(dir.join(MODEL_FILE), e))?;
-    crate::modelfile::write_atomic(&dir.join(MODEL_FILE), &bytes)?;
+    crate::files::write_atomic(&dir.join(MODEL_FILE), &bytes)?;
     let bytes = optim
         .into_bytes()
         .map_err(|e| Error::data(dir.join(OPTIMIZER_FILE), e))?;
-    crate::modelfile::write_atomic(&dir.join(OPTIMIZER_FILE), &bytes)?;
+    crate::files::write_atomic(&dir.join(OPTIMIZER_FILE), &bytes)?;
     let json =
         serde_json::to_vec_pretty(state).map_err(|e| Error::data(dir.join(STATE_FILE), e))?;
-    crate::modelfile::write_atomic(&dir.join(STATE_FILE), &json)?;
-    crate::modelfile::write_atomic(
+    crate::files::write_atomic(&dir.join(STATE_FILE), &json)?;
+    crate::files::write_atomic(
         &dir.join(METRICS_CSV),
         metrics_csv(&state.metrics).as_bytes(),
     )
@@ -354,18 +258,6 @@ pub fn metrics_csv(metrics: &[EpochMetrics]) -> String {
         );
     }
     s
-}
-
-/// Copies the pixels of `idx` images from `all` (scaled floats) into one batch tensor.
-pub fn batch_tensor(all: &[f32], idx: &[usize], device: &Device) -> Tensor<4> {
-    let mut buf = Vec::with_capacity(idx.len() * IMAGE_PIXELS);
-    for &i in idx {
-        buf.extend_from_slice(&all[i * IMAGE_PIXELS..(i + 1) * IMAGE_PIXELS]);
-    }
-    Tensor::from_data(
-        TensorData::new(buf, [idx.len(), 1, IMAGE_SIDE, IMAGE_SIDE]),
-        device,
-    )
 }
 
 /// Trains `cfg` on `train`, evaluating the negative ELBO on `test` after every epoch.
@@ -419,7 +311,7 @@ pub fn train(
         }
         let json =
             serde_json::to_vec_pretty(cfg).map_err(|e| Error::data(dir.join(CONFIG_FILE), e))?;
-        crate::modelfile::write_atomic(&dir.join(CONFIG_FILE), &json)?;
+        crate::files::write_atomic(&dir.join(CONFIG_FILE), &json)?;
     }
 
     let pixels = train.to_f32();
@@ -434,8 +326,8 @@ pub fn train(
     for epoch in state.epochs_done..cfg.epochs {
         let eseed = epoch_seed(cfg.seed, epoch);
         order.iter_mut().enumerate().for_each(|(i, o)| *o = i);
-        let mut rng = SplitMix64(eseed);
-        rng.shuffle(&mut order);
+        let mut rng = crate::rng::seeded(eseed);
+        order.shuffle(&mut rng);
 
         let bar = if opts.progress {
             let bar = ProgressBar::new(steps_per_epoch as u64);
@@ -464,11 +356,11 @@ pub fn train(
             let x = batch_tensor(&pixels, &order[s * batch..(s + 1) * batch], &device);
             let terms = match cfg.rate_noise {
                 Some(width) => {
-                    let u = rng.uniform_noise(batch, cfg.model.latent, &device);
+                    let u = crate::rng::uniform_tensor(&mut rng, batch, cfg.model.latent, &device);
                     model.rate_loss(x, u, width, beta, cfg.model.likelihood())
                 }
                 None => {
-                    let eps = rng.noise(batch, cfg.model.latent, &device);
+                    let eps = crate::rng::normal_tensor(&mut rng, batch, cfg.model.latent, &device);
                     model.loss(x, eps, beta, cfg.model.likelihood())
                 }
             };
@@ -504,7 +396,7 @@ pub fn train(
             (Some(px), Some(t)) => {
                 let valid = model.valid();
                 Some(
-                    crate::eval::neg_elbo(
+                    crate::model::neg_elbo(
                         &valid,
                         cfg.model.likelihood(),
                         px,

@@ -199,7 +199,7 @@ pub fn lasso(
     x
 }
 
-/// Uniform 8-bit quantiser per coefficient position, over ranges fitted on training data.
+/// Uniform 8-bit quantizer per coefficient position, over ranges fitted on training data.
 #[derive(Clone, Debug)]
 pub struct RangeQuantizer {
     lo: Vec<f32>,
@@ -247,7 +247,7 @@ pub fn subset_bits(n: usize, k: usize) -> u32 {
 }
 
 /// Top-k transform coding in `basis`: keep the `k` largest-magnitude coefficients of each image,
-/// each quantised to 8 bits by `q`, plus which positions they are.
+/// each quantized to 8 bits by `q`, plus which positions they are.
 ///
 /// Returns the decoded image and its bit count (`8k + ⌈log₂ C(784, k)⌉`).
 pub fn top_k(basis: &Basis, q: &RangeQuantizer, x: &[f32], k: usize) -> (Vec<f32>, u32) {
@@ -362,7 +362,7 @@ pub struct JpegCoded {
     pub image: Vec<u8>,
     /// Bits of the whole file.
     pub file_bits: u32,
-    /// Bits of everything but the entropy-coded scan (markers, quantisation and Huffman tables,
+    /// Bits of everything but the entropy-coded scan (markers, quantization and Huffman tables,
     /// frame and scan headers, end of image).
     pub header_bits: u32,
 }

@@ -1,4 +1,4 @@
-//! Post-training quantisation: a trained VAE's float layers → an int8 model file.
+//! Post-training quantization: a trained VAE's float layers → an int8 model file.
 //!
 //! The arithmetic is the TFLite/gemmlowp scheme of `../shared/DESIGN.md`: symmetric per-output-
 //! channel int8 weights, asymmetric int8 activations calibrated on training images (min/max or a
@@ -11,9 +11,9 @@
 use edgevae_shared::build::{OwnedActivation, OwnedLayer, OwnedModel};
 use edgevae_shared::format::{Header, Op, QParams, Shape};
 
-use crate::weights::{Activation as Act, LayerKind, LayerWeights};
+use crate::model::layers::{Activation as Act, LayerKind, LayerWeights};
 
-/// Why a model could not be quantised.
+/// Why a model could not be quantized.
 #[derive(Debug, thiserror::Error)]
 pub enum QuantError {
     #[error("layer {0}: unsupported layer layout for the device ({1})")]
@@ -51,12 +51,16 @@ fn u16_of(n: usize, name: &str) -> Result<u16, QuantError> {
         .map_err(|_| QuantError::Unsupported(name.into(), format!("dimension {n} > 65535")))
 }
 
+fn u8_of(n: usize, name: &str, what: &str) -> Result<u8, QuantError> {
+    u8::try_from(n).map_err(|_| QuantError::Unsupported(name.into(), format!("{what} {n} > 255")))
+}
+
 fn conv_out(n: usize, k: usize, s: usize, p: usize) -> Option<usize> {
     (n + 2 * p).checked_sub(k).map(|d| d / s + 1)
 }
 
 impl FloatModel {
-    /// Converts Burn-layout layers (see [`crate::weights::layers`]) to device layout. The encoder is
+    /// Converts Burn-layout layers (see [`crate::model::layers::layers`]) to device layout. The encoder is
     /// every layer up to `fc_mu`; `fc_logvar` is dropped (training only); the rest is the decoder.
     /// A dense layer next to a convolution is permuted between Burn's (C, H, W) flattening and
     /// the device's (H, W, C).
@@ -122,19 +126,22 @@ impl FloatModel {
                             }
                         }
                     }
+                    let k8 = u8_of(k_, l.name, "kernel size")?;
+                    let s8 = u8_of(s, l.name, "stride")?;
+                    let p8 = u8_of(p, l.name, "padding")?;
                     let op = if transposed {
                         Op::ConvTranspose2d {
-                            kh: k_ as u8,
-                            kw: k_ as u8,
-                            stride: s as u8,
-                            pad: p as u8,
+                            kh: k8,
+                            kw: k8,
+                            stride: s8,
+                            pad: p8,
                         }
                     } else {
                         Op::Conv2d {
-                            kh: k_ as u8,
-                            kw: k_ as u8,
-                            stride: s as u8,
-                            pad: p as u8,
+                            kh: k8,
+                            kw: k8,
+                            stride: s8,
+                            pad: p8,
                         }
                     };
                     let output = Shape::new(
@@ -421,7 +428,7 @@ fn clip_sigmoid_inputs(layers: &[FloatLayer], ranges: &mut [(f32, f32)]) {
     }
 }
 
-/// Asymmetric int8 quantisation covering `[min, max]` (always including 0, so zero is exact).
+/// Asymmetric int8 quantization covering `[min, max]` (always including 0, so zero is exact).
 pub fn choose_qparams(min: f32, max: f32) -> QParams {
     let (min, max) = (min.min(0.0) as f64, max.max(0.0) as f64);
     let scale = if max > min {
@@ -462,15 +469,15 @@ pub fn quantize_multiplier(m: f64) -> (i32, i8) {
     (q as i32, e.min(30) as i8)
 }
 
-/// The quantised model, before the arena is declared.
-pub struct Quantised {
+/// The quantized model, before the arena is declared.
+pub struct Quantized {
     pub model: OwnedModel,
     /// Float ranges seen per encoder/decoder layer, for reports.
     pub encoder_ranges: Vec<(f32, f32)>,
     pub decoder_ranges: Vec<(f32, f32)>,
 }
 
-fn quantise_layer(l: &FloatLayer, in_q: QParams, out_q: QParams) -> OwnedLayer {
+fn quantize_layer(l: &FloatLayer, in_q: QParams, out_q: QParams) -> OwnedLayer {
     let oc = l.output.c as usize;
     let per = l.weights.len().checked_div(oc).unwrap_or(0);
     let mut weights = Vec::with_capacity(l.weights.len());
@@ -530,13 +537,13 @@ fn quantise_layer(l: &FloatLayer, in_q: QParams, out_q: QParams) -> OwnedLayer {
     }
 }
 
-/// Quantises `model`, calibrating on `images` (uint8 pixels, HWC).
-pub fn quantise(
+/// Quantizes `model`, calibrating on `images` (uint8 pixels, HWC).
+pub fn quantize_model(
     model: &FloatModel,
     images: &[&[u8]],
     cal: Calibration,
     name: &str,
-) -> Result<Quantised, QuantError> {
+) -> Result<Quantized, QuantError> {
     if images.is_empty() {
         return Err(QuantError::NoCalibration);
     }
@@ -561,7 +568,7 @@ pub fn quantise(
             } else {
                 choose_qparams(r.0, r.1)
             };
-            let ql = quantise_layer(l, q, out_q);
+            let ql = quantize_layer(l, q, out_q);
             q = ql.effective_output_q();
             out.push(ql);
         }
@@ -577,7 +584,7 @@ pub fn quantise(
         latent_q,
         arena_bytes: 0,
     };
-    Ok(Quantised {
+    Ok(Quantized {
         model: OwnedModel {
             header,
             encoder,

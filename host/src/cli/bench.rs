@@ -1,0 +1,62 @@
+//! `edgevae bench`: training and inference throughput.
+
+use clap::Args;
+use edgevae::Error;
+
+use super::*;
+use edgevae::data::{Split, IMAGE_PIXELS};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// Training batch size.
+    #[arg(long, default_value_t = 128)]
+    batch: usize,
+    /// Inference batch size.
+    #[arg(long, default_value_t = 256)]
+    infer_batch: usize,
+    /// Timed steps per repetition.
+    #[arg(long, default_value_t = 40)]
+    steps: usize,
+    /// Repetitions (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    #[arg(long, default_value_t = 16)]
+    latent: usize,
+}
+
+pub fn run_bench(a: BenchArgs) -> Result<(), Error> {
+    // Real images when available; the throughput does not depend on pixel values.
+    let pixels: Vec<f32> = match edgevae::data::load(a.data.data.as_deref(), Split::Test) {
+        Ok(d) if d.rows * d.cols == IMAGE_PIXELS => d.to_f32(),
+        _ => (0..10_000 * IMAGE_PIXELS)
+            .map(|i| ((i * 2_654_435_761usize) % 256) as f32 / 255.0)
+            .collect(),
+    };
+    let cfg = edgevae::train::bench::BenchConfig {
+        batch: a.batch,
+        infer_batch: a.infer_batch,
+        steps: a.steps,
+        repeats: a.repeats,
+        latent: a.latent,
+    };
+    let r = edgevae::train::bench::run(&cfg, &pixels)?;
+    println!(
+        "backend {}, {} threads: train {:.0} images/s (batch {}), infer {:.0} images/s \
+         (encode mu + decode, batch {}); medians of {} x {} steps",
+        if cfg!(feature = "flex") {
+            "flex"
+        } else {
+            "ndarray"
+        },
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        r.train,
+        a.batch,
+        r.infer,
+        a.infer_batch,
+        a.repeats,
+        a.steps
+    );
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! `edgevae eval`: test-set metrics, figures, rate–distortion and recovery of a run.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use edgevae::Error;
+
+use super::*;
+use edgevae::data::{Split, IMAGE_PIXELS};
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// Run directory of the model.
+    #[arg(long)]
+    run: PathBuf,
+    /// Where to write metrics.json's test part (eval.json), the tables and the figures
+    /// [default: the run].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The run's int8 model file [default: <run>/model.evae, or quantized now if missing].
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Further run directories to put in the rate-distortion table (each with its model.evae,
+    /// or quantized now).
+    #[arg(long)]
+    also: Vec<PathBuf>,
+    /// Test images for the rate-distortion table and plot (rd.md, rd.json, rd.png); 0 skips it.
+    #[arg(long, default_value_t = 2000)]
+    rd_images: usize,
+    /// Test images for the recovery table (recovery.md, recovery.json); 0 skips it.
+    #[arg(long, default_value_t = 0)]
+    recovery_images: usize,
+    #[command(flatten)]
+    prior: PriorArgs,
+}
+
+pub fn run_eval(a: EvalArgs) -> Result<(), Error> {
+    let (vae_cfg, model) = edgevae::inference::load_model(&a.run)?;
+    let test_set = edgevae::data::load(a.data.data.as_deref(), Split::Test)?;
+    edgevae::data::check_shape(&test_set, "test")?;
+    let out = a.out.clone().unwrap_or_else(|| a.run.clone());
+    std::fs::create_dir_all(&out).map_err(|source| Error::Io {
+        path: out.clone(),
+        source,
+    })?;
+    let m = edgevae::eval::evaluate(&model, vae_cfg.likelihood(), &test_set, 256, a.prior.seed);
+    print_eval(&m);
+    edgevae::eval::reconstruction_figure(&model, &test_set, &out.join("reconstructions.png"))?;
+    edgevae::eval::samples_figure(&model, a.prior.seed, &out.join("samples.png"))?;
+    write_json(&out.join("eval.json"), &m)?;
+    if a.rd_images == 0 && a.recovery_images == 0 {
+        return Ok(());
+    }
+    let train_set = edgevae::data::load(a.data.data.as_deref(), Split::Train)?;
+    edgevae::data::check_shape(&train_set, "training")?;
+    if a.rd_images > 0 {
+        rate_distortion(&a, &model, &test_set, &train_set, &out)?;
+    }
+    if a.recovery_images > 0 {
+        let opts = a.prior.options()?;
+        let n = a.recovery_images.min(test_set.len());
+        let images = test_set.to_f32()[..n * IMAGE_PIXELS].to_vec();
+        let tune = tune_images(&train_set);
+        let (_, ad_model) = edgevae::inference::load_model_on(&a.run, &edgevae::train_device())?;
+        let mut rows = Vec::new();
+        for task in edgevae::eval::recover::Task::table() {
+            let start = Instant::now();
+            let result = edgevae::eval::recover::run_task(&ad_model, task, &images, &tune, &opts);
+            let r = result.rows(&images);
+            for row in &r {
+                println!(
+                    "{:<24} {:<11} PSNR {:6.2} dB  SSIM {:.4}  {}",
+                    row.task, row.method, row.psnr, row.ssim, row.setting
+                );
+            }
+            eprintln!("  ({task}: {:.1} s)", start.elapsed().as_secs_f64());
+            rows.extend(r);
+        }
+        write_json(&out.join("recovery.json"), &rows)?;
+        let md = format!(
+            "Recovery on the first {n} test images (seed {}); Lasso weights tuned on 16 \
+             training images.\n\n{}",
+            opts.seed,
+            edgevae::eval::recover::table_markdown(&rows)
+        );
+        edgevae::files::write_atomic(&out.join("recovery.md"), md.as_bytes())?;
+        println!("wrote {}", out.join("recovery.md").display());
+    }
+    Ok(())
+}
+
+/// The int8 model file of a run: `explicit`, else `<run>/model.evae`, else quantized now.
+fn int8_model(
+    run: &Path,
+    explicit: Option<&Path>,
+    train_set: &edgevae::data::Dataset,
+) -> Result<Vec<u8>, Error> {
+    let path = explicit.map_or_else(|| run.join("model.evae"), Path::to_path_buf);
+    if explicit.is_some() || path.exists() {
+        return std::fs::read(&path).map_err(|source| Error::Io { path, source });
+    }
+    let fm = edgevae::quantize::float_model(run)?;
+    let (bytes, _) = edgevae::quantize::quantize_bytes(
+        &fm,
+        train_set,
+        1000,
+        edgevae::quantize::Calibration::MinMax,
+        "edgevae",
+    )?;
+    Ok(bytes)
+}
+
+fn rate_distortion(
+    a: &EvalArgs,
+    model: &edgevae::Vae,
+    test_set: &edgevae::data::Dataset,
+    train_set: &edgevae::data::Dataset,
+    out: &Path,
+) -> Result<(), Error> {
+    let start = Instant::now();
+    let n = a.rd_images.min(test_set.len());
+    let mut runs = vec![(
+        a.run.clone(),
+        model.clone(),
+        int8_model(&a.run, a.model.as_deref(), train_set)?,
+    )];
+    for r in &a.also {
+        let (_, m) = edgevae::inference::load_model(r)?;
+        runs.push((r.clone(), m, int8_model(r, None, train_set)?));
+    }
+    let fit = spread_images(train_set, 10_000);
+    let inputs = edgevae::eval::rd::RdInputs {
+        test: &test_set.pixels[..n * IMAGE_PIXELS],
+        fit: &fit,
+        vaes: runs
+            .iter()
+            .map(|(p, m, b)| (run_name(p), m, b.as_slice()))
+            .collect(),
+    };
+    let points = edgevae::eval::rd::sweep(&inputs)?;
+    let md = format!(
+        "Rate-distortion on the first {n} of the {} test images; PCA and coefficient ranges \
+         fitted on {} of the {} training images (spread over the set).\n\n{}",
+        test_set.len(),
+        fit.len() / IMAGE_PIXELS,
+        train_set.len(),
+        edgevae::eval::rd::table_markdown(&points)
+    );
+    print!("{md}");
+    edgevae::files::write_atomic(&out.join("rd.md"), md.as_bytes())?;
+    write_json(&out.join("rd.json"), &points)?;
+    edgevae::eval::rd::plot(&points, &out.join("rd.png"))?;
+    eprintln!("rate-distortion: {:.1} s", start.elapsed().as_secs_f64());
+    Ok(())
+}
