@@ -12,6 +12,10 @@ cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings
 (cd firmware/boards && cargo clippy --locked --release -- -D warnings)
 
+step "gates: cargo doc with warnings denied; the ndarray backend builds"
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps -p edgevae -p edgevae-shared -p edgevae-tests
+cargo check --locked -p edgevae --no-default-features --features ndarray
+
 step "host: cargo test --workspace"
 cargo test --workspace --locked
 

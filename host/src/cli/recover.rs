@@ -106,17 +106,14 @@ pub fn run_recover(a: RecoverArgs) -> Result<(), Error> {
     )?;
     // One PNG per method for the first image, and a panel of up to 8 images.
     for (method, _, rec) in &result.methods {
-        let px: Vec<u8> = rec[0]
-            .iter()
-            .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
-            .collect();
+        let px = edgevae::metrics::to_u8(&rec[0]);
         let path = a.out.join(format!("{method}.png"));
         edgevae::files::save_gray(&path, 28, 28, px)?;
     }
     let path = a.out.join("panel.png");
     edgevae::eval::recover::panel(&images, &result, &path)?;
     println!(
-        "wrote {} (rows: original, then each method)",
+        "wrote {} (one image a row; columns: original, then each method, labelled)",
         path.display()
     );
     Ok(())

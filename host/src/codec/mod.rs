@@ -379,7 +379,7 @@ pub fn compress_path(
         let (img, colour) = Gray::load(&inp)?;
         let c = compress(&model, quality - 1, &img)?;
         crate::files::write_atomic(&outp, &c.file)?;
-        let f = |v: &[u8]| v.iter().map(|&p| p as f32 / 255.0).collect::<Vec<_>>();
+        let f = crate::metrics::to_f32;
         reports.push(FileReport {
             input: inp,
             output: outp,

@@ -8,6 +8,7 @@ use crate::data::{Dataset, IMAGE_PIXELS, IMAGE_SIDE};
 use crate::error::Error;
 use crate::files::save_gray;
 use crate::inference::sample_images;
+use crate::metrics::pixel_u8;
 use crate::model::Vae;
 use crate::train::EpochMetrics;
 
@@ -23,8 +24,7 @@ pub fn tile(images: &[Vec<f32>], cols: usize, scale: usize) -> (u32, u32, Vec<u8
         for y in 0..IMAGE_SIDE * scale {
             for x in 0..IMAGE_SIDE * scale {
                 let v = img[(y / scale) * IMAGE_SIDE + x / scale];
-                out[(2 + gy * cell + y) * w + 2 + gx * cell + x] =
-                    (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+                out[(2 + gy * cell + y) * w + 2 + gx * cell + x] = pixel_u8(v);
             }
         }
     }
@@ -166,4 +166,46 @@ pub fn write_figures(
     reconstruction_figure(model, test, &dir.join("reconstructions.png"))?;
     samples_figure(model, seed, &dir.join("samples.png"))?;
     loss_figure(epochs, &dir.join("loss.png"))
+}
+
+/// Height in pixels of the label row above a [`labelled_grid`].
+const LABEL_ROW: usize = 22;
+
+/// Writes `path`: [`tile`] of `images` under a row naming each column (`labels[c]` centred over
+/// column `c`). Without an installed font the label row stays blank.
+pub fn labelled_grid(
+    images: &[Vec<f32>],
+    cols: usize,
+    scale: usize,
+    labels: &[&str],
+    path: &Path,
+) -> Result<(), Error> {
+    let (w, h, px) = tile(images, cols, scale);
+    let (w, h) = (w as usize, h as usize);
+    let total_h = h + LABEL_ROW;
+    let mut rgb = vec![255u8; w * total_h * 3];
+    for (i, &v) in px.iter().enumerate() {
+        let o = (LABEL_ROW * w + i) * 3;
+        rgb[o..o + 3].fill(v);
+    }
+    if register_font() {
+        let fail =
+            |e: &dyn std::fmt::Display| Error::data(path, format!("cannot draw labels ({e})"));
+        let root =
+            BitMapBackend::with_buffer(&mut rgb, (w as u32, total_h as u32)).into_drawing_area();
+        let cell = IMAGE_SIDE * scale + 2;
+        let style = TextStyle::from(("sans-serif", 14).into_font())
+            .color(&BLACK)
+            .pos(plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Center,
+                plotters::style::text_anchor::VPos::Center,
+            ));
+        for (c, label) in labels.iter().enumerate().take(cols) {
+            let x = 2 + c * cell + cell / 2 - 1;
+            root.draw_text(label, &style, (x as i32, (LABEL_ROW / 2) as i32))
+                .map_err(|e| fail(&e))?;
+        }
+        root.present().map_err(|e| fail(&e))?;
+    }
+    crate::files::save_rgb(path, w as u32, total_h as u32, rgb)
 }

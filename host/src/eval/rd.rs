@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::data::{IMAGE_PIXELS, IMAGE_SIDE};
 use crate::error::Error;
 use crate::eval::classical::{jpeg, top_k, Basis, Pca, RangeQuantizer};
-use crate::metrics::psnr_u8;
+use crate::metrics::{psnr_u8, to_f32, to_u8};
 use crate::model::Vae;
 use crate::quantize::Reference;
 
@@ -41,16 +41,6 @@ pub struct RdPoint {
 pub const KS: [usize; 7] = [2, 4, 8, 16, 32, 64, 128];
 /// JPEG qualities tried.
 pub const JPEG_QUALITIES: [u8; 8] = [1, 5, 10, 20, 30, 50, 75, 90];
-
-fn to_u8(x: &[f32]) -> Vec<u8> {
-    x.iter()
-        .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
-        .collect()
-}
-
-fn to_f32(x: &[u8]) -> Vec<f32> {
-    x.iter().map(|&p| f32::from(p) / 255.0).collect()
-}
 
 /// Scores reconstructions (`u8`, image after image) against `test`.
 fn score(test: &[u8], rec: &[Vec<u8>]) -> (f64, f64) {

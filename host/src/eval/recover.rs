@@ -545,7 +545,7 @@ pub fn table_markdown(rows: &[RecoveryRow]) -> String {
 }
 
 /// Writes a panel to `path`: for up to 8 images, a row of the original, then every method's
-/// reconstruction in the order of `result.methods`.
+/// reconstruction in the order of `result.methods`, under a header naming each column.
 pub fn panel(
     images: &[f32],
     result: &TaskResult,
@@ -559,6 +559,8 @@ pub fn panel(
             cells.push(rec[i].clone());
         }
     }
-    let (w, h, px) = crate::eval::figures::tile(&cells, cols, 3);
-    crate::files::save_gray(path, w, h, px)
+    let labels: Vec<&str> = std::iter::once("original")
+        .chain(result.methods.iter().map(|(m, _, _)| m.as_str()))
+        .collect();
+    crate::eval::figures::labelled_grid(&cells, cols, 3, &labels, path)
 }

@@ -3,7 +3,7 @@
 //!
 //! - [`int8`]: the post-training quantizer (float layers in device layout → int8 layers).
 //! - [`entropy`]: quality levels by rate allocation and the coder's CDF tables.
-//! - [`reference`]: the model file run with the device's exact integer arithmetic.
+//! - [`reference`](mod@reference): the model file run with the device's exact integer arithmetic.
 
 pub mod entropy;
 pub mod int8;
@@ -17,7 +17,7 @@ use edgevae_shared::format::{Model, Shape};
 use crate::data::{self, Dataset, Split, IMAGE_SIDE};
 use crate::error::Error;
 use crate::files::write_atomic;
-use crate::metrics::{max_abs_diff, psnr_u8};
+use crate::metrics::{max_abs_diff, psnr_u8, to_f32, to_u8};
 
 pub use int8::{quantize_model, Calibration, FloatModel};
 pub use reference::Reference;
@@ -90,7 +90,7 @@ pub fn quantize(
     let test = data::load(data_dir, Split::Test)?;
     data::check_shape(&test, "test")?;
     let (float_psnr, int8_psnr, n) = compare(&fm, &bytes, &test, test_images)?;
-    let probe: Vec<f32> = test.image(0).iter().map(|&p| p as f32 / 255.0).collect();
+    let probe = to_f32(test.image(0));
     let burn_vs_reference_mu = max_abs_diff(
         &crate::inference::encode_mu_batch(&vae, &probe),
         &fm.encode(&probe),
@@ -139,12 +139,7 @@ pub fn compare(
     let (mut pf, mut pq) = (0.0, 0.0);
     for k in 0..n {
         let img = test.image(k);
-        let x: Vec<f32> = img.iter().map(|&p| p as f32 / 255.0).collect();
-        let rec: Vec<u8> = fm
-            .decode(&fm.encode(&x))
-            .iter()
-            .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
-            .collect();
+        let rec = to_u8(&fm.decode(&fm.encode(&to_f32(img))));
         pf += psnr_u8(img, &rec);
         let z = reference.encode(img)?;
         let px = reference.decode(&z)?;
