@@ -12,31 +12,52 @@ use crate::format::{
 /// A layer with owned, typed parameters.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OwnedLayer {
+    /// The operator and its geometry.
     pub op: Op,
+    /// Shape of the input activation.
     pub input: Shape,
+    /// Shape of the output activation.
     pub output: Shape,
+    /// Quantization of the int8 input activation (the previous layer's effective output).
     pub input_q: QParams,
+    /// Quantization of the requantized output (before any lookup table).
     pub output_q: QParams,
+    /// int8 weights in the operator's layout (see [`Op`]).
     pub weights: Vec<i8>,
+    /// int32 bias per output channel (scale `s_in * s_w[c]`).
     pub bias: Vec<i32>,
+    /// Q31 requantization multiplier per output channel, in `[0, 2^31)`.
     pub multiplier: Vec<i32>,
+    /// Requantization shift per output channel (> 0 left, < 0 right), in `-31..=30`.
     pub shift: Vec<i8>,
+    /// What is applied to the requantized output.
     pub activation: OwnedActivation,
 }
 
 /// Owned counterpart of [`Activation`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum OwnedActivation {
+    /// No activation: the output is clamped to `[-128, 127]` only.
     None,
+    /// Fused into the output clamp: `[output zero point, 127]`.
     Relu,
-    Lut { table: Vec<u8>, out: QParams },
+    /// 256-entry table indexed by `q + 128`.
+    Lut {
+        /// The 256 output values.
+        table: Vec<u8>,
+        /// Quantization of the table's output values.
+        out: QParams,
+    },
 }
 
 /// A whole model with owned layers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OwnedModel {
+    /// Model-wide facts.
     pub header: Header,
+    /// Encoder layers, image to latent, in execution order.
     pub encoder: Vec<OwnedLayer>,
+    /// Decoder layers, latent to image, in execution order.
     pub decoder: Vec<OwnedLayer>,
     /// The codec's entropy model (written as format version 2).
     pub entropy: Option<OwnedEntropy>,
@@ -45,12 +66,14 @@ pub struct OwnedModel {
 /// Owned counterpart of [`Entropy`]: quality levels, coarsest first.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct OwnedEntropy {
+    /// The quality levels, coarsest first.
     pub levels: Vec<OwnedLevel>,
 }
 
 /// Owned counterpart of [`EntropyLevel`]: a step and a CDF table per latent dimension.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OwnedLevel {
+    /// Quantization step per latent dimension, in int8 latent units, `>= 1`.
     pub steps: Vec<u8>,
     /// `cdfs[d]`: one entry per symbol of dimension `d`, from 0, strictly increasing.
     pub cdfs: Vec<Vec<u16>>,
@@ -103,9 +126,13 @@ impl OwnedLevel {
 /// Why a model could not be written.
 #[derive(Debug)]
 pub enum BuildError {
+    /// A section has more than [`MAX_LAYERS`] layers.
     TooManyLayers,
+    /// The entropy section has more than [`crate::format::MAX_LEVELS`] quality levels.
     TooManyLevels,
+    /// The model fails validation.
     Invalid(FormatError),
+    /// postcard could not serialise the body.
     Serialize(postcard::Error),
 }
 
@@ -357,6 +384,7 @@ pub fn cdf_from_weights(weights: &[u64]) -> Vec<u16> {
 pub struct XorShift(pub u64);
 
 impl XorShift {
+    /// The next pseudo-random 32 bits.
     pub fn next_u32(&mut self) -> u32 {
         let mut x = self.0 | 1;
         x ^= x >> 12;
@@ -376,9 +404,13 @@ impl XorShift {
 /// channel widths, dense to `latent`; decoder dense + reshape, transposed convs (k4, s2, p1) back.
 #[derive(Clone, Debug)]
 pub struct SyntheticSpec {
+    /// Image shape (uint8 pixels).
     pub input: Shape,
+    /// Output channels of each encoder convolution, in order; the decoder mirrors them.
     pub widths: Vec<u16>,
+    /// Latent code length.
     pub latent: u16,
+    /// Seed of the parameter PRNG (same seed, same model).
     pub seed: u64,
 }
 

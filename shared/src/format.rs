@@ -51,12 +51,16 @@ const MAX_ABS_INPUT: i64 = 255;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Shape {
+    /// Height in pixels (rows); 1 for a flat vector.
     pub h: u16,
+    /// Width in pixels (columns); 1 for a flat vector.
     pub w: u16,
+    /// Channels, innermost in memory.
     pub c: u16,
 }
 
 impl Shape {
+    /// `h` rows by `w` columns by `c` channels.
     pub const fn new(h: u16, w: u16, c: u16) -> Self {
         Shape { h, w, c }
     }
@@ -68,6 +72,7 @@ impl Shape {
     pub const fn len(&self) -> u64 {
         self.h as u64 * self.w as u64 * self.c as u64
     }
+    /// True when any dimension is zero.
     pub const fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -76,7 +81,9 @@ impl Shape {
 /// Affine quantization: `real = scale * (q - zero_point)`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QParams {
+    /// Real value of one quantization step; must be positive and finite.
     pub scale: f32,
+    /// The int8 value that represents real 0.
     pub zero_point: i8,
 }
 
@@ -96,9 +103,28 @@ impl QParams {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
     /// Convolution, weights `[oc][ky][kx][ic]`.
-    Conv2d { kh: u8, kw: u8, stride: u8, pad: u8 },
+    Conv2d {
+        /// Kernel height in pixels, `>= 1`.
+        kh: u8,
+        /// Kernel width in pixels, `>= 1`.
+        kw: u8,
+        /// Stride in pixels along both axes, `>= 1`.
+        stride: u8,
+        /// Zero padding in pixels on every side of the input, smaller than the kernel.
+        pad: u8,
+    },
     /// Transposed convolution (PyTorch semantics, no kernel flip), weights `[oc][ky][kx][ic]`.
-    ConvTranspose2d { kh: u8, kw: u8, stride: u8, pad: u8 },
+    ConvTranspose2d {
+        /// Kernel height in pixels, `>= 1`.
+        kh: u8,
+        /// Kernel width in pixels, `>= 1`.
+        kw: u8,
+        /// Upsampling stride in pixels along both axes, `>= 1`.
+        stride: u8,
+        /// Pixels cropped from every side of the output (PyTorch `padding`), smaller than the
+        /// kernel.
+        pad: u8,
+    },
     /// Fully connected on the flattened HWC input, weights `[out][in]`.
     Dense,
     /// Reinterpret the shape (flatten / unflatten); no data moves.
@@ -108,14 +134,17 @@ pub enum Op {
 /// What happens to a layer's requantized int8 output.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Activation<'a> {
+    /// No activation: the output is clamped to `[-128, 127]` only.
     None,
     /// Fused into the output clamp: `[output zero point, 127]`.
     Relu,
     /// 256-entry table indexed by `q + 128`; `out` is the quantization of the table's values.
     /// The decoder's last table yields uint8 pixels.
     Lut {
+        /// The 256 output values.
         #[serde(borrow)]
         table: &'a [u8],
+        /// Quantization of the table's output values.
         out: QParams,
     },
 }
@@ -123,9 +152,13 @@ pub enum Activation<'a> {
 /// One layer, its parameters borrowed from the model bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Layer<'a> {
+    /// The operator and its geometry.
     pub op: Op,
+    /// Shape of the input activation.
     pub input: Shape,
+    /// Shape of the output activation.
     pub output: Shape,
+    /// Quantization of the int8 input activation (the previous layer's effective output).
     pub input_q: QParams,
     /// Quantization of the requantized output (before any lookup table).
     pub output_q: QParams,
@@ -141,6 +174,7 @@ pub struct Layer<'a> {
     /// i8 shift per output channel (TFLite convention: > 0 left, < 0 right), in `-31..=30`.
     #[serde(borrow)]
     pub shift: &'a [u8],
+    /// What is applied to the requantized output.
     #[serde(borrow)]
     pub activation: Activation<'a>,
 }
@@ -191,12 +225,16 @@ impl<'a> Layer<'a> {
 /// Model-wide facts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Header {
+    /// Model name, UTF-8, at most [`MAX_NAME`] bytes.
     pub name: String<MAX_NAME>,
     /// Image shape; pixels are uint8, fed as int8 `p - 128`.
     pub input: Shape,
+    /// Quantization of the int8 image the encoder reads (scale 1/255, zero point −128 for
+    /// pixels fed as `p − 128`).
     pub input_q: QParams,
     /// Latent code length (int8 quantized `mu`).
     pub latent: u16,
+    /// Quantization of the int8 latent code (encoder output and decoder input).
     pub latent_q: QParams,
     /// Bytes of arena the engine needs: ping-pong activations plus the largest kernel scratch.
     pub arena_bytes: u32,
@@ -205,9 +243,12 @@ pub struct Header {
 /// The payload of a model file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelBody<'a> {
+    /// Model-wide facts.
     pub header: Header,
+    /// Encoder layers, image to latent, in execution order.
     #[serde(borrow)]
     pub encoder: Vec<Layer<'a>, MAX_LAYERS>,
+    /// Decoder layers, latent to image, in execution order.
     #[serde(borrow)]
     pub decoder: Vec<Layer<'a>, MAX_LAYERS>,
     /// The codec's entropy model (format version 2; `None` in version 1 files).
@@ -229,6 +270,7 @@ struct ModelBodyV1<'a> {
 /// (fewest bits) first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Entropy<'a> {
+    /// The quality levels, coarsest first.
     #[serde(borrow)]
     pub levels: Vec<EntropyLevel<'a>, MAX_LEVELS>,
 }
@@ -257,7 +299,9 @@ pub struct EntropyLevel<'a> {
 /// One dimension of an [`EntropyLevel`].
 #[derive(Clone, Copy, Debug)]
 pub struct DimCoder<'a> {
+    /// Quantization step of this dimension, in int8 latent units, `>= 1`.
     pub step: u8,
+    /// This dimension's CDF table, one entry per symbol from `lo`.
     pub cdf: Cdf<'a>,
     /// The smallest symbol (table index 0).
     pub lo: i32,
@@ -360,9 +404,13 @@ impl<'a> EntropyLevel<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Section {
+    /// The model header.
     Header,
+    /// The encoder layers.
     Encoder,
+    /// The decoder layers.
     Decoder,
+    /// The entropy section of the codec.
     Entropy,
 }
 
@@ -384,26 +432,38 @@ impl fmt::Display for Section {
 pub enum FormatError {
     /// Shorter than the 16-byte preamble.
     TooShort {
+        /// File length in bytes.
         len: usize,
     },
+    /// The file does not start with [`MAGIC`].
     BadMagic,
+    /// A format version this crate does not read.
     UnsupportedVersion {
+        /// Version in the preamble.
         found: u16,
     },
+    /// Non-zero flags in the preamble.
     UnsupportedFlags {
+        /// Flags in the preamble.
         found: u16,
     },
     /// The preamble declares more payload than the file holds.
     Truncated {
+        /// Payload length in the preamble, in bytes.
         declared: u32,
+        /// Bytes present after the preamble.
         available: usize,
     },
     /// Bytes after the declared payload, or inside it after the model.
     TrailingBytes {
+        /// Number of unexpected bytes.
         extra: usize,
     },
+    /// The payload's CRC-32 is not the one in the preamble.
     ChecksumMismatch {
+        /// CRC-32 in the preamble.
         stored: u32,
+        /// CRC-32 of the payload as read.
         computed: u32,
     },
     /// The payload is not a valid postcard `ModelBody` (includes too many layers, too long a name).
@@ -412,58 +472,85 @@ pub enum FormatError {
     BadHeader,
     /// A section has no computing layer.
     EmptySection {
+        /// The section without a computing layer.
         section: Section,
     },
+    /// A layer's input or output shape has a zero dimension.
     ZeroDimension {
+        /// Section of the layer.
         section: Section,
+        /// Layer index within its section, from 0.
         index: u8,
     },
     /// Kernel or stride of zero, or padding not smaller than the kernel.
     BadGeometry {
+        /// Section of the layer.
         section: Section,
+        /// Layer index within its section, from 0.
         index: u8,
     },
     /// A layer's input is not the previous layer's output (shape or quantization).
     ShapeChain {
+        /// Section of the layer.
         section: Section,
+        /// Layer index within its section, from 0.
         index: u8,
     },
     /// A layer's output shape does not follow from its input and geometry.
     OutputShape {
+        /// Section of the layer.
         section: Section,
+        /// Layer index within its section, from 0.
         index: u8,
     },
+    /// The weight array length does not follow from the operator and shapes.
     WeightsLength {
+        /// Section of the layer.
         section: Section,
+        /// Layer index within its section, from 0.
         index: u8,
+        /// Weight bytes the operator and shapes call for.
         expected: u64,
+        /// Weight bytes in the file.
         found: usize,
     },
     /// Bias, multiplier or shift array length is not one per output channel.
     ChannelParamsLength {
+        /// Section of the layer.
         section: Section,
+        /// Layer index within its section, from 0.
         index: u8,
     },
     /// Scale not positive and finite.
     BadQuantParams {
+        /// Section of the layer.
         section: Section,
+        /// Layer index within its section, from 0.
         index: u8,
     },
     /// Negative multiplier or shift outside `-31..=30`.
     BadRequant {
+        /// Section of the layer.
         section: Section,
+        /// Layer index within its section, from 0.
         index: u8,
+        /// Output channel, from 0.
         channel: u16,
     },
     /// A lookup table is not 256 entries, or a layer that cannot carry an activation has one.
     BadActivation {
+        /// Section of the layer.
         section: Section,
+        /// Layer index within its section, from 0.
         index: u8,
     },
     /// Some int32 accumulator could overflow.
     AccumulatorOverflow {
+        /// Section of the layer.
         section: Section,
+        /// Layer index within its section, from 0.
         index: u8,
+        /// Output channel, from 0.
         channel: u16,
     },
     /// Encoder output or decoder input is not the declared latent (shape or quantization).
@@ -472,35 +559,48 @@ pub enum FormatError {
     OutputMismatch,
     /// The declared arena cannot hold the activations.
     ArenaTooSmall {
+        /// Arena bytes in the header.
         declared: u32,
+        /// Bytes the ping-pong activations need.
         needed: u64,
     },
     /// The entropy section has no quality level.
     NoEntropyLevels,
     /// A level's step array is not one step per latent dimension.
     EntropyStepsLength {
+        /// Quality level, from 0.
         level: u8,
     },
     /// A quantization step of zero.
     EntropyStep {
+        /// Quality level, from 0.
         level: u8,
+        /// Latent dimension, from 0.
         dim: u16,
     },
     /// A level's tables do not add up to one entry per symbol of every dimension.
     EntropyTablesLength {
+        /// Quality level, from 0.
         level: u8,
+        /// Table bytes the steps call for (2 per symbol).
         expected: usize,
+        /// Table bytes in the file.
         found: usize,
     },
     /// A table does not start at 0 or is not strictly increasing (a symbol of zero frequency).
     EntropyTable {
+        /// Quality level, from 0.
         level: u8,
+        /// Latent dimension, from 0.
         dim: u16,
     },
     /// A level's decoded values are not one byte per symbol of every dimension.
     EntropyValuesLength {
+        /// Quality level, from 0.
         level: u8,
+        /// Value bytes the steps call for (1 per symbol).
         expected: usize,
+        /// Value bytes in the file.
         found: usize,
     },
 }
@@ -672,15 +772,19 @@ impl<'a> Model<'a> {
         })
     }
 
+    /// Model-wide facts.
     pub fn header(&self) -> &Header {
         &self.body.header
     }
+    /// Encoder layers, image to latent, in execution order.
     pub fn encoder(&self) -> &[Layer<'a>] {
         &self.body.encoder
     }
+    /// Decoder layers, latent to image, in execution order.
     pub fn decoder(&self) -> &[Layer<'a>] {
         &self.body.decoder
     }
+    /// The whole parsed payload.
     pub fn body(&self) -> &ModelBody<'a> {
         &self.body
     }

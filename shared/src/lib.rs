@@ -6,6 +6,7 @@
 //! `defmt` (defmt::Format for errors).
 //!
 //! **Invariant:** parsing untrusted bytes never panics; every failure is a typed error.
+#![warn(missing_docs)]
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 

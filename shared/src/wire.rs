@@ -42,23 +42,29 @@ pub enum Request<'a> {
     Info,
     /// Encode one image (raw uint8 pixels, H×W×C) into a latent code.
     Encode {
+        /// uint8 pixels, H×W×C of the model's input shape.
         #[serde(borrow)]
         frame: &'a [u8],
     },
     /// Decode an int8 latent code (as bytes) into an image.
     Decode {
+        /// One int8 per latent dimension.
         #[serde(borrow)]
         latent: &'a [u8],
     },
     /// Compress one image (raw uint8 pixels) into an entropy-coded bitstream of quality `level`.
     Compress {
+        /// Quality level, an index into the model's entropy section (0: coarsest).
         level: u8,
+        /// uint8 pixels, H×W×C of the model's input shape.
         #[serde(borrow)]
         frame: &'a [u8],
     },
     /// Decompress a bitstream of quality `level` into an image.
     Decompress {
+        /// Quality level the bitstream was coded with (0: coarsest).
         level: u8,
+        /// The entropy-coded bytes, as in [`Response::Bitstream`].
         #[serde(borrow)]
         bitstream: &'a [u8],
     },
@@ -67,13 +73,20 @@ pub enum Request<'a> {
 /// What the device runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeviceInfo {
+    /// Newest model-file format version the firmware reads ([`crate::FORMAT_VERSION`] of its
+    /// build).
     pub format_version: u16,
+    /// Name from the model header.
     pub model_name: String<MAX_NAME>,
     /// CRC-32 of the model payload.
     pub model_crc: u32,
+    /// Image shape the model encodes and decodes (uint8 pixels).
     pub input: Shape,
+    /// Latent code length (int8 values).
     pub latent: u16,
+    /// Quantization of the int8 latent code.
     pub latent_q: QParams,
+    /// Arena bytes the model header declares (activations plus kernel scratch).
     pub arena_bytes: u32,
     /// Which kernels the firmware was built with.
     pub kernels: KernelPath,
@@ -85,31 +98,40 @@ pub struct DeviceInfo {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum KernelPath {
+    /// Portable Rust kernels, any target.
     Scalar,
+    /// Arm Cortex-M kernels using the DSP extension (SMLAD, two int16 MACs per instruction).
     CortexMDsp,
+    /// AArch64 NEON SIMD kernels.
     Neon,
 }
 
 /// Device to host.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Response<'a> {
+    /// Answer to [`Request::Info`].
     Info(DeviceInfo),
     /// int8 latent code (as bytes).
     Latent {
+        /// One int8 per latent dimension.
         #[serde(borrow)]
         code: &'a [u8],
     },
     /// An entropy-coded latent: `bits` meaningful bits in `ceil(bits / 8)` bytes.
     Bitstream {
+        /// Length of the stream in bits.
         bits: u16,
+        /// The coded bytes, `ceil(bits / 8)` of them.
         #[serde(borrow)]
         bytes: &'a [u8],
     },
     /// uint8 pixels, H×W×C.
     Image {
+        /// uint8 pixels, H×W×C of the model's input shape.
         #[serde(borrow)]
         pixels: &'a [u8],
     },
+    /// The request was refused or failed.
     Error(WireErrorCode),
 }
 
@@ -157,13 +179,18 @@ pub enum FrameError {
     Cobs,
     /// Too short to hold a sequence number, a message and a CRC.
     TooShort,
+    /// The frame's CRC-32 does not match its bytes.
     Checksum {
+        /// CRC-32 carried in the frame.
         stored: u32,
+        /// CRC-32 of the frame's bytes as received.
         computed: u32,
     },
     /// The bytes are not the expected message type.
     Decode,
+    /// Bytes left over after the message.
     TrailingBytes {
+        /// Number of leftover bytes.
         extra: usize,
     },
     /// More bytes than the receive buffer before a delimiter.
@@ -291,6 +318,7 @@ impl<const N: usize> Default for FrameReader<N> {
 }
 
 impl<const N: usize> FrameReader<N> {
+    /// An empty reader.
     pub const fn new() -> Self {
         FrameReader {
             buf: [0; N],
