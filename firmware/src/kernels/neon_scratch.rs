@@ -15,6 +15,9 @@
 //! buf    direct: ic bytes      the input zero point, read for taps in the padding
 //!        im2col: nb × k16      the block's gathered columns (zero point for padding taps)
 //! packed im2col: oc × k16      the (phase's) weights gathered per channel, zero tail
+//! xt     4 × taps × len        SDOT path, ≥ 4 channels: the block's 4 pixels interleaved by
+//!                              4-byte groups (per 16 bytes of a pixel row, word g of the 4
+//!                              pixels side by side), for SDOT by element
 //! ```
 //!
 //! `direct` (ic a multiple of 16): taps read the input and the weight rows in place, 16 bytes at
@@ -45,6 +48,7 @@ pub(crate) struct Layout {
     pub oc4: usize,
     pub buf: usize,
     pub packed: usize,
+    pub xt: usize,
     /// Bytes the caller must provide (alignment reserve included).
     pub total: usize,
 }
@@ -69,7 +73,14 @@ pub(crate) fn layout(ic: usize, oc: usize, taps: usize) -> Option<Layout> {
         (nb.checked_mul(k16)?, oc.checked_mul(k16)?)
     };
     let packed = buf.checked_add(buf_len)?;
-    let total = packed.checked_add(packed_len)?.checked_add(8)?;
+    let xt = packed.checked_add(packed_len)?;
+    let xt_len = if oc >= 4 {
+        let row = if direct { taps.checked_mul(ic)? } else { k16 };
+        row.checked_mul(4)?
+    } else {
+        0
+    };
+    let total = xt.checked_add(xt_len)?.checked_add(8)?;
     Some(Layout {
         direct,
         nb,
@@ -81,6 +92,7 @@ pub(crate) fn layout(ic: usize, oc: usize, taps: usize) -> Option<Layout> {
         oc4,
         buf,
         packed,
+        xt,
         total,
     })
 }

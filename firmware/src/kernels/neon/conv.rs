@@ -18,7 +18,9 @@ use core::arch::aarch64::*;
 
 use super::super::neon_scratch::{layout, transpose_taps, Layout, NB_NARROW, NB_WIDE};
 use super::super::{validate_conv, ConvGeom, KernelError, OutputStage, Shape};
-use super::gemm::{bytes4, mac, micro, reduce4, Chan, Common};
+use super::gemm::{
+    bytes4, interleave4, mac, micro, micro_lanes, reduce4, transpose4, Chan, Common,
+};
 
 /// One phase: the taps `(ky, kx)` with `ky ∈ ky0, ky0+step, … < kh` (same for x), the output
 /// pixels `(oy0 + j·step, ox0 + i·step)` (`ny × nx` of them).
@@ -181,6 +183,39 @@ unsafe fn zero_tail(dst: *mut i8, k16: usize) {
     }
 }
 
+/// Channels of one block on the SDOT-by-element path (8: two groups of 4, 13 vector registers).
+const MR_LANES: usize = 8;
+
+/// Stores channels `c0 .. c0 + nc` (`res[p]`, lane order) of the first `nvalid` pixels.
+///
+/// # Safety
+/// `out[pix[p] · oc_n + c0 .. + nc]` writable for `p < nvalid`.
+#[inline(always)]
+unsafe fn store4<const NB: usize>(
+    out: *mut i8,
+    res: &[[u8; 4]; NB],
+    pix: &[usize; NB],
+    nvalid: usize,
+    oc_n: usize,
+    c0: usize,
+    nc: usize,
+) {
+    // SAFETY: within the caller's output.
+    unsafe {
+        if nc == 4 {
+            for (b, &px) in res.iter().zip(pix).take(nvalid) {
+                core::ptr::write_unaligned(out.add(px * oc_n + c0).cast::<[u8; 4]>(), *b);
+            }
+        } else {
+            for (b, &px) in res.iter().zip(pix).take(nvalid) {
+                for (l, &v) in b.iter().enumerate().take(nc) {
+                    *out.add(px * oc_n + c0 + l) = v as i8;
+                }
+            }
+        }
+    }
+}
+
 /// # Safety
 /// With `DOT`, FEAT_DotProd; `base` is 8-aligned with `lay.total - 8` writable bytes; the
 /// arguments passed `validate_conv`; `NB` is `lay.nb`.
@@ -296,26 +331,70 @@ unsafe fn run_phase<const DOT: bool, const NB: usize>(
                     }
                     zero_tail(col, kp);
                 }
-                // Tap (ty, tx) reads input (iy0 + dir·ty, ix0 + dir·tx): `dir` is −1 transposed
-                // (a larger ky reaches a smaller input row), +1 otherwise. Signed, so that a
-                // coordinate left of the input wraps to a huge usize and fails `< n`.
+                // Tap (ty, tx) reads input (iy0 ∓ ty, ix0 ∓ tx): a larger ky reaches a smaller
+                // input row when transposed. Wrapping arithmetic: a coordinate above or left of
+                // the input becomes a huge usize and fails `< n`. Transposed, `o + pad ≥ k0` (the
+                // phase's first tap) and the division is exact.
                 let (iy0, ix0) = if transpose {
-                    (
-                        ((oy + g.pad) as isize - phase.ky0 as isize) / g.stride as isize,
-                        ((ox + g.pad) as isize - phase.kx0 as isize) / g.stride as isize,
-                    )
+                    let d = |o: usize, k0: usize| {
+                        (o + g.pad)
+                            .wrapping_sub(k0)
+                            .checked_div(g.stride)
+                            .unwrap_or(0)
+                    };
+                    (d(oy, phase.ky0), d(ox, phase.kx0))
                 } else {
                     (
-                        (oy * g.stride) as isize - g.pad as isize,
-                        (ox * g.stride) as isize - g.pad as isize,
+                        (oy * g.stride).wrapping_sub(g.pad),
+                        (ox * g.stride).wrapping_sub(g.pad),
                     )
                 };
-                let dir: isize = if transpose { -1 } else { 1 };
+                let step = |i0: usize, t: usize| {
+                    if transpose {
+                        i0.wrapping_sub(t)
+                    } else {
+                        i0.wrapping_add(t)
+                    }
+                };
+                // Interior pixels (every tap inside the input): pointers by strides alone.
+                let interior = p < nvalid
+                    && tny > 0
+                    && tnx > 0
+                    && iy0 < in_shape.h
+                    && ix0 < in_shape.w
+                    && step(iy0, tny - 1) < in_shape.h
+                    && step(ix0, tnx - 1) < in_shape.w;
+                if interior {
+                    let (row, col) = (in_shape.w * ic, ic);
+                    let p0 = x.add((iy0 * in_shape.w + ix0) * ic);
+                    let mut t = 0;
+                    for ty in 0..tny {
+                        let rp = if transpose {
+                            p0.sub(ty * row)
+                        } else {
+                            p0.add(ty * row)
+                        };
+                        for tx in 0..tnx {
+                            let src = if transpose {
+                                rp.sub(tx * col)
+                            } else {
+                                rp.add(tx * col)
+                            };
+                            if lay.direct {
+                                *ptrs.add(t * NB + p) = src;
+                            } else {
+                                copy_small(src, buf.add(p * lay.k16 + t * ic), ic);
+                            }
+                            t += 1;
+                        }
+                    }
+                    continue;
+                }
                 let mut t = 0;
                 for ty in 0..tny {
-                    let iy = (iy0 + dir * ty as isize) as usize;
+                    let iy = step(iy0, ty);
                     for tx in 0..tnx {
-                        let ix = (ix0 + dir * tx as isize) as usize;
+                        let ix = step(ix0, tx);
                         let at = if iy < in_shape.h && ix < in_shape.w {
                             Some((iy * in_shape.w + ix) * ic)
                         } else {
@@ -337,7 +416,46 @@ unsafe fn run_phase<const DOT: bool, const NB: usize>(
                     }
                 }
             }
-            if NB == NB_WIDE {
+            if DOT && NB == NB_WIDE {
+                // SDOT by element: the 4 pixels interleaved once, then 8 channels a block with
+                // the pixels in the lanes; a word transpose puts 4 channels back in the lanes.
+                let xt = base.add(lay.xt).cast::<i8>();
+                if lay.direct {
+                    for t in 0..taps {
+                        let xs: [*const i8; 4] = core::array::from_fn(|p| *ptrs.add(t * NB + p));
+                        interleave4(xs, ic, xt.add(4 * t * ic));
+                    }
+                } else {
+                    let xs: [*const i8; 4] = core::array::from_fn(|p| *ptrs.add(p));
+                    interleave4(xs, kp, xt);
+                }
+                let mut oc0 = 0;
+                while oc0 < oc_n {
+                    let rows: [*const i8; MR_LANES] =
+                        core::array::from_fn(|i| wbase.add((oc0 + i).min(oc_n - 1) * wstride));
+                    let acc = micro_lanes::<MR_LANES>(&rows, woff, xt, ntab, len);
+                    for h in 0..MR_LANES / 4 {
+                        let c0 = oc0 + 4 * h;
+                        if c0 >= oc_n {
+                            break;
+                        }
+                        let nc = (oc_n - c0).min(4);
+                        let tr = transpose4([
+                            acc[4 * h],
+                            acc[4 * h + 1],
+                            acc[4 * h + 2],
+                            acc[4 * h + 3],
+                        ]);
+                        let bias = vld1q_s32(corr.add(c0));
+                        let chan = Chan::from_table(chan, lay.oc4, c0);
+                        let res: [[u8; 4]; NB] = core::array::from_fn(|p| {
+                            bytes4(chan.apply(&common, vaddq_s32(tr[p % 4], bias)))
+                        });
+                        store4(out, &res, &pix, nvalid, oc_n, c0, nc);
+                    }
+                    oc0 += MR_LANES;
+                }
+            } else if NB == NB_WIDE {
                 // 4 channels × 4 pixels.
                 let mut oc0 = 0;
                 while oc0 < oc_n {
@@ -351,20 +469,7 @@ unsafe fn run_phase<const DOT: bool, const NB: usize>(
                         let v = reduce4(acc[0][p], acc[1][p], acc[2][p], acc[3][p]);
                         bytes4(chan.apply(&common, vaddq_s32(v, bias)))
                     });
-                    if nc == 4 {
-                        for (b, &px) in res.iter().zip(&pix).take(nvalid) {
-                            core::ptr::write_unaligned(
-                                out.add(px * oc_n + oc0).cast::<[u8; 4]>(),
-                                *b,
-                            );
-                        }
-                    } else {
-                        for (b, &px) in res.iter().zip(&pix).take(nvalid) {
-                            for (l, &v) in b.iter().enumerate().take(nc) {
-                                *out.add(px * oc_n + oc0 + l) = v as i8;
-                            }
-                        }
-                    }
+                    store4(out, &res, &pix, nvalid, oc_n, oc0, nc);
                     oc0 += 4;
                 }
             } else {

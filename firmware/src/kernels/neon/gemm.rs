@@ -91,6 +91,114 @@ pub(crate) unsafe fn micro<const DOT: bool, const MR: usize, const NR: usize>(
     acc
 }
 
+/// `acc[l] += Σ_{j<4} a[4l+j]·b[4G+j]` (SDOT by element, FEAT_DotProd).
+///
+/// # Safety
+/// The CPU implements FEAT_DotProd.
+#[target_feature(enable = "dotprod")]
+#[inline]
+unsafe fn sdot_lane<const G: i32>(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    // SAFETY: as in `sdot`.
+    unsafe {
+        core::arch::asm!(
+            "sdot {0:v}.4s, {1:v}.16b, {2:v}.4b[{g}]",
+            inout(vreg) acc,
+            in(vreg) a,
+            in(vreg) b,
+            g = const G,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+    }
+    acc
+}
+
+/// The 4×4 transpose of 32-bit words: `out[g].word[p] = in[p].word[g]`.
+#[inline(always)]
+pub(crate) fn transpose4(v: [int32x4_t; 4]) -> [int32x4_t; 4] {
+    // SAFETY: NEON is part of the aarch64 baseline; register-only intrinsics.
+    unsafe {
+        let t0 = vtrn1q_s32(v[0], v[1]);
+        let t1 = vtrn2q_s32(v[0], v[1]);
+        let t2 = vtrn1q_s32(v[2], v[3]);
+        let t3 = vtrn2q_s32(v[2], v[3]);
+        let (t0, t1, t2, t3) = (
+            vreinterpretq_s64_s32(t0),
+            vreinterpretq_s64_s32(t1),
+            vreinterpretq_s64_s32(t2),
+            vreinterpretq_s64_s32(t3),
+        );
+        [
+            vreinterpretq_s32_s64(vtrn1q_s64(t0, t2)),
+            vreinterpretq_s32_s64(vtrn1q_s64(t1, t3)),
+            vreinterpretq_s32_s64(vtrn2q_s64(t0, t2)),
+            vreinterpretq_s32_s64(vtrn2q_s64(t1, t3)),
+        ]
+    }
+}
+
+/// Interleaves four pixels' rows of `len` bytes (a multiple of 16) for [`micro_lanes`]: per 16
+/// bytes, `xt[16·g + 4·p + b] = x_p[4·g + b]` (the word transpose of the four 16-byte chunks).
+///
+/// # Safety
+/// `x[p] .. + len` readable, `xt .. + 4·len` writable.
+#[inline(always)]
+pub(crate) unsafe fn interleave4(x: [*const i8; 4], len: usize, xt: *mut i8) {
+    let mut j = 0;
+    while j < len {
+        // SAFETY: within the caller's ranges.
+        unsafe {
+            let v: [int32x4_t; 4] =
+                core::array::from_fn(|p| vreinterpretq_s32_s8(vld1q_s8(x[p].add(j))));
+            let t = transpose4(v);
+            for (g, tv) in t.iter().enumerate() {
+                vst1q_s8(xt.add(4 * j + 16 * g), vreinterpretq_s8_s32(*tv));
+            }
+        }
+        j += 16;
+    }
+}
+
+/// The SDOT-by-element block: `MR` weight rows × the 4 pixels of an interleaved block, with the
+/// pixels in the lanes: `acc[i].lane[p] = Σ_t Σ_j w_i[woff[t] + j] · x_p[t·len + j]`. Per 16
+/// bytes: 4 + `MR` loads, `4·MR` SDOTs, no reduction afterwards.
+///
+/// # Safety
+/// FEAT_DotProd. `woff` holds `taps` offsets; `rows[i] + woff[t] .. + len` readable; `xt ..
+/// + 4·taps·len` readable; `len` a multiple of 16.
+#[inline(always)]
+pub(crate) unsafe fn micro_lanes<const MR: usize>(
+    rows: &[*const i8; MR],
+    woff: *const usize,
+    xt: *const i8,
+    taps: usize,
+    len: usize,
+) -> [int32x4_t; MR] {
+    // SAFETY: NEON is part of the aarch64 baseline.
+    let mut acc = [unsafe { vdupq_n_s32(0) }; MR];
+    let mut xp = xt;
+    for t in 0..taps {
+        // SAFETY (this block): ranges the caller vouches for; FEAT_DotProd.
+        unsafe {
+            let o = *woff.add(t);
+            let ws: [*const i8; MR] = core::array::from_fn(|i| rows[i].add(o));
+            let mut j = 0;
+            while j < len {
+                let x: [int8x16_t; 4] = core::array::from_fn(|g| vld1q_s8(xp.add(16 * g)));
+                for (a, wp) in acc.iter_mut().zip(ws) {
+                    let w = vld1q_s8(wp.add(j));
+                    *a = sdot_lane::<0>(*a, x[0], w);
+                    *a = sdot_lane::<1>(*a, x[1], w);
+                    *a = sdot_lane::<2>(*a, x[2], w);
+                    *a = sdot_lane::<3>(*a, x[3], w);
+                }
+                xp = xp.add(64);
+                j += 16;
+            }
+        }
+    }
+    acc
+}
+
 /// Sums of the lanes of four accumulators, as the four lanes of one vector.
 #[inline(always)]
 pub(crate) fn reduce4(a: int32x4_t, b: int32x4_t, c: int32x4_t, d: int32x4_t) -> int32x4_t {
