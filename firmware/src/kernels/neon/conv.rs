@@ -448,8 +448,16 @@ unsafe fn run_phase<const DOT: bool, const NB: usize>(
                         ]);
                         let bias = vld1q_s32(corr.add(c0));
                         let chan = Chan::from_table(chan, lay.oc4, c0);
+                        let q = tr.map(|v| chan.requant(vaddq_s32(v, bias)));
+                        let packed = vreinterpretq_u32_s8(common.pack16(q));
                         let res: [[u8; 4]; NB] = core::array::from_fn(|p| {
-                            bytes4(chan.apply(&common, vaddq_s32(tr[p % 4], bias)))
+                            match p {
+                                0 => vgetq_lane_u32::<0>(packed),
+                                1 => vgetq_lane_u32::<1>(packed),
+                                2 => vgetq_lane_u32::<2>(packed),
+                                _ => vgetq_lane_u32::<3>(packed),
+                            }
+                            .to_le_bytes()
                         });
                         store4(out, &res, &pix, nvalid, oc_n, c0, nc);
                     }

@@ -97,7 +97,11 @@ pub(crate) unsafe fn micro<const DOT: bool, const MR: usize, const NR: usize>(
 /// The CPU implements FEAT_DotProd.
 #[target_feature(enable = "dotprod")]
 #[inline]
-unsafe fn sdot_lane<const G: i32>(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+pub(crate) unsafe fn sdot_lane<const G: i32>(
+    mut acc: int32x4_t,
+    a: int8x16_t,
+    b: int8x16_t,
+) -> int32x4_t {
     // SAFETY: as in `sdot`.
     unsafe {
         core::arch::asm!(
@@ -230,16 +234,38 @@ pub(crate) struct Common {
     zp: int32x4_t,
     min: int32x4_t,
     max: int32x4_t,
+    zp16: int16x8_t,
+    min8: int8x16_t,
+    max8: int8x16_t,
 }
 
 impl Common {
+    /// Sixteen requantised values (four vectors from [`Chan::requant`]) plus the zero point,
+    /// clamped, as bytes in order. Equal to `OutputStage::apply`'s `clamp(q +sat zp, min, max)`:
+    /// the saturating narrowings to i16 and then i8 only move values that lie beyond
+    /// `[min, max] ⊆ [-128, 127]` anyway (|zp| ≤ 128 cannot bring a saturated i16 back).
+    #[inline(always)]
+    pub(crate) fn pack16(&self, q: [int32x4_t; 4]) -> int8x16_t {
+        // SAFETY: NEON is part of the aarch64 baseline; register-only intrinsics.
+        unsafe {
+            let a = vqaddq_s16(vqmovn_high_s32(vqmovn_s32(q[0]), q[1]), self.zp16);
+            let b = vqaddq_s16(vqmovn_high_s32(vqmovn_s32(q[2]), q[3]), self.zp16);
+            let v = vqmovn_high_s16(vqmovn_s16(a), b);
+            vminq_s8(vmaxq_s8(v, self.min8), self.max8)
+        }
+    }
+
     pub(crate) fn new(stage: &OutputStage) -> Self {
         // SAFETY: NEON is part of the aarch64 baseline; register-only intrinsics.
         unsafe {
+            // Validated: all three within int8.
             Common {
                 zp: vdupq_n_s32(stage.output_zp),
                 min: vdupq_n_s32(stage.act_min),
                 max: vdupq_n_s32(stage.act_max),
+                zp16: vdupq_n_s16(stage.output_zp as i16),
+                min8: vdupq_n_s8(stage.act_min as i8),
+                max8: vdupq_n_s8(stage.act_max as i8),
             }
         }
     }
@@ -325,6 +351,17 @@ impl Chan {
         let shift = stage.shift.get(oc).copied().unwrap_or(0) as i32;
         // SAFETY: NEON is part of the aarch64 baseline; register-only intrinsics.
         unsafe { Chan::new(vdupq_n_s32(stage.multiplier.get(oc)), vdupq_n_s32(shift)) }
+    }
+
+    /// `requantize(acc, m, shift)` per lane (see [`Chan::apply`]).
+    #[inline(always)]
+    pub(crate) fn requant(&self, acc: int32x4_t) -> int32x4_t {
+        // SAFETY: NEON is part of the aarch64 baseline; register-only intrinsics.
+        unsafe {
+            let x = vqrdmulhq_s32(vqshlq_s32(acc, self.left), self.mult);
+            let fix = vshrq_n_s32::<31>(vandq_s32(x, self.right));
+            vrshlq_s32(vqaddq_s32(x, fix), self.right)
+        }
     }
 
     /// `clamp(requantize(acc, m, shift) + zp, min, max)` per lane, exactly as
