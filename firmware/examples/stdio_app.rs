@@ -22,16 +22,26 @@ struct Stdio {
     len: usize,
 }
 
+impl Stdio {
+    /// The next chunk of stdin (out of line: the per-byte path stays a leaf).
+    #[cold]
+    #[inline(never)]
+    fn refill(&mut self) {
+        match std::io::stdin().read(&mut self.buf) {
+            Ok(n) if n > 0 => (self.pos, self.len) = (0, n),
+            _ => std::process::exit(0), // host closed the link
+        }
+    }
+}
+
 impl ErrorType for Stdio {
     type Error = Infallible;
 }
 impl Read<u8> for Stdio {
+    #[inline]
     fn read(&mut self) -> nb::Result<u8, Infallible> {
         if self.pos >= self.len {
-            match std::io::stdin().read(&mut self.buf) {
-                Ok(n) if n > 0 => (self.pos, self.len) = (0, n),
-                _ => std::process::exit(0), // host closed the link
-            }
+            self.refill();
         }
         let b = self.buf.get(self.pos).copied().unwrap_or(0);
         self.pos += 1;

@@ -15,9 +15,9 @@
 //! buf    direct: ic bytes      the input zero point, read for taps in the padding
 //!        im2col: nb × k16      the block's gathered columns (zero point for padding taps)
 //! packed im2col: oc × k16      the (phase's) weights gathered per channel, zero tail
-//! xt     4 × taps × len        SDOT path, ≥ 4 channels: the block's 4 pixels interleaved by
-//!                              4-byte groups (per 16 bytes of a pixel row, word g of the 4
-//!                              pixels side by side), for SDOT by element
+//! xt     8 × taps × len        SDOT path, ≥ 4 channels: the block's pixels interleaved by
+//!                              4-byte groups, 4 pixels at a time (per 16 bytes of a pixel
+//!                              row, word g of 4 pixels side by side), for SDOT by element
 //! ```
 //!
 //! `direct` (ic a multiple of 16): taps read the input and the weight rows in place, 16 bytes at
@@ -26,10 +26,9 @@
 
 use super::{ConvGeom, Shape};
 
-/// Pixels per block with at least 4 output channels (4 channels × 4 pixels a micro-kernel).
-pub(crate) const NB_WIDE: usize = 4;
-/// Pixels per block with fewer than 4 output channels (1 channel × 8 pixels).
-pub(crate) const NB_NARROW: usize = 8;
+/// Output pixels per block (the SDOT path: 8 channels × 8 pixels a micro-kernel; plain NEON:
+/// 4 × 4 twice; fewer than 4 channels: 1 × 8).
+pub(crate) const NB: usize = 8;
 
 /// Byte offsets (from the aligned start) and sizes of one call's scratch.
 #[derive(Clone, Copy, Debug)]
@@ -37,8 +36,6 @@ pub(crate) const NB_NARROW: usize = 8;
 pub(crate) struct Layout {
     /// Input channels are a multiple of 16: no gathering.
     pub direct: bool,
-    /// Pixels per block.
-    pub nb: usize,
     pub k16: usize,
     pub ptrs: usize,
     pub woff: usize,
@@ -57,7 +54,7 @@ pub(crate) struct Layout {
 /// pixel, or `None` when a size overflows.
 pub(crate) fn layout(ic: usize, oc: usize, taps: usize) -> Option<Layout> {
     let direct = ic > 0 && ic.is_multiple_of(16);
-    let nb = if oc >= 4 { NB_WIDE } else { NB_NARROW };
+    let nb = NB;
     let k16 = taps.checked_mul(ic)?.checked_next_multiple_of(16)?;
     let t = if direct { taps } else { 1 };
     let word = core::mem::size_of::<usize>();
@@ -76,14 +73,13 @@ pub(crate) fn layout(ic: usize, oc: usize, taps: usize) -> Option<Layout> {
     let xt = packed.checked_add(packed_len)?;
     let xt_len = if oc >= 4 {
         let row = if direct { taps.checked_mul(ic)? } else { k16 };
-        row.checked_mul(4)?
+        row.checked_mul(NB)?
     } else {
         0
     };
     let total = xt.checked_add(xt_len)?.checked_add(8)?;
     Some(Layout {
         direct,
-        nb,
         k16,
         ptrs,
         woff,

@@ -16,7 +16,7 @@
 
 use core::arch::aarch64::*;
 
-use super::super::neon_scratch::{layout, transpose_taps, Layout, NB_NARROW, NB_WIDE};
+use super::super::neon_scratch::{layout, transpose_taps, Layout, NB};
 use super::super::{validate_conv, ConvGeom, KernelError, OutputStage, Shape};
 use super::gemm::{
     bytes4, interleave4, mac, micro, micro_lanes, reduce4, transpose4, Chan, Common,
@@ -122,17 +122,10 @@ pub(crate) unsafe fn conv<const DOT: bool>(
         // SAFETY: `base .. base + lay.total - 8` is inside `scratch` (length checked, `skip` ≤ 7
         // bytes reserved by `total`); validation bounds every input, weight and output index.
         unsafe {
-            if lay.nb == NB_WIDE {
-                run_phase::<DOT, NB_WIDE>(
-                    input, in_shape, input_zp, weights, geom, stage, output, out_shape, &lay, base,
-                    &phase, transpose,
-                );
-            } else {
-                run_phase::<DOT, NB_NARROW>(
-                    input, in_shape, input_zp, weights, geom, stage, output, out_shape, &lay, base,
-                    &phase, transpose,
-                );
-            }
+            run_phase::<DOT>(
+                input, in_shape, input_zp, weights, geom, stage, output, out_shape, &lay, base,
+                &phase, transpose,
+            );
         }
     }
     Ok(())
@@ -218,10 +211,10 @@ unsafe fn store4<const NB: usize>(
 
 /// # Safety
 /// With `DOT`, FEAT_DotProd; `base` is 8-aligned with `lay.total - 8` writable bytes; the
-/// arguments passed `validate_conv`; `NB` is `lay.nb`.
+/// arguments passed `validate_conv`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn run_phase<const DOT: bool, const NB: usize>(
+unsafe fn run_phase<const DOT: bool>(
     input: &[i8],
     in_shape: Shape,
     input_zp: i32,
@@ -416,75 +409,85 @@ unsafe fn run_phase<const DOT: bool, const NB: usize>(
                     }
                 }
             }
-            if DOT && NB == NB_WIDE {
-                // SDOT by element: the 4 pixels interleaved once, then 8 channels a block with
-                // the pixels in the lanes; a word transpose puts 4 channels back in the lanes.
+            if DOT && oc_n >= 4 {
+                // SDOT by element: the 8 pixels interleaved once (4 at a time), then 8 channels
+                // a block with the pixels in the lanes; a word transpose puts 4 channels back in
+                // the lanes.
                 let xt = base.add(lay.xt).cast::<i8>();
-                if lay.direct {
-                    for t in 0..taps {
-                        let xs: [*const i8; 4] = core::array::from_fn(|p| *ptrs.add(t * NB + p));
-                        interleave4(xs, ic, xt.add(4 * t * ic));
+                for h in 0..2 {
+                    let x4 = |t: usize| -> [*const i8; 4] {
+                        core::array::from_fn(|p| *ptrs.add(t * NB + 4 * h + p))
+                    };
+                    if lay.direct {
+                        for t in 0..taps {
+                            interleave4(x4(t), ic, xt.add(8 * t * ic + 64 * h), 128);
+                        }
+                    } else {
+                        interleave4(x4(0), kp, xt.add(64 * h), 128);
                     }
-                } else {
-                    let xs: [*const i8; 4] = core::array::from_fn(|p| *ptrs.add(p));
-                    interleave4(xs, kp, xt);
                 }
                 let mut oc0 = 0;
                 while oc0 < oc_n {
                     let rows: [*const i8; MR_LANES] =
                         core::array::from_fn(|i| wbase.add((oc0 + i).min(oc_n - 1) * wstride));
-                    let acc = micro_lanes::<MR_LANES>(&rows, woff, xt, ntab, len);
-                    for h in 0..MR_LANES / 4 {
-                        let c0 = oc0 + 4 * h;
+                    let acc = micro_lanes::<MR_LANES, 2>(&rows, woff, xt, ntab, len);
+                    for g in 0..MR_LANES / 4 {
+                        let c0 = oc0 + 4 * g;
                         if c0 >= oc_n {
                             break;
                         }
                         let nc = (oc_n - c0).min(4);
-                        let tr = transpose4([
-                            acc[4 * h],
-                            acc[4 * h + 1],
-                            acc[4 * h + 2],
-                            acc[4 * h + 3],
-                        ]);
                         let bias = vld1q_s32(corr.add(c0));
                         let chan = Chan::from_table(chan, lay.oc4, c0);
-                        let q = tr.map(|v| chan.requant(vaddq_s32(v, bias)));
-                        let packed = vreinterpretq_u32_s8(common.pack16(q));
-                        let res: [[u8; 4]; NB] = core::array::from_fn(|p| {
-                            match p {
-                                0 => vgetq_lane_u32::<0>(packed),
-                                1 => vgetq_lane_u32::<1>(packed),
-                                2 => vgetq_lane_u32::<2>(packed),
-                                _ => vgetq_lane_u32::<3>(packed),
-                            }
-                            .to_le_bytes()
-                        });
+                        let words = |h: usize| {
+                            let tr = transpose4(core::array::from_fn(|i| acc[4 * g + i][h]));
+                            let q = tr.map(|v| chan.requant(vaddq_s32(v, bias)));
+                            vreinterpretq_u32_s8(common.pack16(q))
+                        };
+                        let (lo, hi) = (words(0), words(1));
+                        let res: [[u8; 4]; NB] = [
+                            vgetq_lane_u32::<0>(lo).to_le_bytes(),
+                            vgetq_lane_u32::<1>(lo).to_le_bytes(),
+                            vgetq_lane_u32::<2>(lo).to_le_bytes(),
+                            vgetq_lane_u32::<3>(lo).to_le_bytes(),
+                            vgetq_lane_u32::<0>(hi).to_le_bytes(),
+                            vgetq_lane_u32::<1>(hi).to_le_bytes(),
+                            vgetq_lane_u32::<2>(hi).to_le_bytes(),
+                            vgetq_lane_u32::<3>(hi).to_le_bytes(),
+                        ];
                         store4(out, &res, &pix, nvalid, oc_n, c0, nc);
                     }
                     oc0 += MR_LANES;
                 }
-            } else if NB == NB_WIDE {
-                // 4 channels × 4 pixels.
-                let mut oc0 = 0;
-                while oc0 < oc_n {
-                    let nc = (oc_n - oc0).min(4);
-                    let rows: [*const i8; 4] =
-                        core::array::from_fn(|i| wbase.add((oc0 + i.min(nc - 1)) * wstride));
-                    let acc = micro::<DOT, 4, NB>(&rows, woff, ptrs, ntab, len);
-                    let bias = vld1q_s32(corr.add(oc0));
-                    let chan = Chan::from_table(chan, lay.oc4, oc0);
-                    let res: [[u8; 4]; NB] = core::array::from_fn(|p| {
-                        let v = reduce4(acc[0][p], acc[1][p], acc[2][p], acc[3][p]);
-                        bytes4(chan.apply(&common, vaddq_s32(v, bias)))
-                    });
-                    store4(out, &res, &pix, nvalid, oc_n, oc0, nc);
-                    oc0 += 4;
+            } else if oc_n >= 4 {
+                // 4 channels × 4 pixels, twice.
+                for h in 0..2 {
+                    if 4 * h >= nvalid {
+                        break;
+                    }
+                    let pix4: [usize; 4] = core::array::from_fn(|p| pix[4 * h + p]);
+                    let nv = (nvalid - 4 * h).min(4);
+                    let mut oc0 = 0;
+                    while oc0 < oc_n {
+                        let nc = (oc_n - oc0).min(4);
+                        let rows: [*const i8; 4] =
+                            core::array::from_fn(|i| wbase.add((oc0 + i.min(nc - 1)) * wstride));
+                        let acc = micro::<DOT, 4, 4>(&rows, woff, ptrs.add(4 * h), NB, ntab, len);
+                        let bias = vld1q_s32(corr.add(oc0));
+                        let chan = Chan::from_table(chan, lay.oc4, oc0);
+                        let res: [[u8; 4]; 4] = core::array::from_fn(|p| {
+                            let v = reduce4(acc[0][p], acc[1][p], acc[2][p], acc[3][p]);
+                            bytes4(chan.apply(&common, vaddq_s32(v, bias)))
+                        });
+                        store4(out, &res, &pix4, nv, oc_n, oc0, nc);
+                        oc0 += 4;
+                    }
                 }
             } else {
                 // 1 channel × NB pixels, 4 pixels a vector.
                 for oc in 0..oc_n {
                     let rows = [wbase.add(oc * wstride)];
-                    let acc = micro::<DOT, 1, NB>(&rows, woff, ptrs, ntab, len);
+                    let acc = micro::<DOT, 1, NB>(&rows, woff, ptrs, NB, ntab, len);
                     let bias = vdupq_n_s32(*corr.add(oc));
                     let chan = Chan::splat(stage, oc);
                     let res: [u8; NB] = core::array::from_fn(|p| {

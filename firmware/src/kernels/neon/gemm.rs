@@ -56,14 +56,15 @@ pub(crate) unsafe fn mac<const DOT: bool>(acc: int32x4_t, a: int8x16_t, b: int8x
 ///
 /// # Safety
 /// With `DOT`, the CPU implements FEAT_DotProd. `woff` holds `taps` offsets and `ptrs`
-/// `taps · NR` pointers (tap-major); for every tap `t`, row `i` and pixel `p`,
-/// `rows[i] + woff[t] .. + len` and `ptrs[t·NR + p] .. + len` are readable; `len` is a multiple
+/// pointers `ptrs[t·stride + p]` (`p < NR`); for every tap `t`, row `i` and pixel `p`,
+/// `rows[i] + woff[t] .. + len` and `ptrs[t·stride + p] .. + len` are readable; `len` is a multiple
 /// of 16.
 #[inline(always)]
 pub(crate) unsafe fn micro<const DOT: bool, const MR: usize, const NR: usize>(
     rows: &[*const i8; MR],
     woff: *const usize,
     ptrs: *const *const i8,
+    stride: usize,
     taps: usize,
     len: usize,
 ) -> [[int32x4_t; NR]; MR] {
@@ -73,7 +74,7 @@ pub(crate) unsafe fn micro<const DOT: bool, const MR: usize, const NR: usize>(
         // SAFETY (this block): indices within the tables and byte ranges the caller vouches for.
         unsafe {
             let o = *woff.add(t);
-            let xs: [*const i8; NR] = core::array::from_fn(|p| *ptrs.add(t * NR + p));
+            let xs: [*const i8; NR] = core::array::from_fn(|p| *ptrs.add(t * stride + p));
             let ws: [*const i8; MR] = core::array::from_fn(|i| rows[i].add(o));
             let mut j = 0;
             while j < len {
@@ -140,14 +141,16 @@ pub(crate) fn transpose4(v: [int32x4_t; 4]) -> [int32x4_t; 4] {
     }
 }
 
-/// Interleaves four pixels' rows of `len` bytes (a multiple of 16) for [`micro_lanes`]: per 16
-/// bytes, `xt[16·g + 4·p + b] = x_p[4·g + b]` (the word transpose of the four 16-byte chunks).
+/// Interleaves four pixels' rows of `len` bytes (a multiple of 16) for [`micro_lanes`]: for
+/// the 16-byte step `s`, `xt[s·step + 16·g + 4·p + b] = x_p[16·s + 4·g + b]` (the word
+/// transpose of the four 16-byte chunks).
 ///
 /// # Safety
-/// `x[p] .. + len` readable, `xt .. + 4·len` writable.
+/// `x[p] .. + len` readable, `xt + s·step .. + 64` writable for every step `s`.
 #[inline(always)]
-pub(crate) unsafe fn interleave4(x: [*const i8; 4], len: usize, xt: *mut i8) {
+pub(crate) unsafe fn interleave4(x: [*const i8; 4], len: usize, xt: *mut i8, step: usize) {
     let mut j = 0;
+    let mut d = xt;
     while j < len {
         // SAFETY: within the caller's ranges.
         unsafe {
@@ -155,30 +158,32 @@ pub(crate) unsafe fn interleave4(x: [*const i8; 4], len: usize, xt: *mut i8) {
                 core::array::from_fn(|p| vreinterpretq_s32_s8(vld1q_s8(x[p].add(j))));
             let t = transpose4(v);
             for (g, tv) in t.iter().enumerate() {
-                vst1q_s8(xt.add(4 * j + 16 * g), vreinterpretq_s8_s32(*tv));
+                vst1q_s8(d.add(16 * g), vreinterpretq_s8_s32(*tv));
             }
+            d = d.add(step);
         }
         j += 16;
     }
 }
 
-/// The SDOT-by-element block: `MR` weight rows × the 4 pixels of an interleaved block, with the
-/// pixels in the lanes: `acc[i].lane[p] = Σ_t Σ_j w_i[woff[t] + j] · x_p[t·len + j]`. Per 16
-/// bytes: 4 + `MR` loads, `4·MR` SDOTs, no reduction afterwards.
+/// The SDOT-by-element block: `MR` weight rows × `4·H` pixels interleaved by [`interleave4`]
+/// (step `64·H`, quad `h` at `+ 64·h`), with the pixels in the lanes: `acc[i][h].lane[p] =
+/// Σ_t Σ_j w_i[woff[t] + j] · x_{4h+p}[t·len + j]`. Per 16 bytes: `4·H + MR` loads, `4·H·MR`
+/// SDOTs, no reduction afterwards. `MR` ≤ 8.
 ///
 /// # Safety
 /// FEAT_DotProd. `woff` holds `taps` offsets; `rows[i] + woff[t] .. + len` readable; `xt ..
-/// + 4·taps·len` readable; `len` a multiple of 16.
+/// + 4·H·taps·len` readable; `len` a multiple of 16.
 #[inline(always)]
-pub(crate) unsafe fn micro_lanes<const MR: usize>(
+pub(crate) unsafe fn micro_lanes<const MR: usize, const H: usize>(
     rows: &[*const i8; MR],
     woff: *const usize,
     xt: *const i8,
     taps: usize,
     len: usize,
-) -> [int32x4_t; MR] {
+) -> [[int32x4_t; H]; MR] {
     // SAFETY: NEON is part of the aarch64 baseline.
-    let mut acc = [unsafe { vdupq_n_s32(0) }; MR];
+    let mut acc = [[unsafe { vdupq_n_s32(0) }; H]; MR];
     let mut xp = xt;
     for t in 0..taps {
         // SAFETY (this block): ranges the caller vouches for; FEAT_DotProd.
@@ -187,15 +192,33 @@ pub(crate) unsafe fn micro_lanes<const MR: usize>(
             let ws: [*const i8; MR] = core::array::from_fn(|i| rows[i].add(o));
             let mut j = 0;
             while j < len {
-                let x: [int8x16_t; 4] = core::array::from_fn(|g| vld1q_s8(xp.add(16 * g)));
-                for (a, wp) in acc.iter_mut().zip(ws) {
-                    let w = vld1q_s8(wp.add(j));
-                    *a = sdot_lane::<0>(*a, x[0], w);
-                    *a = sdot_lane::<1>(*a, x[1], w);
-                    *a = sdot_lane::<2>(*a, x[2], w);
-                    *a = sdot_lane::<3>(*a, x[3], w);
+                let x: [[int8x16_t; 4]; H] = core::array::from_fn(|h| {
+                    core::array::from_fn(|g| vld1q_s8(xp.add(64 * h + 16 * g)))
+                });
+                // Written out row by row: LLVM does not fully unroll 64 SDOTs (asm) by itself,
+                // and a rolled loop keeps the accumulators in memory.
+                macro_rules! row {
+                    ($i:expr) => {
+                        if $i < MR {
+                            let w = vld1q_s8(ws[$i].add(j));
+                            for (a, x) in acc[$i].iter_mut().zip(&x) {
+                                *a = sdot_lane::<0>(*a, x[0], w);
+                                *a = sdot_lane::<1>(*a, x[1], w);
+                                *a = sdot_lane::<2>(*a, x[2], w);
+                                *a = sdot_lane::<3>(*a, x[3], w);
+                            }
+                        }
+                    };
                 }
-                xp = xp.add(64);
+                row!(0);
+                row!(1);
+                row!(2);
+                row!(3);
+                row!(4);
+                row!(5);
+                row!(6);
+                row!(7);
+                xp = xp.add(64 * H);
                 j += 16;
             }
         }
