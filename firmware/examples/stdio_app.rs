@@ -14,7 +14,9 @@ use embedded_hal_nb::nb;
 use embedded_hal_nb::serial::{ErrorType, Read, Write};
 
 struct Stdio {
-    out: std::io::BufWriter<std::io::Stdout>,
+    /// Bytes written and not yet flushed: `obuf[..olen]` (flushed when full and on `flush`).
+    obuf: [u8; 4096],
+    olen: usize,
     /// Bytes read from stdin and not yet handed out: `buf[pos..len]`. One `read` call takes
     /// whatever the pipe holds (up to 4 KiB), instead of one system call per byte.
     buf: [u8; 4096],
@@ -31,6 +33,16 @@ impl Stdio {
             Ok(n) if n > 0 => (self.pos, self.len) = (0, n),
             _ => std::process::exit(0), // host closed the link
         }
+    }
+
+    /// Writes out the pending bytes (out of line, like `refill`).
+    #[cold]
+    #[inline(never)]
+    fn drain(&mut self) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(self.obuf.get(..self.olen).unwrap_or(&[]));
+        let _ = out.flush();
+        self.olen = 0;
     }
 }
 
@@ -49,12 +61,19 @@ impl Read<u8> for Stdio {
     }
 }
 impl Write<u8> for Stdio {
+    #[inline]
     fn write(&mut self, b: u8) -> nb::Result<(), Infallible> {
-        let _ = self.out.write_all(&[b]);
+        if self.olen >= self.obuf.len() {
+            self.drain();
+        }
+        if let Some(slot) = self.obuf.get_mut(self.olen) {
+            *slot = b;
+        }
+        self.olen += 1;
         Ok(())
     }
     fn flush(&mut self) -> nb::Result<(), Infallible> {
-        let _ = self.out.flush();
+        self.drain();
         Ok(())
     }
 }
@@ -82,7 +101,8 @@ fn main() {
     };
     let mut arena = vec![0u8; model.header().arena_bytes as usize];
     let serial = Stdio {
-        out: std::io::BufWriter::new(std::io::stdout()),
+        obuf: [0; 4096],
+        olen: 0,
         buf: [0; 4096],
         pos: 0,
         len: 0,
