@@ -71,7 +71,11 @@ fn main() {
     };
     let zp = l.input_q.zero_point as i32;
     let w = l.weights_i8();
-    eprintln!("{section} {index}: {:?} {i:?} -> {o:?}", l.op);
+    eprintln!(
+        "{section} {index}: {:?} {i:?} -> {o:?}, scratch {} B",
+        l.op,
+        scratch.len()
+    );
     for _ in 0..reps {
         let r = match l.op {
             Op::Conv2d {
