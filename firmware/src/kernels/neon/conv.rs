@@ -6,15 +6,21 @@
 //! is the one phase with every tap, input `(oy·s − pad + ky, ox·s − pad + kx)`.
 //!
 //! Per phase: the per-channel correction `bias − input_zp · Σ w` over the phase's taps, then
-//! blocks of pixels (4 with ≥ 4 output channels, else 8), each with a table of where every tap
-//! of every pixel reads (the input, or a run of zero-point bytes for a tap in the padding, whose
-//! `w · zp` the correction cancels, so padding contributes nothing, as in the reference), then
-//! blocks of 4 channels × 4 pixels (or 1 × 8) through `gemm::micro`. With ic a multiple of 16 the
+//! blocks of 8 output pixels, each with a table of where every tap of every pixel reads (the
+//! input, or a run of zero-point bytes for a tap in the padding, whose `w · zp` the correction
+//! cancels, so padding contributes nothing, as in the reference). With ic a multiple of 16 the
 //! taps are read in place; otherwise a pixel's taps are gathered into one zero-padded column and
-//! the phase's weights packed likewise (`neon_scratch`). The arithmetic is the reference's modulo
-//! 2^32: `Σ w·(x − zp) = Σ w·x − zp·Σ w`.
+//! the phase's weights packed likewise (`neon_scratch`). Then, with ≥ 4 output channels:
+//! - SDOT: the 8 pixels word-interleaved once (`gemm::interleave4`), 8 channels × 8 pixels by
+//!   SDOT by element (`gemm::micro_lanes`, pixels in the lanes), a word transpose back to
+//!   channels in the lanes for the output stage;
+//! - plain NEON: 4 channels × 4 pixels twice (`gemm::micro`, lane reduction).
+//!
+//! Fewer than 4 channels: 1 channel × 8 pixels (`gemm::micro`) on both paths. The arithmetic is
+//! the reference's modulo 2^32: `Σ w·(x − zp) = Σ w·x − zp·Σ w`.
 
 use core::arch::aarch64::*;
+use core::num::NonZeroUsize;
 
 use super::super::neon_scratch::{layout, transpose_taps, Layout, NB};
 use super::super::{validate_conv, ConvGeom, KernelError, OutputStage, Shape};
@@ -88,22 +94,25 @@ pub(crate) unsafe fn conv<const DOT: bool>(
             Chan::load4(stage, oc0).store(chan, lay.oc4, oc0);
         }
     }
-    let s = geom.stride;
+    // Validated ≥ 1; as `NonZero`, its divisions have no zero check (no panic path).
+    let nz = NonZeroUsize::new(geom.stride).ok_or(KernelError::BadParams)?;
+    let s = nz.get();
     let phases = if transpose { s * s } else { 1 };
     for ph in 0..phases {
         let phase = if transpose {
-            let (ry, rx) = (ph / s, ph % s);
+            let (ry, rx) = (ph / nz, ph % nz);
             // First oy with (oy + pad) ≡ ry (mod s).
-            let first = |r: usize| (r + s - geom.pad % s) % s;
+            let first = |r: usize| (r + s - geom.pad % nz) % nz;
             let (oy0, ox0) = (first(ry), first(rx));
+            let ceil = |n: usize| n.saturating_add(s - 1) / nz;
             Phase {
                 ky0: ry,
                 kx0: rx,
                 step: s,
                 oy0,
                 ox0,
-                ny: out_shape.h.saturating_sub(oy0).div_ceil(s),
-                nx: out_shape.w.saturating_sub(ox0).div_ceil(s),
+                ny: ceil(out_shape.h.saturating_sub(oy0)),
+                nx: ceil(out_shape.w.saturating_sub(ox0)),
             }
         } else {
             Phase {

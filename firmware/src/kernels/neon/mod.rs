@@ -1,8 +1,9 @@
 //! aarch64 NEON fast path: convolution, transposed convolution and dense layers as
-//! register-blocked int8 GEMMs (4 output channels × 4 pixels, 16 input bytes a step), in two
-//! instruction sets with one source:
-//! - [`dot`]: SDOT (FEAT_DotProd, Armv8.2+ optional, Armv8.4+ mandatory), 16 MACs an instruction;
-//! - [`plain`]: baseline NEON (`SMULL`/`SMULL2` + `SADALP`), 4 instructions per 16 MACs.
+//! register-blocked int8 GEMMs over 16 input bytes a step, in two instruction sets sharing the
+//! tap tables, scratch layout and output stage:
+//! - [`dot`]: SDOT (FEAT_DotProd, Armv8.2+ optional, Armv8.4+ mandatory), 16 MACs an
+//!   instruction; by element, 8 channels × 8 pixels a block (`conv.rs`, `gemm::micro_lanes`);
+//! - [`plain`]: baseline NEON (`SMULL`/`SMULL2` + `SADALP`), 4 instructions per 16 MACs, 4 × 4.
 //!
 //! The zero point is folded out of the inner loop: `Σ w·(x − zp) = Σ w·x − zp·Σ w` modulo 2^32,
 //! with padding taps reading zero-point bytes (see `conv.rs`), so both paths multiply the int8
