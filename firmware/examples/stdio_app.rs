@@ -14,28 +14,66 @@ use embedded_hal_nb::nb;
 use embedded_hal_nb::serial::{ErrorType, Read, Write};
 
 struct Stdio {
-    out: std::io::BufWriter<std::io::Stdout>,
+    /// Bytes written and not yet flushed: `obuf[..olen]` (flushed when full and on `flush`).
+    obuf: [u8; 4096],
+    olen: usize,
+    /// Bytes read from stdin and not yet handed out: `buf[pos..len]`. One `read` call takes
+    /// whatever the pipe holds (up to 4 KiB), instead of one system call per byte.
+    buf: [u8; 4096],
+    pos: usize,
+    len: usize,
+}
+
+impl Stdio {
+    /// The next chunk of stdin (out of line: the per-byte path stays a leaf).
+    #[cold]
+    #[inline(never)]
+    fn refill(&mut self) {
+        match std::io::stdin().read(&mut self.buf) {
+            Ok(n) if n > 0 => (self.pos, self.len) = (0, n),
+            _ => std::process::exit(0), // host closed the link
+        }
+    }
+
+    /// Writes out the pending bytes (out of line, like `refill`).
+    #[cold]
+    #[inline(never)]
+    fn drain(&mut self) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(self.obuf.get(..self.olen).unwrap_or(&[]));
+        let _ = out.flush();
+        self.olen = 0;
+    }
 }
 
 impl ErrorType for Stdio {
     type Error = Infallible;
 }
 impl Read<u8> for Stdio {
+    #[inline]
     fn read(&mut self) -> nb::Result<u8, Infallible> {
-        let mut b = [0u8];
-        match std::io::stdin().read(&mut b) {
-            Ok(1) => Ok(b[0]),
-            _ => std::process::exit(0), // host closed the link
+        if self.pos >= self.len {
+            self.refill();
         }
+        let b = self.buf.get(self.pos).copied().unwrap_or(0);
+        self.pos += 1;
+        Ok(b)
     }
 }
 impl Write<u8> for Stdio {
+    #[inline]
     fn write(&mut self, b: u8) -> nb::Result<(), Infallible> {
-        let _ = self.out.write_all(&[b]);
+        if self.olen >= self.obuf.len() {
+            self.drain();
+        }
+        if let Some(slot) = self.obuf.get_mut(self.olen) {
+            *slot = b;
+        }
+        self.olen += 1;
         Ok(())
     }
     fn flush(&mut self) -> nb::Result<(), Infallible> {
-        let _ = self.out.flush();
+        self.drain();
         Ok(())
     }
 }
@@ -63,8 +101,21 @@ fn main() {
     };
     let mut arena = vec![0u8; model.header().arena_bytes as usize];
     let serial = Stdio {
-        out: std::io::BufWriter::new(std::io::stdout()),
+        obuf: [0; 4096],
+        olen: 0,
+        buf: [0; 4096],
+        pos: 0,
+        len: 0,
     };
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    let dotprod = std::arch::is_aarch64_feature_detected!("dotprod");
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if dotprod {
+        // SAFETY: the CPU implements FEAT_DotProd (just detected).
+        unsafe { edgevae_firmware::kernels::neon::enable_dotprod() };
+    }
+    #[cfg(not(all(target_arch = "aarch64", target_endian = "little")))]
+    let dotprod = false;
     let mut app = match App::<'_, '_, Stdio, FRAME>::new(&model, &mut arena, serial) {
         Ok(a) => a,
         Err(e) => {
@@ -73,9 +124,10 @@ fn main() {
         }
     };
     eprintln!(
-        "stdio_app: serving {} with {:?} kernels",
+        "stdio_app: serving {} with {:?} kernels{}",
         model.header().name.as_str(),
-        kernel_path()
+        kernel_path(),
+        if dotprod { " (SDOT)" } else { "" }
     );
     loop {
         let _ = app.poll();

@@ -288,18 +288,34 @@ pub fn layer_scratch_dsp(l: &Layer<'_>) -> usize {
     }
 }
 
-/// Arena bytes that fit every kernel set (scalar, this target's fast path, Cortex-M DSP; NEON needs
-/// no scratch): what the exporter declares, so one model file runs on every build.
+/// Scratch bytes one layer needs on the aarch64 NEON path (computable on any target).
+pub fn layer_scratch_neon(l: &Layer<'_>) -> usize {
+    use crate::kernels::neon_scratch as n;
+    let (i, o) = (shape(l.input), shape(l.output));
+    match (l.op, geom(l.op)) {
+        (Op::Conv2d { .. }, Some(g)) => n::conv2d_scratch_size(i, o, g),
+        (Op::ConvTranspose2d { .. }, Some(g)) => n::conv_transpose2d_scratch_size(i, o, g),
+        (Op::Dense, _) => n::dense_scratch_size(i.len(), o.len()),
+        _ => 0,
+    }
+}
+
+/// Arena bytes that fit every kernel set (scalar, this target's fast path, Cortex-M DSP, aarch64
+/// NEON): what the exporter declares, so one model file runs on every build.
 pub fn required_arena_all_paths(model: &Model<'_>) -> usize {
-    let dsp = model
-        .encoder()
-        .iter()
-        .chain(model.decoder())
-        .map(layer_scratch_dsp)
-        .max()
-        .unwrap_or(0);
-    let dsp = (model.activation_bytes() as usize).saturating_add(dsp);
-    dsp.max(required_arena::<Scalar>(model))
+    let worst = |f: fn(&Layer<'_>) -> usize| {
+        let s = model
+            .encoder()
+            .iter()
+            .chain(model.decoder())
+            .map(f)
+            .max()
+            .unwrap_or(0);
+        (model.activation_bytes() as usize).saturating_add(s)
+    };
+    worst(layer_scratch_dsp)
+        .max(worst(layer_scratch_neon))
+        .max(required_arena::<Scalar>(model))
         .max(required_arena::<Fast>(model))
 }
 

@@ -2,8 +2,10 @@
 //! on synthetic models (the default architecture and random small ones). Run on the host this
 //! checks the scalar path; under `--target aarch64-unknown-linux-gnu` (qemu-aarch64) the NEON path.
 
-use edgevae_firmware::engine::{required_arena, Engine, EngineError, Fast, Scalar};
+use edgevae_firmware::engine::{required_arena, Engine, EngineError, Fast, KernelSet, Scalar};
 use edgevae_firmware::kernels::requantize;
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+use edgevae_firmware::kernels::{ConvGeom, KernelError, OutputStage, Shape as KShape};
 use edgevae_shared::build::{
     synthetic, OwnedActivation, OwnedLayer, OwnedModel, SyntheticSpec, XorShift,
 };
@@ -103,7 +105,14 @@ fn reference(layers: &[OwnedLayer], x: Vec<i8>) -> Vec<i8> {
 }
 
 /// Returns the latents and images it produced, to check they are not degenerate.
-fn check_model(
+fn check_model(m: &OwnedModel, seed: u64) -> (BTreeSet<i8>, BTreeSet<u8>) {
+    check_model_with::<Fast>(m, seed)
+}
+
+type BTreeSet<T> = std::collections::BTreeSet<T>;
+
+/// [`check_model`] with the kernel set `K` as the fast engine.
+fn check_model_with<K: KernelSet>(
     m: &OwnedModel,
     seed: u64,
 ) -> (
@@ -118,7 +127,7 @@ fn check_model(
     let model = Model::from_bytes(&bytes).unwrap();
     let mut arena_f = vec![0u8; model.header().arena_bytes as usize];
     let mut arena_s = vec![0u8; model.header().arena_bytes as usize];
-    let mut fast = Engine::<Fast>::new(&model, &mut arena_f).unwrap();
+    let mut fast = Engine::<K>::new(&model, &mut arena_f).unwrap();
     let mut scalar = Engine::<Scalar>::new(&model, &mut arena_s).unwrap();
     let mut rng = XorShift(seed);
     let n = m.header.input.len() as usize;
@@ -238,7 +247,54 @@ proptest! {
                                      latent in 1u16..=12, c in 1u16..=3, seed in any::<u64>()) {
         let side = k * (1 << widths.len()) * mult;
         let spec = SyntheticSpec { input: Shape::new(side, side, c), widths, latent, seed };
-        check_model(&with_scratch(&spec), seed);
+        let m = with_scratch(&spec);
+        check_model(&m, seed);
+        #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+        check_model_with::<NeonDot>(&m, seed);
+    }
+}
 
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+#[path = "common/neon_dot.rs"]
+mod neon_dot;
+
+/// The aarch64 SDOT kernels as a kernel set (the dispatching `Fast` set runs plain NEON unless a
+/// program enables SDOT; this runs SDOT whatever the global choice).
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+struct NeonDot;
+
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+impl KernelSet for NeonDot {
+    fn conv2d_scratch_size(i: KShape, o: KShape, g: ConvGeom) -> usize {
+        neon_dot::conv2d_scratch_size(i, o, g)
+    }
+    fn conv_transpose2d_scratch_size(i: KShape, o: KShape, g: ConvGeom) -> usize {
+        neon_dot::conv_transpose2d_scratch_size(i, o, g)
+    }
+    fn dense_scratch_size(n_in: usize, n_out: usize) -> usize {
+        neon_dot::dense_scratch_size(n_in, n_out)
+    }
+    #[rustfmt::skip]
+    fn conv2d(x: &[i8], i: KShape, zp: i32, w: &[i8], g: ConvGeom, st: &OutputStage, out: &mut [i8], o: KShape, scratch: &mut [u8]) -> Result<(), KernelError> {
+        neon_dot::conv2d(x, i, zp, w, g, st, out, o, scratch)
+    }
+    #[rustfmt::skip]
+    fn conv_transpose2d(x: &[i8], i: KShape, zp: i32, w: &[i8], g: ConvGeom, st: &OutputStage, out: &mut [i8], o: KShape, scratch: &mut [u8]) -> Result<(), KernelError> {
+        neon_dot::conv_transpose2d(x, i, zp, w, g, st, out, o, scratch)
+    }
+    #[rustfmt::skip]
+    fn dense(x: &[i8], zp: i32, w: &[i8], n_in: usize, n_out: usize, st: &OutputStage, out: &mut [i8], scratch: &mut [u8]) -> Result<(), KernelError> {
+        neon_dot::dense(x, zp, w, n_in, n_out, st, out, scratch)
+    }
+}
+
+/// The SDOT path end to end on the default architecture (random small models: in
+/// `random_models_match_reference`).
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+#[test]
+fn neon_dot_matches_reference() {
+    for seed in 0..3u64 {
+        let spec = SyntheticSpec::seed_architecture(seed);
+        check_model_with::<NeonDot>(&with_scratch(&spec), seed);
     }
 }

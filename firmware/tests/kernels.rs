@@ -529,6 +529,15 @@ kernel_suite!(scalar_path, edgevae_firmware::kernels::scalar);
 kernel_suite!(dispatched_path, edgevae_firmware::kernels);
 #[cfg(target_arch = "aarch64")]
 kernel_suite!(neon_path, edgevae_firmware::kernels::neon);
+#[cfg(target_arch = "aarch64")]
+kernel_suite!(neon_plain_path, edgevae_firmware::kernels::neon::plain);
+#[cfg(target_arch = "aarch64")]
+kernel_suite!(neon_dot_path, super::neon_dot);
+
+/// The SDOT kernels behind the suite's safe signatures (shared with `engine.rs`).
+#[cfg(target_arch = "aarch64")]
+#[path = "common/neon_dot.rs"]
+mod neon_dot;
 
 // ---------------------------------------------------------------- requantisation and small ops
 

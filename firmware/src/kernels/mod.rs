@@ -3,7 +3,7 @@
 //! The top-level functions dispatch at compile time:
 //! - `dsp` (SMLAD/SXTB16 through inline `asm!`) on little-endian 32-bit Arm with the DSP extension
 //!   and a hard-float ABI (thumbv7em-none-eabihf and friends; see [`dsp`]);
-//! - `neon` on aarch64;
+//! - `neon` on little-endian aarch64 (SDOT where enabled, see `neon`);
 //! - `scalar` elsewhere, and everywhere with the cargo feature `force-scalar`.
 //!
 //! Every kernel validates its shapes, slice lengths and parameters up front (one shared validation,
@@ -15,6 +15,7 @@
 //! (symmetric); dense weights `[out][in]`.
 
 pub mod dsp_scratch;
+pub mod neon_scratch;
 pub mod scalar;
 
 #[cfg(all(
@@ -24,7 +25,7 @@ pub mod scalar;
 ))]
 pub mod dsp;
 
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
 pub mod neon;
 
 pub use scalar::requantize;
@@ -140,7 +141,10 @@ impl OutputStage<'_> {
             && int8.contains(&self.act_min)
             && int8.contains(&self.act_max)
             && self.act_min <= self.act_max
-            && self.shift[..n_out].iter().all(|s| (-31..=30).contains(s));
+            // A fold without early exit, so that it vectorises (it runs on every call).
+            && self.shift[..n_out]
+                .iter()
+                .fold(true, |ok, s| ok & (-31..=30).contains(s));
         if ok {
             Ok(())
         } else {
@@ -242,12 +246,16 @@ pub(crate) fn validate_dense(
     any(target_feature = "dsp", all(target_os = "none", target_abi = "eabihf"))
 ))]
 use dsp as fast;
-#[cfg(all(not(feature = "force-scalar"), target_arch = "aarch64"))]
+#[cfg(all(
+    not(feature = "force-scalar"),
+    target_arch = "aarch64",
+    target_endian = "little"
+))]
 use neon as fast;
 #[cfg(any(
     feature = "force-scalar",
     not(any(
-        target_arch = "aarch64",
+        all(target_arch = "aarch64", target_endian = "little"),
         all(
             target_arch = "arm",
             target_endian = "little",

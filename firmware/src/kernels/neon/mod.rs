@@ -1,56 +1,71 @@
-//! aarch64 NEON fast path: the reference loop nests with a NEON dot product over each tap's
-//! input channels (`x - zp` widened by `vsubl_s8`, weights by `vmovl_s8`, `vmlal_s16` into i32
-//! lanes). No scratch. SDOT is not used: choosing it needs a run-time probe (std) or a
-//! `dotprod` build, and this crate is no_std.
+//! aarch64 NEON fast path: convolution, transposed convolution and dense layers as
+//! register-blocked int8 GEMMs over 16 input bytes a step, in two instruction sets sharing the
+//! tap tables, scratch layout and output stage:
+//! - [`dot`]: SDOT (FEAT_DotProd, Armv8.2+ optional, Armv8.4+ mandatory), 16 MACs an
+//!   instruction; by element, 8 channels × 8 pixels a block (`conv.rs`, `gemm::micro_lanes`);
+//! - [`plain`]: baseline NEON (`SMULL`/`SMULL2` + `SADALP`), 4 instructions per 16 MACs, 4 × 4.
+//!
+//! The zero point is folded out of the inner loop: `Σ w·(x − zp) = Σ w·x − zp·Σ w` modulo 2^32,
+//! with padding taps reading zero-point bytes (see `conv.rs`), so both paths multiply the int8
+//! data as stored, and both are bit-exact with `scalar` (requantisation in `gemm::Chan::apply`).
+//!
+//! **Choosing SDOT.** This crate is no_std, so it cannot probe the CPU itself (std's
+//! `is_aarch64_feature_detected!` reads the OS's hardware capabilities). The choice is:
+//! - compile time: a build with `target_feature = "dotprod"` (`-C target-cpu=cortex-a55`,
+//!   `-C target-feature=+dotprod`) always takes SDOT, with no check;
+//! - run time: otherwise the dispatching functions read one flag, off by default, that the
+//!   program turns on with the `unsafe` [`enable_dotprod`] after its own probe (a std program:
+//!   `if is_aarch64_feature_detected!("dotprod") { unsafe { enable_dotprod() } }`, as
+//!   `examples/stdio_app.rs` does; a bare-metal one: after reading `ID_AA64ISAR0_EL1`).
+//!
+//! The flag keeps OS knowledge out of the kernels, costs one load per layer, and makes the
+//! unchecked promise explicit at the one place that can check it; [`plain`] and [`dot`] stay
+//! callable directly (the tests run both on every shape). Scratch is the same for both paths
+//! (`neon_scratch`).
 
-use core::arch::aarch64::*;
+mod conv;
+mod dense;
+mod gemm;
 
-use super::{scalar, ConvGeom, KernelError, OutputStage, Shape};
+use core::sync::atomic::{AtomicBool, Ordering};
 
-/// `acc + Σ w·(x - zp)` over `min(w.len(), x.len())` elements, wrapping like the reference.
+use super::{ConvGeom, KernelError, OutputStage, Shape};
+
+pub use super::neon_scratch::{
+    conv2d_scratch_size, conv_transpose2d_scratch_size, dense_scratch_size,
+};
+
+static DOTPROD: AtomicBool = AtomicBool::new(false);
+
+/// Lets the dispatching kernels use SDOT from now on.
+///
+/// # Safety
+/// Every CPU this process runs on implements FEAT_DotProd (for example
+/// `std::arch::is_aarch64_feature_detected!("dotprod")` returned true).
+pub unsafe fn enable_dotprod() {
+    DOTPROD.store(true, Ordering::Relaxed);
+}
+
+/// Back to the plain-NEON kernels (no effect in a `dotprod` build, where SDOT is always used).
+pub fn disable_dotprod() {
+    DOTPROD.store(false, Ordering::Relaxed);
+}
+
+/// Whether the dispatching kernels use SDOT.
 #[inline(always)]
-fn dot(acc: i32, w: &[i8], x: &[i8], zp: i32) -> i32 {
-    let n = w.len().min(x.len());
-    let (wv, wt) = w[..n].split_at(n - n % 8);
-    let (xv, xt) = x[..n].split_at(n - n % 8);
-    let mut sum = acc;
-    if !wv.is_empty() {
-        // SAFETY: NEON is part of the aarch64 baseline; every load reads 8 bytes of an 8-byte
-        // chunk produced by `chunks_exact(8)`.
-        unsafe {
-            let zpv = vdup_n_s8(zp as i8);
-            let (mut a0, mut a1) = (vdupq_n_s32(0), vdupq_n_s32(0));
-            for (w8, x8) in wv.chunks_exact(8).zip(xv.chunks_exact(8)) {
-                let d = vsubl_s8(vld1_s8(x8.as_ptr()), zpv);
-                let wl = vmovl_s8(vld1_s8(w8.as_ptr()));
-                a0 = vmlal_s16(a0, vget_low_s16(wl), vget_low_s16(d));
-                a1 = vmlal_high_s16(a1, wl, d);
-            }
-            sum = sum.wrapping_add(vaddvq_s32(vaddq_s32(a0, a1)));
+pub fn dotprod_enabled() -> bool {
+    cfg!(target_feature = "dotprod") || DOTPROD.load(Ordering::Relaxed)
+}
+
+macro_rules! dispatch {
+    ($f:ident($($a:ident),*)) => {
+        if dotprod_enabled() {
+            // SAFETY: FEAT_DotProd is compiled in or was promised by `enable_dotprod`.
+            unsafe { dot::$f($($a),*) }
+        } else {
+            plain::$f($($a),*)
         }
-    }
-    wt.iter().zip(xt).fold(sum, |acc, (&w, &x)| {
-        acc.wrapping_add((w as i32).wrapping_mul(x as i32 - zp))
-    })
-}
-
-/// The NEON path needs no scratch.
-pub fn conv2d_scratch_size(_in_shape: Shape, _out_shape: Shape, _geom: ConvGeom) -> usize {
-    0
-}
-
-/// The NEON path needs no scratch.
-pub fn conv_transpose2d_scratch_size(
-    _in_shape: Shape,
-    _out_shape: Shape,
-    _geom: ConvGeom,
-) -> usize {
-    0
-}
-
-/// The NEON path needs no scratch.
-pub fn dense_scratch_size(_n_in: usize, _n_out: usize) -> usize {
-    0
+    };
 }
 
 /// See [`crate::kernels::conv2d`].
@@ -64,11 +79,11 @@ pub fn conv2d(
     stage: &OutputStage,
     output: &mut [i8],
     out_shape: Shape,
-    _scratch: &mut [u8],
+    scratch: &mut [u8],
 ) -> Result<(), KernelError> {
-    scalar::conv2d_with(
-        input, in_shape, input_zp, weights, geom, stage, output, out_shape, dot,
-    )
+    dispatch!(conv2d(
+        input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch
+    ))
 }
 
 /// See [`crate::kernels::conv_transpose2d`].
@@ -82,11 +97,11 @@ pub fn conv_transpose2d(
     stage: &OutputStage,
     output: &mut [i8],
     out_shape: Shape,
-    _scratch: &mut [u8],
+    scratch: &mut [u8],
 ) -> Result<(), KernelError> {
-    scalar::conv_transpose2d_with(
-        input, in_shape, input_zp, weights, geom, stage, output, out_shape, dot,
-    )
+    dispatch!(conv_transpose2d(
+        input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch
+    ))
 }
 
 /// See [`crate::kernels::dense`].
@@ -99,7 +114,108 @@ pub fn dense(
     n_out: usize,
     stage: &OutputStage,
     output: &mut [i8],
-    _scratch: &mut [u8],
+    scratch: &mut [u8],
 ) -> Result<(), KernelError> {
-    scalar::dense_with(input, input_zp, weights, n_in, n_out, stage, output, dot)
+    dispatch!(dense(
+        input, input_zp, weights, n_in, n_out, stage, output, scratch
+    ))
+}
+
+/// Generates one path's entry points (`$unsafety`: `unsafe` for SDOT).
+macro_rules! path {
+    ($(#[$attr:meta])* $dot:literal, $($unsafety:ident)?) => {
+        pub use super::{conv2d_scratch_size, conv_transpose2d_scratch_size, dense_scratch_size};
+        use super::{ConvGeom, KernelError, OutputStage, Shape};
+
+        /// See [`crate::kernels::conv2d`].
+        ///
+        /// # Safety
+        /// In `dot`, the CPU implements FEAT_DotProd (`plain`: no requirement).
+        $(#[$attr])*
+        #[allow(clippy::too_many_arguments)]
+        pub $($unsafety)? fn conv2d(
+            input: &[i8],
+            in_shape: Shape,
+            input_zp: i32,
+            weights: &[i8],
+            geom: ConvGeom,
+            stage: &OutputStage,
+            output: &mut [i8],
+            out_shape: Shape,
+            scratch: &mut [u8],
+        ) -> Result<(), KernelError> {
+            // SAFETY: FEAT_DotProd, when `$dot`, is this function's contract.
+            unsafe {
+                super::conv::conv::<$dot>(
+                    input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
+                    false,
+                )
+            }
+        }
+
+        /// See [`crate::kernels::conv_transpose2d`].
+        ///
+        /// # Safety
+        /// In `dot`, the CPU implements FEAT_DotProd (`plain`: no requirement).
+        $(#[$attr])*
+        #[allow(clippy::too_many_arguments)]
+        pub $($unsafety)? fn conv_transpose2d(
+            input: &[i8],
+            in_shape: Shape,
+            input_zp: i32,
+            weights: &[i8],
+            geom: ConvGeom,
+            stage: &OutputStage,
+            output: &mut [i8],
+            out_shape: Shape,
+            scratch: &mut [u8],
+        ) -> Result<(), KernelError> {
+            // SAFETY: as in `conv2d`.
+            unsafe {
+                super::conv::conv::<$dot>(
+                    input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
+                    true,
+                )
+            }
+        }
+
+        /// See [`crate::kernels::dense`].
+        ///
+        /// # Safety
+        /// In `dot`, the CPU implements FEAT_DotProd (`plain`: no requirement).
+        $(#[$attr])*
+        #[allow(clippy::too_many_arguments)]
+        pub $($unsafety)? fn dense(
+            input: &[i8],
+            input_zp: i32,
+            weights: &[i8],
+            n_in: usize,
+            n_out: usize,
+            stage: &OutputStage,
+            output: &mut [i8],
+            _scratch: &mut [u8],
+        ) -> Result<(), KernelError> {
+            // SAFETY: as in `conv2d`.
+            unsafe {
+                super::dense::dense::<$dot>(input, input_zp, weights, n_in, n_out, stage, output)
+            }
+        }
+    };
+}
+
+/// The baseline-NEON kernels (every aarch64 CPU).
+pub mod plain {
+    path!(false,);
+}
+
+/// The SDOT kernels.
+///
+/// # Safety
+/// Every function here requires a CPU with FEAT_DotProd.
+pub mod dot {
+    path!(
+        #[target_feature(enable = "dotprod")]
+        true,
+        unsafe
+    );
 }
