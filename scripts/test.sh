@@ -16,6 +16,9 @@ step "gates: cargo doc with warnings denied; the ndarray backend builds"
 RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps -p edgevae -p edgevae-shared -p edgevae-tests
 cargo check --locked -p edgevae --no-default-features --features ndarray
 
+step "GPU backend builds: cargo check -p edgevae --features wgpu (the GPU is chosen at run time)"
+cargo check --locked -p edgevae --features wgpu
+
 step "host: cargo test --workspace"
 cargo test --workspace --locked
 

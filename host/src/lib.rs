@@ -47,25 +47,6 @@ pub use inference::load_model;
 pub use model::{Vae, VaeConfig};
 pub use train::TrainConfig;
 
-use burn::tensor::Device;
+pub mod backend;
 
-/// The CPU device this build computes on, without autodiff: `flex` when that feature is on,
-/// otherwise `ndarray`.
-pub fn compute_device() -> Device {
-    #[cfg(feature = "flex")]
-    {
-        Device::flex()
-    }
-    #[cfg(all(feature = "ndarray", not(feature = "flex")))]
-    {
-        #[allow(deprecated)] // ndarray is kept as an alternative backend on purpose
-        Device::ndarray()
-    }
-    #[cfg(not(any(feature = "flex", feature = "ndarray")))]
-    compile_error!("enable the `flex` or the `ndarray` feature of edgevae")
-}
-
-/// [`compute_device`] with autodiff, for training.
-pub fn train_device() -> Device {
-    compute_device().autodiff()
-}
+pub use backend::{compute_device, train_device, Backend};

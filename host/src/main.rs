@@ -13,6 +13,10 @@ mod cli;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Compute backend for training, evaluation and benchmarks: the CPU `flex` by default; GPU
+    /// backends need a build with their cargo feature (`--features wgpu|vulkan|cuda`).
+    #[arg(long, global = true, value_enum)]
+    backend: Option<edgevae::Backend>,
 }
 
 #[derive(Subcommand)]
@@ -52,6 +56,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), Error> {
+    if let Some(b) = cli.backend {
+        edgevae::backend::select(b)?;
+    }
     match cli.command {
         Command::Train(a) => cli::train::run_train(a),
         Command::Eval(a) => cli::eval::run_eval(a),

@@ -45,11 +45,7 @@ pub fn run_bench(a: BenchArgs) -> Result<(), Error> {
     println!(
         "backend {}, {} threads: train {:.0} images/s (batch {}), infer {:.0} images/s \
          (encode mu + decode, batch {}); medians of {} x {} steps",
-        if cfg!(feature = "flex") {
-            "flex"
-        } else {
-            "ndarray"
-        },
+        edgevae::backend::selected().name(),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         r.train,
         a.batch,
