@@ -121,8 +121,12 @@ pub fn conv_transpose2d_scratch_size(in_shape: Shape, out_shape: Shape, geom: Co
     )
 }
 
-/// Scratch bytes [`dense`] needs: the input widened to int16 (groups of four), plus alignment.
+/// Scratch bytes [`dense`] needs: the input widened to int16 (groups of four), plus alignment;
+/// none for 16 inputs (widened on the stack).
 pub fn dense_scratch_size(n_in: usize, _n_out: usize) -> usize {
+    if n_in == 16 {
+        return 0;
+    }
     match n_in / 4 {
         0 => 0,
         groups => groups.saturating_mul(8).saturating_add(4),

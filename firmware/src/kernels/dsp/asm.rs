@@ -236,3 +236,124 @@ pub(super) fn dot6(w: &[u32], x: &[u32; 6], acc: i32) -> i32 {
     };
     a
 }
+
+/// Work of [`dense16_pairs`]: the widened input (the `put_row` layout, words 0..8), then the
+/// pointers of the remaining output pairs. `#[repr(C)]`: the assembly reads fixed offsets.
+#[repr(C)]
+pub(super) struct Dense16 {
+    /// Input `x - zp` as int16 pairs, `[(x0, x2), (x1, x3), (x4, x6), …]`.
+    pub x: [u32; 8],
+    /// Weight rows of 16 int8 each (any alignment).
+    pub w: *const i8,
+    /// int32 bias per channel, little-endian (any alignment).
+    pub bias: *const u8,
+    /// Q31 multiplier per channel, little-endian (any alignment).
+    pub mult: *const u8,
+    pub shift: *const i8,
+    pub out: *mut i8,
+    /// Output pairs to compute (≥ 1).
+    pub pairs: u32,
+    pub zp: i32,
+}
+
+// Dense layer with 16 inputs, two outputs per iteration, in one hand-scheduled loop (all 14
+// registers; inline `asm!` cannot name r6, r7 and r11 on Thumb). Per pair: 2 bias loads, 4 × (LDRD of
+// two input words, 2 weight words, 4 SXTB16, 4 SMLAD), then per output the requantisation
+//   t = SMMLAR(a, 2m, (a & c) - [a < 0])   (c = all ones when m ≥ 2^30; t = y - [a < 0] with
+//                                           y = (a·m + 2^30) >> 31, exact: see `Rq` and BENCH.md)
+//   q = (t >> e) + carry (bit e-1 of t)    (ASRS sets the carry, ADC adds it with the zero point)
+// then SSAT #8 (no ReLU) or USAT #8, + zp, SSAT #8 (ReLU: clamp to [zp, 127]).
+// A channel with shift ≥ 0 or a negative multiplier stops the loop before anything of its pair is
+// stored; the function returns the pairs left (0 when done) and Rust finishes that pair.
+// r0 job/x, r1 weights, r2 bias, r3 mult, r4 shift, r5 out, r6 pairs, r7 zp,
+// r8 r9 accumulators, r10 weight word / ra, r11 widened weight, r12 lr input words / m e.
+core::arch::global_asm!(
+    ".macro EDGEVAE_DENSE16 name, relu",
+    ".section .text.\\name,\"ax\",%progbits",
+    ".global \\name",
+    ".type \\name,%function",
+    ".p2align 2",
+    ".thumb_func",
+    "\\name:",
+    "push {{r4-r11, lr}}",
+    "ldr r1, [r0, #32]",
+    "ldr r2, [r0, #36]",
+    "ldr r3, [r0, #40]",
+    "ldr r4, [r0, #44]",
+    "ldr r5, [r0, #48]",
+    "ldr r6, [r0, #52]",
+    "ldr r7, [r0, #56]",
+    "cmp r6, #0",
+    "beq 9f",
+    "1:",
+    "ldr r8, [r2], #4",
+    "ldr r9, [r2], #4",
+    ".irp k, 0, 8, 16, 24",
+    "ldrd r12, lr, [r0, #\\k]",
+    "ldr r10, [r1, #(\\k / 2)]",
+    "sxtb16 r11, r10",
+    "smlad r8, r11, r12, r8",
+    "sxtb16 r11, r10, ror #8",
+    "smlad r8, r11, lr, r8",
+    "ldr r10, [r1, #(16 + \\k / 2)]",
+    "sxtb16 r11, r10",
+    "smlad r9, r11, r12, r9",
+    "sxtb16 r11, r10, ror #8",
+    "smlad r9, r11, lr, r9",
+    ".endr",
+    ".irp acc, r8, r9",
+    "ldr r12, [r3], #4",
+    "ldrsb lr, [r4], #1",
+    "bics r10, lr, r12",
+    "bpl 9f",
+    "rsb lr, lr, #0",
+    "lsl r12, r12, #1",
+    "and r10, \\acc, r12, asr #31",
+    "add r10, r10, \\acc, asr #31",
+    "smmlar \\acc, \\acc, r12, r10",
+    "asrs \\acc, \\acc, lr",
+    ".if \\relu",
+    "adc \\acc, \\acc, #0",
+    "usat \\acc, #8, \\acc",
+    "add \\acc, \\acc, r7",
+    ".else",
+    "adc \\acc, \\acc, r7",
+    ".endif",
+    "ssat \\acc, #8, \\acc",
+    ".endr",
+    "add r1, r1, #32",
+    "strb r8, [r5], #1",
+    "strb r9, [r5], #1",
+    "subs r6, r6, #1",
+    "bne 1b",
+    "9:",
+    "mov r0, r6",
+    "pop {{r4-r11, pc}}",
+    ".size \\name, . - \\name",
+    ".endm",
+    "EDGEVAE_DENSE16 edgevae_dsp_dense16_pairs, 0",
+    "EDGEVAE_DENSE16 edgevae_dsp_dense16_pairs_relu, 1",
+);
+
+extern "C" {
+    fn edgevae_dsp_dense16_pairs(job: *const Dense16) -> u32;
+    fn edgevae_dsp_dense16_pairs_relu(job: *const Dense16) -> u32;
+}
+
+/// Runs the pairs of `job`; returns the pairs left when a channel needs the general
+/// requantisation (0 when all are done).
+///
+/// # Safety
+/// `w` must be readable for `16 · 2 · pairs` bytes, `bias` and `mult` for `4 · 2 · pairs`, `shift`
+/// for `2 · pairs`, and `out` writable for `2 · pairs` bytes.
+#[inline(always)]
+pub(super) unsafe fn dense16_pairs(job: &Dense16, relu: bool) -> u32 {
+    // SAFETY: the caller's contract; the functions follow the AAPCS and save what they use.
+    unsafe {
+        if relu {
+            edgevae_dsp_dense16_pairs_relu(job)
+        } else {
+            edgevae_dsp_dense16_pairs(job)
+        }
+    }
+}
