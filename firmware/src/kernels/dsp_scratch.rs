@@ -3,8 +3,15 @@
 
 use super::{ConvGeom, Shape};
 
-/// Output pixels gathered per im2col chunk: weights are widened once per chunk and channel pair,
-/// so a larger chunk amortises that better and costs `4 · CHUNK` scratch bytes per kernel element.
+/// RAM the exporter aims at for activations plus DSP scratch: when a model's ping-pong
+/// activations leave room under it, each layer's scratch is planned to fit the rest (smaller
+/// im2col chunks, fewer channels at a time, or the zero-scratch reference loop); when they do
+/// not, every layer gets the scratch it runs fastest with.
+pub const ARENA_BUDGET: usize = 16 * 1024;
+
+/// Output pixels gathered per im2col chunk at most: weights are widened once per chunk and
+/// channel pair, so a larger chunk amortises that better and costs `4 · chunk` scratch bytes per
+/// kernel element. The kernels take the largest even chunk the scratch they get allows.
 pub(crate) const CHUNK: usize = 16;
 
 /// Kernel elements rounded up to the 8 the unrolled SMLAD loop consumes per iteration.
@@ -12,17 +19,35 @@ pub(crate) fn padded_k(k: usize) -> usize {
     k.div_ceil(8).saturating_mul(8)
 }
 
-/// Scratch for a GEMM over rows of `k` elements: widened weights of two channels plus a chunk of
-/// widened pixels, `4 + 2·k8·2 + CHUNK·k8·2` bytes (4 for alignment), for up to `pixels` pixels.
-fn gemm_scratch(k: usize, pixels: usize) -> usize {
+/// Scratch for a GEMM over rows of `k` elements with `chunk` pixels a chunk (even): widened
+/// weights of two channels plus the widened pixels, `4 + 2·k8·2 + chunk·k8·2` bytes (4 for
+/// alignment).
+fn gemm_bytes(k: usize, chunk: usize) -> usize {
+    padded_k(k)
+        .saturating_mul(2)
+        .saturating_mul(2usize.saturating_add(chunk))
+        .saturating_add(4)
+}
+
+/// The im2col chunk a GEMM over `pixels` output pixels with rows of `k` elements uses in `avail`
+/// scratch bytes: the largest even chunk up to `min(pixels, CHUNK)` (rounded up to even) that
+/// fits, or 0 when not even two pixels fit (the caller then runs the reference loop).
+pub(crate) fn gemm_chunk(k: usize, pixels: usize, avail: usize) -> usize {
     if k == 0 || pixels == 0 {
         return 0;
     }
-    let chunk = pixels.min(CHUNK).next_multiple_of(2);
-    padded_k(k)
-        .saturating_mul(2)
-        .saturating_mul(2 + chunk)
-        .saturating_add(4)
+    let mut chunk = pixels.min(CHUNK).next_multiple_of(2);
+    while chunk >= 2 && gemm_bytes(k, chunk) > avail {
+        chunk -= 2;
+    }
+    chunk
+}
+
+fn gemm_scratch(k: usize, pixels: usize, avail: usize) -> usize {
+    match gemm_chunk(k, pixels, avail) {
+        0 => 0,
+        chunk => gemm_bytes(k, chunk),
+    }
 }
 
 /// Below this many output channels the im2col gather is not amortised: transposed convolutions
@@ -39,25 +64,64 @@ pub(crate) fn ic1_words(geom: ConvGeom) -> usize {
         .next_multiple_of(2)
 }
 
-/// Scratch bytes [`conv2d`] needs.
-pub fn conv2d_scratch_size(in_shape: Shape, out_shape: Shape, geom: ConvGeom) -> usize {
-    if in_shape.c == 1 {
-        // One pixel's taps, then every output channel's weights, all as int16 pairs.
-        if out_shape.c == 0 {
+/// Output channels the one-input-channel convolution widens at a time (the block its bias and
+/// requantisation are prepared for).
+pub(crate) const IC1_BLOCK: usize = 64;
+
+/// Scratch of the one-input-channel convolution for `n` channels at a time: one pixel's taps,
+/// then the channels' weights, as int16 pairs.
+fn ic1_bytes(geom: ConvGeom, n: usize) -> usize {
+    ic1_words(geom)
+        .saturating_mul(n.saturating_add(1))
+        .saturating_mul(4)
+        .saturating_add(4)
+}
+
+/// Output channels the one-input-channel convolution handles at a time in `avail` bytes (0: the
+/// reference loop).
+pub(crate) fn ic1_channels(geom: ConvGeom, oc: usize, avail: usize) -> usize {
+    let mut n = oc.min(IC1_BLOCK);
+    if n == 0 {
+        return 0;
+    }
+    // Equal blocks: as few as the space allows, then as small as that count permits.
+    let words = ic1_words(geom).max(1);
+    let fit = (avail.saturating_sub(4) / 4 / words).saturating_sub(1);
+    if fit < n {
+        if fit == 0 {
             return 0;
         }
-        return ic1_words(geom)
-            .saturating_mul(out_shape.c.saturating_add(1))
-            .saturating_mul(4)
-            .saturating_add(4);
+        n = oc.div_ceil(oc.div_ceil(fit).max(1));
+    }
+    n
+}
+
+/// Scratch bytes [`conv2d`] runs fastest with. Any shorter scratch works: see
+/// [`conv2d_scratch_for`].
+pub fn conv2d_scratch_size(in_shape: Shape, out_shape: Shape, geom: ConvGeom) -> usize {
+    conv2d_scratch_for(in_shape, out_shape, geom, usize::MAX)
+}
+
+/// Scratch bytes [`conv2d`] uses when it is given `avail` bytes (at most `avail`; 0 when it runs
+/// the zero-scratch reference loop).
+pub fn conv2d_scratch_for(
+    in_shape: Shape,
+    out_shape: Shape,
+    geom: ConvGeom,
+    avail: usize,
+) -> usize {
+    if in_shape.c == 1 {
+        return match ic1_channels(geom, out_shape.c, avail) {
+            0 => 0,
+            n => ic1_bytes(geom, n),
+        };
     }
     if out_shape.c < MIN_GEMM_CHANNELS {
         return 0;
     }
     let k = geom.kh.saturating_mul(geom.kw).saturating_mul(in_shape.c);
-    gemm_scratch(k, out_shape.h.saturating_mul(out_shape.w))
+    gemm_scratch(k, out_shape.h.saturating_mul(out_shape.w), avail)
 }
-
 /// Layout of the narrow transposed-convolution scratch (fewer than [`MIN_GEMM_CHANNELS`] output
 /// channels), in words: `slots` row tags, then `slots` widened input rows of `row` words, then the
 /// widened weights (`wts` words). Pixels are widened to `icp = ic` rounded up to 4 elements.
@@ -90,19 +154,26 @@ pub(crate) fn narrow_t(in_shape: Shape, out_shape: Shape, geom: ConvGeom) -> Nar
     }
 }
 
-/// Scratch bytes [`conv_transpose2d`] needs (the largest phase).
+/// Scratch bytes [`conv_transpose2d`] runs fastest with. Any shorter scratch works: see
+/// [`conv_transpose2d_scratch_for`].
 pub fn conv_transpose2d_scratch_size(in_shape: Shape, out_shape: Shape, geom: ConvGeom) -> usize {
+    conv_transpose2d_scratch_for(in_shape, out_shape, geom, usize::MAX)
+}
+
+/// Scratch bytes [`conv_transpose2d`] uses when it is given `avail` bytes (at most `avail`; 0
+/// when it runs the zero-scratch reference loop).
+pub fn conv_transpose2d_scratch_for(
+    in_shape: Shape,
+    out_shape: Shape,
+    geom: ConvGeom,
+    avail: usize,
+) -> usize {
     if out_shape.c < MIN_GEMM_CHANNELS {
         if out_shape.c == 0 {
             return 0;
         }
-        let n = narrow_t(in_shape, out_shape, geom);
-        return n
-            .slots
-            .saturating_mul(n.row.saturating_add(1))
-            .saturating_add(n.wts)
-            .saturating_mul(4)
-            .saturating_add(4);
+        let need = narrow_t_bytes(in_shape, out_shape, geom);
+        return if need <= avail { need } else { 0 };
     }
     let s = geom.stride.max(1);
     // The largest sub-kernel has ceil(k / s) taps per axis; a phase has at most ceil(out / s)
@@ -112,23 +183,42 @@ pub fn conv_transpose2d_scratch_size(in_shape: Shape, out_shape: Shape, geom: Co
         .div_ceil(s)
         .saturating_mul(geom.kw.div_ceil(s))
         .saturating_mul(in_shape.c);
-    gemm_scratch(
-        k,
-        out_shape
-            .h
-            .div_ceil(s)
-            .saturating_mul(out_shape.w.div_ceil(s)),
-    )
+    let pixels = out_shape
+        .h
+        .div_ceil(s)
+        .saturating_mul(out_shape.w.div_ceil(s));
+    gemm_scratch(k, pixels, avail)
 }
 
-/// Scratch bytes [`dense`] needs: the input widened to int16 (groups of four), plus alignment;
-/// none for 16 inputs (widened on the stack).
-pub fn dense_scratch_size(n_in: usize, _n_out: usize) -> usize {
+/// Scratch of the narrow transposed convolution (fewer than [`MIN_GEMM_CHANNELS`] outputs).
+fn narrow_t_bytes(in_shape: Shape, out_shape: Shape, geom: ConvGeom) -> usize {
+    let n = narrow_t(in_shape, out_shape, geom);
+    n.slots
+        .saturating_mul(n.row.saturating_add(1))
+        .saturating_add(n.wts)
+        .saturating_mul(4)
+        .saturating_add(4)
+}
+
+/// Scratch bytes [`dense`] runs fastest with: the input widened to int16 (groups of four), plus
+/// alignment; none for 16 inputs (widened on the stack).
+pub fn dense_scratch_size(n_in: usize, n_out: usize) -> usize {
+    dense_scratch_for(n_in, n_out, usize::MAX)
+}
+
+/// Scratch bytes [`dense`] uses when it is given `avail` bytes (0: the reference loop, or the
+/// 16-input loop, which needs none).
+pub fn dense_scratch_for(n_in: usize, _n_out: usize, avail: usize) -> usize {
     if n_in == 16 {
         return 0;
     }
-    match n_in / 4 {
+    let need = match n_in / 4 {
         0 => 0,
         groups => groups.saturating_mul(8).saturating_add(4),
+    };
+    if need <= avail {
+        need
+    } else {
+        0
     }
 }

@@ -4,7 +4,7 @@
 
 use super::super::{validate_dense, KernelError, OutputStage};
 use super::{asm, put_row, scratch_words, Rq};
-use crate::kernels::dsp_scratch::dense_scratch_size;
+use crate::kernels::dsp_scratch::dense_scratch_for;
 
 /// See [`crate::kernels::dense`].
 #[allow(clippy::too_many_arguments)]
@@ -19,14 +19,24 @@ pub fn dense(
     scratch: &mut [u8],
 ) -> Result<(), KernelError> {
     validate_dense(input, input_zp, weights, n_in, n_out, stage, output)?;
-    if scratch.len() < dense_scratch_size(n_in, n_out) {
-        return Err(KernelError::ScratchTooSmall);
-    }
     if n_out == 0 {
         return Ok(());
     }
     if n_in == 16 && dense16(input, input_zp, weights, n_out, stage, output) {
         return Ok(());
+    }
+    if n_in / 4 > 0 && dense_scratch_for(n_in, n_out, scratch.len()) == 0 {
+        // No room to widen the input: the zero-scratch reference loop.
+        return crate::kernels::scalar::dense(
+            input,
+            input_zp,
+            weights,
+            n_in,
+            n_out,
+            stage,
+            output,
+            &mut [],
+        );
     }
     let groups = n_in / 4;
     let main = groups * 4;

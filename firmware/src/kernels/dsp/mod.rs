@@ -23,8 +23,11 @@ mod narrow;
 
 use super::OutputStage;
 
-pub use crate::kernels::dsp_scratch::dense_scratch_size;
-pub use conv::{conv2d, conv2d_scratch_size, conv_transpose2d, conv_transpose2d_scratch_size};
+pub use crate::kernels::dsp_scratch::{dense_scratch_for, dense_scratch_size};
+pub use conv::{
+    conv2d, conv2d_scratch_for, conv2d_scratch_size, conv_transpose2d,
+    conv_transpose2d_scratch_for, conv_transpose2d_scratch_size,
+};
 pub use dense::dense;
 
 /// Words of int16 pairs from the scratch bytes: the aligned middle of `scratch`.
@@ -170,6 +173,9 @@ impl Rq {
             crate::kernels::requantize(acc, self.m, self.e)
         };
         // |q| ≥ 256 clamps to the same int8 as its 9-bit saturation, since |zp| ≤ 128.
-        (q.clamp(-256, 255) + stage.output_zp).clamp(stage.act_min, stage.act_max) as i8
+        // max/min, not clamp: the same for the validated act_min ≤ act_max, and no panic path.
+        (q.clamp(-256, 255) + stage.output_zp)
+            .max(stage.act_min)
+            .min(stage.act_max) as i8
     }
 }

@@ -10,7 +10,7 @@
 
 use super::super::{ConvGeom, KernelError, OutputStage, Shape};
 use super::{asm, put_row, put_zeros, scratch_words, Rq};
-use crate::kernels::dsp_scratch::{ic1_words, narrow_t};
+use crate::kernels::dsp_scratch::{ic1_channels, ic1_words, narrow_t, IC1_BLOCK};
 
 /// See [`crate::kernels::conv_transpose2d`]; the caller has validated the call and the scratch
 /// length against `conv_transpose2d_scratch_size`.
@@ -37,8 +37,11 @@ pub(super) fn conv_transpose2d_narrow(
     if oc_n == 0 {
         return Ok(());
     }
+    // Validated ≥ 1; `max` keeps division by zero out of the code (no panic path).
+    let s = s.max(1);
     let n = narrow_t(in_shape, out_shape, geom);
-    let (pw, tx) = (n.pw, n.taps_x);
+    let (pw, tx) = (n.pw.max(1), n.taps_x);
+    let slots = n.slots.max(1);
     let words = scratch_words(scratch);
     let (tags, rest) = words
         .split_at_mut_checked(n.slots)
@@ -86,7 +89,7 @@ pub(super) fn conv_transpose2d_narrow(
             if iy >= h {
                 continue;
             }
-            let slot = iy % n.slots;
+            let slot = iy % slots;
             if tags.get(slot) == Some(&(iy as u32 + 1)) {
                 continue;
             }
@@ -100,7 +103,7 @@ pub(super) fn conv_transpose2d_narrow(
             if pw * 2 == ic {
                 put_row::<1>(dst, 0, 0, src, input_zp);
             } else {
-                for (d, px) in dst.chunks_exact_mut(pw).zip(src.chunks_exact(ic)) {
+                for (d, px) in dst.chunks_exact_mut(pw).zip(src.chunks_exact(ic.max(1))) {
                     put_row::<1>(d, 0, 0, px, input_zp);
                     put_zeros::<1>(d, 0, ic, 2 * pw - ic);
                 }
@@ -128,7 +131,7 @@ pub(super) fn conv_transpose2d_narrow(
                     if iy >= h {
                         continue;
                     }
-                    let r = (iy % n.slots) * n.row + x_at;
+                    let r = (iy % slots) * n.row + x_at;
                     let x = rows.get(r..r + len).unwrap_or(&[]);
                     for (oc, a) in acc.iter_mut().enumerate().take(rq_n) {
                         let b = ((oc * kh + ky) * s + rx) * block + w_at;
@@ -151,7 +154,9 @@ pub(super) fn conv_transpose2d_narrow(
 /// Convolution of a one-channel input (the encoder's first layer): each output pixel's `kh·kw`
 /// taps are gathered once as int16 pairs (`x - zp`, padding 0), then every output channel is one
 /// short SMLAD dot product against its weights, widened into the same pairs once per call. The
-/// caller has validated the call and the scratch length against `conv2d_scratch_size`.
+/// channels run in blocks of as many as the scratch holds (at most [`IC1_BLOCK`]), the taps
+/// gathered again per block; without room for one channel the reference loop runs. The caller
+/// has validated the call.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv2d_ic1(
     input: &[i8],
@@ -165,36 +170,8 @@ pub(super) fn conv2d_ic1(
     scratch: &mut [u8],
 ) -> Result<(), KernelError> {
     let oc_n = out_shape.c;
-    if oc_n == 0 {
-        return Ok(());
-    }
-    let ConvGeom {
-        kh,
-        kw,
-        stride,
-        pad,
-    } = geom;
-    let taps = kh * kw;
-    let p = ic1_words(geom);
-    let words = scratch_words(scratch);
-    let (xw, wts) = words
-        .split_at_mut_checked(p)
-        .ok_or(KernelError::ScratchTooSmall)?;
-    let wts = wts
-        .get_mut(..oc_n * p)
-        .ok_or(KernelError::ScratchTooSmall)?;
-    let pair = |lo: i32, hi: i32| (lo as u16 as u32) | ((hi as u16 as u32) << 16);
-    for (oc, dst) in wts.chunks_exact_mut(p).enumerate() {
-        let row = weights.get(oc * taps..(oc + 1) * taps).unwrap_or(&[]);
-        for (i, d) in dst.iter_mut().enumerate() {
-            let at = |t: usize| row.get(t).map_or(0, |&v| v as i32);
-            *d = pair(at(2 * i), at(2 * i + 1));
-        }
-    }
-    let wts = &*wts;
-    if oc_n > BLK * PREP {
-        // More channels than the prepared blocks: run the blocks one output-channel range at a
-        // time would need a strided output; the reference handles this rare shape.
+    let nb = ic1_channels(geom, oc_n, scratch.len());
+    if nb == 0 {
         return crate::kernels::scalar::conv2d(
             input,
             in_shape,
@@ -207,50 +184,71 @@ pub(super) fn conv2d_ic1(
             &mut [],
         );
     }
-    let mut prep = [([0i32; BLK], [Rq::new(stage, 0); BLK]); PREP];
-    for (b, (bias, rq)) in prep.iter_mut().enumerate() {
-        for (i, (bi, q)) in bias.iter_mut().zip(rq.iter_mut()).enumerate() {
-            let oc = b * BLK + i;
-            if oc < oc_n {
-                *bi = stage.bias.get(oc);
-                *q = Rq::new(stage, oc);
+    let ConvGeom {
+        kh,
+        kw,
+        stride,
+        pad,
+    } = geom;
+    let taps = kh * kw;
+    let p = ic1_words(geom).max(1);
+    let words = scratch_words(scratch);
+    let (xw, wts) = words
+        .split_at_mut_checked(p)
+        .ok_or(KernelError::ScratchTooSmall)?;
+    let wts = wts.get_mut(..nb * p).ok_or(KernelError::ScratchTooSmall)?;
+    let pair = |lo: i32, hi: i32| (lo as u16 as u32) | ((hi as u16 as u32) << 16);
+    let (h, w) = (in_shape.h, in_shape.w);
+    let mut bias = [0i32; IC1_BLOCK];
+    let mut rq = [Rq::new(stage, 0); IC1_BLOCK];
+    for c0 in (0..oc_n).step_by(nb) {
+        let cn = nb.min(oc_n - c0);
+        for (i, dst) in wts.chunks_exact_mut(p).take(cn).enumerate() {
+            let oc = c0 + i;
+            let row = weights.get(oc * taps..(oc + 1) * taps).unwrap_or(&[]);
+            for (j, d) in dst.iter_mut().enumerate() {
+                let at = |t: usize| row.get(t).map_or(0, |&v| v as i32);
+                *d = pair(at(2 * j), at(2 * j + 1));
             }
         }
-    }
-    let (h, w) = (in_shape.h, in_shape.w);
-    let mut out = output.chunks_exact_mut(oc_n);
-    for oy in 0..out_shape.h {
-        for ox in 0..out_shape.w {
-            let tap = |t: usize| {
-                let (ky, kx) = (t / kw, t % kw);
-                let iy = (oy * stride + ky).checked_sub(pad).filter(|&y| y < h);
-                let ix = (ox * stride + kx).checked_sub(pad).filter(|&x| x < w);
-                match (iy, ix) {
-                    (Some(iy), Some(ix)) if t < taps => {
-                        input.get(iy * w + ix).map_or(0, |&v| v as i32 - input_zp)
+        for (i, (bi, q)) in bias.iter_mut().zip(rq.iter_mut()).take(cn).enumerate() {
+            *bi = stage.bias.get(c0 + i);
+            *q = Rq::new(stage, c0 + i);
+        }
+        let wb = &*wts;
+        let mut out = output.chunks_exact_mut(oc_n.max(1));
+        for oy in 0..out_shape.h {
+            for ox in 0..out_shape.w {
+                let tap = |t: usize| {
+                    let (ky, kx) = (t / kw, t % kw);
+                    let iy = (oy * stride + ky).checked_sub(pad).filter(|&y| y < h);
+                    let ix = (ox * stride + kx).checked_sub(pad).filter(|&x| x < w);
+                    match (iy, ix) {
+                        (Some(iy), Some(ix)) if t < taps => {
+                            input.get(iy * w + ix).map_or(0, |&v| v as i32 - input_zp)
+                        }
+                        _ => 0,
                     }
-                    _ => 0,
+                };
+                for (i, d) in xw.iter_mut().enumerate() {
+                    *d = pair(tap(2 * i), tap(2 * i + 1));
                 }
-            };
-            for (i, d) in xw.iter_mut().enumerate() {
-                *d = pair(tap(2 * i), tap(2 * i + 1));
-            }
-            let Some(px) = out.next() else {
-                return Ok(());
-            };
-            let xw = &*xw;
-            // Output channels in blocks of BLK with their bias and requantisation prepared.
-            for (b, (pxb, wb)) in px.chunks_mut(BLK).zip(wts.chunks(BLK * p)).enumerate() {
-                let (bias, rq) = &prep[b % PREP];
+                let Some(px) = out.next() else {
+                    return Ok(());
+                };
+                let Some(pxb) = px.get_mut(c0..c0 + cn) else {
+                    return Ok(());
+                };
+                let xw = &*xw;
                 if let (6, Some(x6)) = (p, xw.first_chunk::<6>()) {
                     for (((o, wv), q), &bi) in
-                        pxb.iter_mut().zip(wb.chunks_exact(6)).zip(rq).zip(bias)
+                        pxb.iter_mut().zip(wb.chunks_exact(6)).zip(&rq).zip(&bias)
                     {
                         *o = q.apply(asm::dot6(wv, x6, bi), stage);
                     }
                 } else {
                     for (((o, wv), q), &bi) in
-                        pxb.iter_mut().zip(wb.chunks_exact(p)).zip(rq).zip(bias)
+                        pxb.iter_mut().zip(wb.chunks_exact(p)).zip(&rq).zip(&bias)
                     {
                         *o = q.apply(asm::dot(wv, xw, p, bi), stage);
                     }
@@ -260,7 +258,3 @@ pub(super) fn conv2d_ic1(
     }
     Ok(())
 }
-
-/// Output channels prepared at a time by [`conv2d_ic1`], and how many blocks fit on the stack.
-const BLK: usize = 32;
-const PREP: usize = 2;
