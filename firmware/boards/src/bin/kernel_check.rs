@@ -114,9 +114,13 @@ fn main() -> ! {
                 ok = false;
                 break;
             }
-            // Any shorter scratch: smaller chunks or channel blocks, or the reference loop.
-            if size > 0 {
-                let short = r.next_u32() as usize % size;
+            // Any shorter scratch (smaller chunks or channel blocks), and none (the direct
+            // kernels or the reference loop).
+            let random_short = r.next_u32() as usize % size.max(1);
+            for short in [random_short, 0] {
+                if size == 0 {
+                    break;
+                }
                 fo.fill(0x5A);
                 let rf = f(x, is, zp, w, g, &stage, fo, os, &mut scratch[..short]);
                 if rf != rs || fo != ro {

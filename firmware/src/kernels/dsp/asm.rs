@@ -357,3 +357,86 @@ pub(super) unsafe fn dense16_pairs(job: &Dense16, relu: bool) -> u32 {
         }
     }
 }
+
+/// Two output channels over `words` words of int8 pixels and weights, all widened on the fly:
+/// returns `acc` plus `[Σ w0·(x - zp), Σ w1·(x - zp)]`, with `zz` = `zp` in both halfwords.
+/// Used where no scratch is left for widened copies. Slices shorter than `4 · words` bytes
+/// compute nothing.
+#[inline(always)]
+pub(super) fn dot2_i8(
+    x: &[i8],
+    w0: &[i8],
+    w1: &[i8],
+    words: usize,
+    zz: u32,
+    acc: [i32; 2],
+) -> [i32; 2] {
+    let [mut a0, mut a1] = acc;
+    let bytes = words.saturating_mul(4);
+    if words == 0 || x.len() < bytes || w0.len() < bytes || w1.len() < bytes {
+        return acc;
+    }
+    // SAFETY: the loop reads `words` words from each of the three pointers, inside the slices by
+    // the check above; LDR allows unaligned addresses on Armv7-M (UNALIGN_TRP is off after reset).
+    unsafe {
+        asm!(
+            "2:",
+            "ldr {xa}, [{xp}], #4",
+            "sxtb16 {xb}, {xa}, ror #8",
+            "sxtb16 {xa}, {xa}",
+            "ssub16 {xa}, {xa}, {zz}",
+            "ssub16 {xb}, {xb}, {zz}",
+            "ldr {w}, [{wp0}], #4",
+            "sxtb16 {t}, {w}",
+            "smlad {a0}, {t}, {xa}, {a0}",
+            "sxtb16 {t}, {w}, ror #8",
+            "smlad {a0}, {t}, {xb}, {a0}",
+            "ldr {w}, [{wp1}], #4",
+            "sxtb16 {t}, {w}",
+            "smlad {a1}, {t}, {xa}, {a1}",
+            "sxtb16 {t}, {w}, ror #8",
+            "smlad {a1}, {t}, {xb}, {a1}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            xp = inout(reg) x.as_ptr() => _,
+            wp0 = inout(reg) w0.as_ptr() => _,
+            wp1 = inout(reg) w1.as_ptr() => _,
+            n = inout(reg) words => _,
+            zz = in(reg) zz,
+            a0 = inout(reg) a0,
+            a1 = inout(reg) a1,
+            xa = out(reg) _,
+            xb = out(reg) _,
+            w = out(reg) _,
+            t = out(reg) _,
+            options(nostack, readonly),
+        )
+    };
+    [a0, a1]
+}
+
+/// The fast requantisation of [`super::Rq`]: `t = SMMLAR(a, m2, (a & c) + (a >> 31))`, then
+/// `(t >> e) + bit (e-1) of t` (ASRS sets the carry to the last bit shifted out, ADC adds it).
+/// `e` must be in 1..=31 (with 0, ASRS would leave the carry as it was).
+#[inline(always)]
+pub(super) fn requant(a: i32, m2: i32, c: i32, e: u32) -> i32 {
+    let q: i32;
+    // SAFETY: register-only arithmetic (sets the flags, which the asm reads itself).
+    unsafe {
+        asm!(
+            "and {ra}, {a}, {c}",
+            "add {ra}, {ra}, {a}, asr #31",
+            "smmlar {q}, {a}, {m2}, {ra}",
+            "asrs {q}, {q}, {e}",
+            "adc {q}, {q}, #0",
+            a = in(reg) a,
+            c = in(reg) c,
+            m2 = in(reg) m2,
+            e = in(reg) e,
+            ra = out(reg) _,
+            q = out(reg) q,
+            options(pure, nomem, nostack),
+        )
+    };
+    q
+}

@@ -7,7 +7,7 @@ pub use crate::kernels::dsp_scratch::{
     conv2d_scratch_for, conv2d_scratch_size, conv_transpose2d_scratch_for,
     conv_transpose2d_scratch_size,
 };
-use crate::kernels::dsp_scratch::{gemm_chunk, CHUNK, MIN_GEMM_CHANNELS};
+use crate::kernels::dsp_scratch::{gemm_chunk, ic1_channels, CHUNK, MIN_GEMM_CHANNELS};
 
 /// One phase of a (transposed) convolution: the taps `ky0, ky0 + kstep, … < kh` (same for x) and
 /// how an output coordinate and a tap map to an input coordinate.
@@ -66,9 +66,17 @@ pub fn conv2d(
     validate_conv(
         input, in_shape, input_zp, weights, geom, stage, output, out_shape, false,
     )?;
-    if in_shape.c == 1 {
+    let k = geom.kh * geom.kw * in_shape.c;
+    let chunk = gemm_chunk(k, out_shape.h * out_shape.w, scratch.len());
+    if in_shape.c == 1 && ic1_channels(geom, out_shape.c, scratch.len()) > 0 {
         return super::narrow::conv2d_ic1(
             input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
+        );
+    }
+    if in_shape.c == 1 || chunk == 0 {
+        // Too little scratch for the kernels above: the zero-scratch kernels.
+        return no_scratch(
+            input, in_shape, input_zp, weights, geom, stage, output, out_shape, false,
         );
     }
     let phase = Phase {
@@ -81,22 +89,6 @@ pub fn conv2d(
         kh: geom.kh,
         kw: geom.kw,
     };
-    let k = geom.kh * geom.kw * in_shape.c;
-    let chunk = gemm_chunk(k, out_shape.h * out_shape.w, scratch.len());
-    if chunk == 0 {
-        // Not even two pixels' taps fit the scratch given: the zero-scratch reference loop.
-        return scalar::conv2d(
-            input,
-            in_shape,
-            input_zp,
-            weights,
-            geom,
-            stage,
-            output,
-            out_shape,
-            &mut [],
-        );
-    }
     let ctx = Ctx {
         input,
         in_shape,
@@ -128,17 +120,9 @@ pub fn conv_transpose2d(
     )?;
     let planned = conv_transpose2d_scratch_for(in_shape, out_shape, geom, scratch.len());
     if planned == 0 {
-        // The scratch given is too short for the DSP kernels: the zero-scratch reference loop.
-        return scalar::conv_transpose2d(
-            input,
-            in_shape,
-            input_zp,
-            weights,
-            geom,
-            stage,
-            output,
-            out_shape,
-            &mut [],
+        // The scratch given is too short for the scratch kernels.
+        return no_scratch(
+            input, in_shape, input_zp, weights, geom, stage, output, out_shape, true,
         );
     }
     if out_shape.c < MIN_GEMM_CHANNELS {
@@ -187,6 +171,43 @@ pub fn conv_transpose2d(
         }
     }
     Ok(())
+}
+
+/// Without scratch: the direct DSP kernel where it handles the geometry, else the reference.
+#[allow(clippy::too_many_arguments)]
+fn no_scratch(
+    input: &[i8],
+    in_shape: Shape,
+    input_zp: i32,
+    weights: &[i8],
+    geom: ConvGeom,
+    stage: &OutputStage,
+    output: &mut [i8],
+    out_shape: Shape,
+    transpose: bool,
+) -> Result<(), KernelError> {
+    if super::direct::supported(geom, transpose) {
+        super::direct::conv_direct(
+            input, in_shape, input_zp, weights, geom, stage, output, out_shape, transpose,
+        );
+        return Ok(());
+    }
+    let reference = if transpose {
+        scalar::conv_transpose2d
+    } else {
+        scalar::conv2d
+    };
+    reference(
+        input,
+        in_shape,
+        input_zp,
+        weights,
+        geom,
+        stage,
+        output,
+        out_shape,
+        &mut [],
+    )
 }
 
 struct Ctx<'a, 'b> {

@@ -3,7 +3,7 @@
 //! ([`asm::dense16_pairs`]) and need no scratch.
 
 use super::super::{validate_dense, KernelError, OutputStage};
-use super::{asm, put_row, scratch_words, Rq};
+use super::{asm, dot2_tail, put_row, scratch_words, store_pair, Rq};
 use crate::kernels::dsp_scratch::dense_scratch_for;
 
 /// See [`crate::kernels::dense`].
@@ -26,17 +26,9 @@ pub fn dense(
         return Ok(());
     }
     if n_in / 4 > 0 && dense_scratch_for(n_in, n_out, scratch.len()) == 0 {
-        // No room to widen the input: the zero-scratch reference loop.
-        return crate::kernels::scalar::dense(
-            input,
-            input_zp,
-            weights,
-            n_in,
-            n_out,
-            stage,
-            output,
-            &mut [],
-        );
+        // No room to widen the input: widen it in registers, per pair of outputs.
+        dense_direct(input, input_zp, weights, n_in, n_out, stage, output);
+        return Ok(());
     }
     let groups = n_in / 4;
     let main = groups * 4;
@@ -171,4 +163,30 @@ fn dense16(
         }
     }
     true
+}
+
+/// Without scratch: each pair of outputs is one SMLAD dot over the int8 input and weight rows,
+/// both widened in registers ([`asm::dot2_i8`]). The caller has validated the call.
+fn dense_direct(
+    input: &[i8],
+    input_zp: i32,
+    weights: &[i8],
+    n_in: usize,
+    n_out: usize,
+    stage: &OutputStage,
+    output: &mut [i8],
+) {
+    let zz = (input_zp as u16 as u32).wrapping_mul(0x0001_0001);
+    let x = input.get(..n_in).unwrap_or(&[]);
+    let main = n_in / 4;
+    let row = |oc: usize| weights.get(oc * n_in..(oc + 1) * n_in).unwrap_or(&[]);
+    for oc0 in (0..n_out).step_by(2) {
+        // An odd last output runs as a pair with itself; the duplicate is discarded.
+        let oc1 = (oc0 + 1).min(n_out - 1);
+        let (w0, w1) = (row(oc0), row(oc1));
+        let mut acc = [stage.bias.get(oc0), stage.bias.get(oc1)];
+        acc = asm::dot2_i8(x, w0, w1, main, zz, acc);
+        acc = dot2_tail(x, w0, w1, 4 * main, input_zp, acc);
+        store_pair(output, 0, [oc0, oc1], acc, stage);
+    }
 }

@@ -37,8 +37,10 @@ pub(super) fn conv_transpose2d_narrow(
     if oc_n == 0 {
         return Ok(());
     }
-    // Validated ≥ 1; `max` keeps division by zero out of the code (no panic path).
-    let s = s.max(1);
+    // Validated ≥ 1; dividing by a `NonZeroUsize` has no panic path.
+    let Some(sn) = core::num::NonZeroUsize::new(s) else {
+        return Err(KernelError::BadParams);
+    };
     let n = narrow_t(in_shape, out_shape, geom);
     let (pw, tx) = (n.pw.max(1), n.taps_x);
     let slots = n.slots.max(1);
@@ -82,10 +84,10 @@ pub(super) fn conv_transpose2d_narrow(
 
     for oy in 0..out_shape.h {
         let ty = oy + pad;
-        let ry = ty % s;
+        let ry = ty % sn;
         // Widen the input rows this output row reads (at most `slots`, consecutive).
         for ky in (ry..kh.min(ty + 1)).step_by(s) {
-            let iy = (ty - ky) / s;
+            let iy = (ty - ky) / sn;
             if iy >= h {
                 continue;
             }
@@ -112,8 +114,8 @@ pub(super) fn conv_transpose2d_narrow(
         let rows = &*rows;
         for ox in 0..out_shape.w {
             let t = ox + pad;
-            let rx = t % s;
-            let ix0 = t / s; // input pixel of tap j = 0 (kx = rx), as (t - rx) / s
+            let rx = t % sn;
+            let ix0 = t / sn; // input pixel of tap j = 0 (kx = rx), as (t - rx) / s
             let ntx = (rx..kw).step_by(s).len();
             // Valid taps j: ix0 - j in [0, w).
             let j_lo = (ix0 + 1).saturating_sub(w);
@@ -127,7 +129,7 @@ pub(super) fn conv_transpose2d_narrow(
                 let x_at = (ix0 + 1 - j_hi) * pw;
                 let w_at = (tx - j_hi) * pw;
                 for ky in (ry..kh.min(ty + 1)).step_by(s) {
-                    let iy = (ty - ky) / s;
+                    let iy = (ty - ky) / sn;
                     if iy >= h {
                         continue;
                     }
@@ -155,8 +157,8 @@ pub(super) fn conv_transpose2d_narrow(
 /// taps are gathered once as int16 pairs (`x - zp`, padding 0), then every output channel is one
 /// short SMLAD dot product against its weights, widened into the same pairs once per call. The
 /// channels run in blocks of as many as the scratch holds (at most [`IC1_BLOCK`]), the taps
-/// gathered again per block; without room for one channel the reference loop runs. The caller
-/// has validated the call.
+/// gathered again per block. The caller has validated the call and checked that one channel
+/// fits the scratch (`ic1_channels`).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv2d_ic1(
     input: &[i8],
@@ -172,17 +174,8 @@ pub(super) fn conv2d_ic1(
     let oc_n = out_shape.c;
     let nb = ic1_channels(geom, oc_n, scratch.len());
     if nb == 0 {
-        return crate::kernels::scalar::conv2d(
-            input,
-            in_shape,
-            input_zp,
-            weights,
-            geom,
-            stage,
-            output,
-            out_shape,
-            &mut [],
-        );
+        // No room for one channel's widened weights (the caller checks this first).
+        return Err(KernelError::ScratchTooSmall);
     }
     let ConvGeom {
         kh,
@@ -190,6 +183,10 @@ pub(super) fn conv2d_ic1(
         stride,
         pad,
     } = geom;
+    if kw == 0 {
+        // Validated ≥ 1; the test keeps division by zero out of the code (no panic path).
+        return Err(KernelError::BadParams);
+    }
     let taps = kh * kw;
     let p = ic1_words(geom).max(1);
     let words = scratch_words(scratch);
