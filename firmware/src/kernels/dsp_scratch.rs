@@ -68,6 +68,25 @@ pub(crate) fn ic1_words(geom: ConvGeom) -> usize {
 /// requantisation are prepared for).
 pub(crate) const IC1_BLOCK: usize = 64;
 
+/// Taps up to which the one-input-channel convolution runs its assembly loop (taps in five
+/// registers), and the words of one channel there: five weight pairs, bias, `2m`, `c`, `e`, zero
+/// point.
+pub(crate) const IC1_ASM_TAPS: usize = 10;
+pub(crate) const IC1_ASM_WORDS: usize = 10;
+
+/// Output channels the assembly loop of the one-input-channel convolution handles at a time in
+/// `avail` bytes (0: none fit, or more than [`IC1_ASM_TAPS`] taps).
+pub(crate) fn ic1_asm_channels(geom: ConvGeom, oc: usize, avail: usize) -> usize {
+    if geom.kh.saturating_mul(geom.kw) > IC1_ASM_TAPS {
+        return 0;
+    }
+    let fit = avail.saturating_sub(4) / 4 / IC1_ASM_WORDS;
+    if fit == 0 {
+        return 0;
+    }
+    oc.div_ceil(oc.div_ceil(fit).max(1))
+}
+
 /// Scratch of the one-input-channel convolution for `n` channels at a time: one pixel's taps,
 /// then the channels' weights, as int16 pairs.
 fn ic1_bytes(geom: ConvGeom, n: usize) -> usize {
@@ -111,6 +130,9 @@ pub fn conv2d_scratch_for(
     avail: usize,
 ) -> usize {
     if in_shape.c == 1 {
+        if let n @ 1.. = ic1_asm_channels(geom, out_shape.c, avail) {
+            return n.saturating_mul(IC1_ASM_WORDS * 4).saturating_add(4);
+        }
         return match ic1_channels(geom, out_shape.c, avail) {
             0 => 0,
             n => ic1_bytes(geom, n),

@@ -440,3 +440,90 @@ pub(super) fn requant(a: i32, m2: i32, c: i32, e: u32) -> i32 {
     };
     q
 }
+
+/// Work of [`ic1_pixel`]: one output pixel's taps of a one-input-channel convolution with at most
+/// ten taps, as five int16 pairs, and the channel blocks to run them against. `#[repr(C)]`: the
+/// assembly reads fixed offsets.
+#[repr(C)]
+pub(super) struct Ic1Pixel {
+    /// Taps `x - zp` as pairs `(t0, t1), (t2, t3), …`, zero past the last tap.
+    pub x: [u32; 5],
+    /// Channel blocks of [`IC1_BLOCK_WORDS`] words: five weight pairs (same layout as `x`), bias,
+    /// `2m`, `c`, `e`, output zero point (the fast requantisation of `Rq`).
+    pub w: *const u32,
+    pub out: *mut i8,
+    /// Channels (≥ 1).
+    pub n: u32,
+}
+
+/// Words of one channel block of [`Ic1Pixel::w`].
+pub(super) const IC1_BLOCK_WORDS: usize = crate::kernels::dsp_scratch::IC1_ASM_WORDS;
+
+// One pixel of a one-input-channel convolution with ≤ 10 taps: the taps stay in r1-r5, each
+// channel is LDM of its weights and bias, five SMLAD, LDM of its requantisation, then the
+// requantisation of `Rq` (see `requant`) and the clamp (as in the 16-input dense loop).
+// r0 blocks, r1-r5 taps, r6 out, r7 count, r8-r12 weights / parameters, lr accumulator.
+core::arch::global_asm!(
+    ".macro EDGEVAE_IC1 name, relu",
+    ".section .text.\\name,\"ax\",%progbits",
+    ".global \\name",
+    ".type \\name,%function",
+    ".p2align 2",
+    ".thumb_func",
+    "\\name:",
+    "push {{r4-r11, lr}}",
+    "ldr r6, [r0, #24]",
+    "ldr r7, [r0, #28]",
+    "ldm r0, {{r1-r5}}",
+    "ldr r0, [r0, #20]",
+    "1:",
+    "ldm r0!, {{r8-r12, lr}}",
+    "smlad lr, r8, r1, lr",
+    "smlad lr, r9, r2, lr",
+    "smlad lr, r10, r3, lr",
+    "smlad lr, r11, r4, lr",
+    "smlad lr, r12, r5, lr",
+    "ldm r0!, {{r8-r11}}",
+    "and r12, lr, r9",
+    "add r12, r12, lr, asr #31",
+    "smmlar lr, lr, r8, r12",
+    "asrs lr, lr, r10",
+    ".if \\relu",
+    "adc lr, lr, #0",
+    "usat lr, #8, lr",
+    "add lr, lr, r11",
+    ".else",
+    "adc lr, lr, r11",
+    ".endif",
+    "ssat lr, #8, lr",
+    "strb lr, [r6], #1",
+    "subs r7, r7, #1",
+    "bne 1b",
+    "pop {{r4-r11, pc}}",
+    ".size \\name, . - \\name",
+    ".endm",
+    "EDGEVAE_IC1 edgevae_dsp_ic1_pixel, 0",
+    "EDGEVAE_IC1 edgevae_dsp_ic1_pixel_relu, 1",
+);
+
+extern "C" {
+    fn edgevae_dsp_ic1_pixel(job: *const Ic1Pixel);
+    fn edgevae_dsp_ic1_pixel_relu(job: *const Ic1Pixel);
+}
+
+/// Runs the `n` channel blocks of `job` against its taps.
+///
+/// # Safety
+/// `w` must be word-aligned and readable for `n · IC1_BLOCK_WORDS` words, `out` writable for
+/// `n` bytes, `n ≥ 1`, and every block's `e` in 1..=31.
+#[inline(always)]
+pub(super) unsafe fn ic1_pixel(job: &Ic1Pixel, relu: bool) {
+    // SAFETY: the caller's contract; the functions follow the AAPCS and save what they use.
+    unsafe {
+        if relu {
+            edgevae_dsp_ic1_pixel_relu(job)
+        } else {
+            edgevae_dsp_ic1_pixel(job)
+        }
+    }
+}

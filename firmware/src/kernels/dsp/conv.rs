@@ -68,6 +68,13 @@ pub fn conv2d(
     )?;
     let k = geom.kh * geom.kw * in_shape.c;
     let chunk = gemm_chunk(k, out_shape.h * out_shape.w, scratch.len());
+    if in_shape.c == 1
+        && super::narrow::conv2d_ic1_asm(
+            input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
+        )
+    {
+        return Ok(());
+    }
     if in_shape.c == 1 && ic1_channels(geom, out_shape.c, scratch.len()) > 0 {
         return super::narrow::conv2d_ic1(
             input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,

@@ -10,7 +10,7 @@
 
 use super::super::{ConvGeom, KernelError, OutputStage, Shape};
 use super::{asm, put_row, put_zeros, scratch_words, Rq};
-use crate::kernels::dsp_scratch::{ic1_channels, ic1_words, narrow_t, IC1_BLOCK};
+use crate::kernels::dsp_scratch::{ic1_asm_channels, ic1_channels, ic1_words, narrow_t, IC1_BLOCK};
 
 /// See [`crate::kernels::conv_transpose2d`]; the caller has validated the call and the scratch
 /// length against `conv_transpose2d_scratch_size`.
@@ -177,24 +177,13 @@ pub(super) fn conv2d_ic1(
         // No room for one channel's widened weights (the caller checks this first).
         return Err(KernelError::ScratchTooSmall);
     }
-    let ConvGeom {
-        kh,
-        kw,
-        stride,
-        pad,
-    } = geom;
-    if kw == 0 {
-        // Validated ≥ 1; the test keeps division by zero out of the code (no panic path).
-        return Err(KernelError::BadParams);
-    }
-    let taps = kh * kw;
+    let taps = geom.kh * geom.kw;
     let p = ic1_words(geom).max(1);
     let words = scratch_words(scratch);
     let (xw, wts) = words
         .split_at_mut_checked(p)
         .ok_or(KernelError::ScratchTooSmall)?;
     let wts = wts.get_mut(..nb * p).ok_or(KernelError::ScratchTooSmall)?;
-    let pair = |lo: i32, hi: i32| (lo as u16 as u32) | ((hi as u16 as u32) << 16);
     let (h, w) = (in_shape.h, in_shape.w);
     let mut bias = [0i32; IC1_BLOCK];
     let mut rq = [Rq::new(stage, 0); IC1_BLOCK];
@@ -216,20 +205,7 @@ pub(super) fn conv2d_ic1(
         let mut out = output.chunks_exact_mut(oc_n.max(1));
         for oy in 0..out_shape.h {
             for ox in 0..out_shape.w {
-                let tap = |t: usize| {
-                    let (ky, kx) = (t / kw, t % kw);
-                    let iy = (oy * stride + ky).checked_sub(pad).filter(|&y| y < h);
-                    let ix = (ox * stride + kx).checked_sub(pad).filter(|&x| x < w);
-                    match (iy, ix) {
-                        (Some(iy), Some(ix)) if t < taps => {
-                            input.get(iy * w + ix).map_or(0, |&v| v as i32 - input_zp)
-                        }
-                        _ => 0,
-                    }
-                };
-                for (i, d) in xw.iter_mut().enumerate() {
-                    *d = pair(tap(2 * i), tap(2 * i + 1));
-                }
+                gather_taps(xw, input, oy, ox, geom, h, w, input_zp);
                 let Some(px) = out.next() else {
                     return Ok(());
                 };
@@ -254,4 +230,164 @@ pub(super) fn conv2d_ic1(
         }
     }
     Ok(())
+}
+
+/// The one-input-channel convolution with at most ten taps as one assembly loop over the output
+/// channels of a pixel ([`asm::ic1_pixel`]): each channel's weights, bias and requantisation are
+/// laid out once per call as one block read with two LDMs. Runs where every channel has the fast
+/// requantisation of [`Rq`], the clamp is plain int8 or a fused ReLU, and one channel's block fits
+/// the scratch (channels in blocks of what fits); false (nothing written) otherwise. The caller
+/// has validated the call.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv2d_ic1_asm(
+    input: &[i8],
+    in_shape: Shape,
+    input_zp: i32,
+    weights: &[i8],
+    geom: ConvGeom,
+    stage: &OutputStage,
+    output: &mut [i8],
+    out_shape: Shape,
+    scratch: &mut [u8],
+) -> bool {
+    let oc_n = out_shape.c;
+    let nb = ic1_asm_channels(geom, oc_n, scratch.len());
+    let relu = stage.act_min == stage.output_zp && stage.act_min != -128;
+    let clamp_ok = stage.act_max == 127 && (relu || stage.act_min == -128);
+    if nb == 0 || !clamp_ok || geom.kw == 0 {
+        return false;
+    }
+    if (0..oc_n).any(|oc| Rq::new(stage, oc).e == 0) {
+        return false;
+    }
+    let taps = geom.kh * geom.kw;
+    let Some(blocks) = scratch_words(scratch).get_mut(..nb * asm::IC1_BLOCK_WORDS) else {
+        return false;
+    };
+    let (h, w) = (in_shape.h, in_shape.w);
+    let mut job = asm::Ic1Pixel {
+        x: [0; 5],
+        w: blocks.as_ptr(),
+        out: output.as_mut_ptr(),
+        n: 0,
+    };
+    for c0 in (0..oc_n).step_by(nb.max(1)) {
+        let cn = nb.min(oc_n - c0);
+        for (i, dst) in blocks
+            .chunks_exact_mut(asm::IC1_BLOCK_WORDS)
+            .take(cn)
+            .enumerate()
+        {
+            let oc = c0 + i;
+            let row = weights.get(oc * taps..(oc + 1) * taps).unwrap_or(&[]);
+            let at = |t: usize| row.get(t).map_or(0, |&v| v as i32);
+            let q = Rq::new(stage, oc);
+            let params = [
+                stage.bias.get(oc) as u32,
+                q.m2 as u32,
+                q.c as u32,
+                q.e,
+                stage.output_zp as u32,
+            ];
+            for (j, d) in dst.iter_mut().enumerate() {
+                *d = match j {
+                    0..5 => pair(at(2 * j), at(2 * j + 1)),
+                    _ => params.get(j - 5).copied().unwrap_or(0),
+                };
+            }
+        }
+        job.w = blocks.as_ptr();
+        job.n = cn as u32;
+        for oy in 0..out_shape.h {
+            for ox in 0..out_shape.w {
+                if let Some([r0, r1, r2]) = rows3(input, oy, ox, geom, h, w) {
+                    // An inner pixel of a 3×3 kernel: its three input rows, read directly.
+                    let v = |x: i8| x as i32 - input_zp;
+                    job.x = [
+                        pair(v(r0[0]), v(r0[1])),
+                        pair(v(r0[2]), v(r1[0])),
+                        pair(v(r1[1]), v(r1[2])),
+                        pair(v(r2[0]), v(r2[1])),
+                        pair(v(r2[2]), 0),
+                    ];
+                } else {
+                    gather_taps(&mut job.x, input, oy, ox, geom, h, w, input_zp);
+                }
+                let at = (oy * out_shape.w + ox) * oc_n + c0;
+                let Some(out) = output.get_mut(at..at + cn) else {
+                    return true;
+                };
+                job.out = out.as_mut_ptr();
+                // SAFETY: `blocks` holds `cn` word-aligned blocks (`scratch_words`), `out` is `cn`
+                // bytes, `cn ≥ 1`, and every channel's `e` is in 1..=31 (checked above).
+                unsafe { asm::ic1_pixel(&job, relu) };
+            }
+        }
+    }
+    true
+}
+
+/// The three input rows (three taps each) of output pixel (oy, ox) of a 3×3 kernel, when all
+/// nine taps are inside the input.
+#[inline(always)]
+fn rows3(
+    input: &[i8],
+    oy: usize,
+    ox: usize,
+    geom: ConvGeom,
+    h: usize,
+    w: usize,
+) -> Option<[&[i8; 3]; 3]> {
+    if geom.kh != 3 || geom.kw != 3 {
+        return None;
+    }
+    let iy = (oy * geom.stride).checked_sub(geom.pad)?;
+    let ix = (ox * geom.stride).checked_sub(geom.pad)?;
+    if iy + 3 > h || ix + 3 > w {
+        return None;
+    }
+    let row = |y: usize| input.get((iy + y) * w + ix..)?.first_chunk::<3>();
+    Some([row(0)?, row(1)?, row(2)?])
+}
+
+/// Two int16 values as one word, `lo` in the low halfword.
+#[inline(always)]
+fn pair(lo: i32, hi: i32) -> u32 {
+    (lo as u16 as u32) | ((hi as u16 as u32) << 16)
+}
+
+/// The taps `x - zp` of output pixel (oy, ox) of a one-input-channel convolution, in pairs
+/// (padding and taps past `kh·kw` as 0).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gather_taps(
+    x: &mut [u32],
+    input: &[i8],
+    oy: usize,
+    ox: usize,
+    geom: ConvGeom,
+    h: usize,
+    w: usize,
+    zp: i32,
+) {
+    let ConvGeom {
+        kh,
+        kw,
+        stride,
+        pad,
+    } = geom;
+    let tap = |t: usize| {
+        let (ky, kx) = (t / kw.max(1), t % kw.max(1));
+        let iy = (oy * stride + ky).checked_sub(pad).filter(|&y| y < h);
+        let ix = (ox * stride + kx).checked_sub(pad).filter(|&x| x < w);
+        match (iy, ix) {
+            (Some(iy), Some(ix)) if t < kh * kw => {
+                input.get(iy * w + ix).map_or(0, |&v| v as i32 - zp)
+            }
+            _ => 0,
+        }
+    };
+    for (i, d) in x.iter_mut().enumerate() {
+        *d = pair(tap(2 * i), tap(2 * i + 1));
+    }
 }
