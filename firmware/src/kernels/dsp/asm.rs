@@ -527,3 +527,90 @@ pub(super) unsafe fn ic1_pixel(job: &Ic1Pixel, relu: bool) {
         }
     }
 }
+
+/// Work of [`dot4_i8`]: four output channels (weight rows `stride` bytes apart) against one run
+/// of int8 pixels, all widened in registers. `#[repr(C)]`: the assembly reads fixed offsets and
+/// writes `acc` back.
+#[repr(C)]
+pub(super) struct Dot4 {
+    pub x: *const i8,
+    /// Channel 0's weights of the run; channel j's are `j · stride` bytes on.
+    pub w: *const i8,
+    pub stride: usize,
+    /// Words (four elements) of the run (≥ 1).
+    pub words: u32,
+    /// The input zero point in both halfwords.
+    pub zz: u32,
+    pub acc: [i32; 4],
+}
+
+// Four channels × one run: per word of pixels, LDR, two SXTB16 and two SSUB16 (x - zp), then per
+// channel LDR of its weights, two SXTB16 and two SMLAD (27 instructions for 16 MACs). All 14
+// registers: r0 pixels, r1 channel 0/1 weights, r2 channel 2/3 weights, r3 stride, r4 count,
+// r5 zero points, r6-r9 sums, r10 r11 widened pixels, r12 weight word, lr widened weights.
+core::arch::global_asm!(
+    ".section .text.edgevae_dsp_dot4_i8,\"ax\",%progbits",
+    ".global edgevae_dsp_dot4_i8",
+    ".type edgevae_dsp_dot4_i8,%function",
+    ".p2align 2",
+    ".thumb_func",
+    "edgevae_dsp_dot4_i8:",
+    "push {{r4-r11, lr}}",
+    "str r0, [sp, #-8]!",
+    "ldr r1, [r0, #4]",
+    "ldr r3, [r0, #8]",
+    "ldr r4, [r0, #12]",
+    "ldr r5, [r0, #16]",
+    "add r6, r0, #20",
+    "ldm r6, {{r6-r9}}",
+    "add r2, r1, r3, lsl #1",
+    "ldr r0, [r0]",
+    "1:",
+    "ldr r10, [r0], #4",
+    "sxtb16 r11, r10, ror #8",
+    "sxtb16 r10, r10",
+    "ssub16 r10, r10, r5",
+    "ssub16 r11, r11, r5",
+    "ldr r12, [r1, r3]",
+    "sxtb16 lr, r12",
+    "smlad r7, lr, r10, r7",
+    "sxtb16 lr, r12, ror #8",
+    "smlad r7, lr, r11, r7",
+    "ldr r12, [r1], #4",
+    "sxtb16 lr, r12",
+    "smlad r6, lr, r10, r6",
+    "sxtb16 lr, r12, ror #8",
+    "smlad r6, lr, r11, r6",
+    "ldr r12, [r2, r3]",
+    "sxtb16 lr, r12",
+    "smlad r9, lr, r10, r9",
+    "sxtb16 lr, r12, ror #8",
+    "smlad r9, lr, r11, r9",
+    "ldr r12, [r2], #4",
+    "sxtb16 lr, r12",
+    "smlad r8, lr, r10, r8",
+    "sxtb16 lr, r12, ror #8",
+    "smlad r8, lr, r11, r8",
+    "subs r4, r4, #1",
+    "bne 1b",
+    "ldr r0, [sp], #8",
+    "add r0, r0, #20",
+    "stm r0, {{r6-r9}}",
+    "pop {{r4-r11, pc}}",
+    ".size edgevae_dsp_dot4_i8, . - edgevae_dsp_dot4_i8",
+);
+
+extern "C" {
+    fn edgevae_dsp_dot4_i8(job: *mut Dot4);
+}
+
+/// Adds the four channels' dot products over the run of `job` to `job.acc`.
+///
+/// # Safety
+/// `x` must be readable for `4 · words` bytes, and so must `w + j · stride` for j in 0..4;
+/// `words ≥ 1`.
+#[inline(always)]
+pub(super) unsafe fn dot4_i8(job: &mut Dot4) {
+    // SAFETY: the caller's contract; the function follows the AAPCS and saves what it uses.
+    unsafe { edgevae_dsp_dot4_i8(job) }
+}

@@ -1,8 +1,9 @@
 //! Convolution and transposed convolution without scratch, for layers whose scratch does not fit
 //! the RAM budget (`dsp_scratch::ARENA_BUDGET`): every output pixel lists its input runs (a kernel
 //! row of in-bounds taps is one contiguous run of HWC input and of `[ky][kx][ic]` weights; a
-//! transposed tap is a run of `ic`), then each pair of output channels is one SMLAD dot per run
-//! with pixels and weights widened in registers ([`asm::dot2_i8`]).
+//! transposed tap is a run of `ic`), then each four output channels are one SMLAD dot per run
+//! with pixels and weights widened in registers ([`asm::dot4_i8`]; the last channels in pairs,
+//! [`asm::dot2_i8`]).
 
 use super::super::{ConvGeom, OutputStage, Shape};
 use super::{asm, dot2_tail, store_pair};
@@ -91,7 +92,47 @@ pub(super) fn conv_direct(
             }
             let runs = runs.get(..n).unwrap_or(&[]);
             let base = (oy * out_shape.w + ox) * oc_n;
-            for oc0 in (0..oc_n).step_by(2) {
+            // Channels four at a time, the rest in pairs.
+            let quads = oc_n / 4;
+            for q in 0..quads {
+                let oc0 = 4 * q;
+                let mut job = asm::Dot4 {
+                    x: input.as_ptr(),
+                    w: weights.as_ptr(),
+                    stride: k_len,
+                    words: 0,
+                    zz,
+                    acc: [0; 4],
+                };
+                for (a, oc) in job.acc.iter_mut().zip(oc0..) {
+                    *a = stage.bias.get(oc);
+                }
+                for r in runs {
+                    let x = input.get(r.x..r.x + r.len).unwrap_or(&[]);
+                    let row = |j: usize| {
+                        let at = (oc0 + j) * k_len + r.w;
+                        weights.get(at..at + r.len).unwrap_or(&[])
+                    };
+                    let w = [row(0), row(1), row(2), row(3)];
+                    let main = r.len / 4;
+                    if main > 0 && x.len() == r.len && w.iter().all(|w| w.len() == r.len) {
+                        job.x = x.as_ptr();
+                        job.w = w[0].as_ptr();
+                        job.words = main as u32;
+                        // SAFETY: `x` and the four rows (`k_len` bytes apart, from one weight
+                        // slice) hold `r.len ≥ 4 · main` bytes each, checked just above.
+                        unsafe { asm::dot4_i8(&mut job) };
+                    }
+                    let [a0, a1, a2, a3] = job.acc;
+                    let [a0, a1] = dot2_tail(x, w[0], w[1], 4 * main, input_zp, [a0, a1]);
+                    let [a2, a3] = dot2_tail(x, w[2], w[3], 4 * main, input_zp, [a2, a3]);
+                    job.acc = [a0, a1, a2, a3];
+                }
+                let [a0, a1, a2, a3] = job.acc;
+                store_pair(output, base, [oc0, oc0 + 1], [a0, a1], stage);
+                store_pair(output, base, [oc0 + 2, oc0 + 3], [a2, a3], stage);
+            }
+            for oc0 in (4 * quads..oc_n).step_by(2) {
                 let oc1 = (oc0 + 1).min(oc_n - 1);
                 let (k0, k1) = (oc0 * k_len, oc1 * k_len);
                 let mut acc = [stage.bias.get(oc0), stage.bias.get(oc1)];
