@@ -614,3 +614,45 @@ pub(super) unsafe fn dot4_i8(job: &mut Dot4) {
     // SAFETY: the caller's contract; the function follows the AAPCS and saves what it uses.
     unsafe { edgevae_dsp_dot4_i8(job) }
 }
+
+/// One output channel over `words` words of int8 pixels and weights, both widened on the fly:
+/// `acc + Σ w·(x - zp)`, with `zz` = `zp` in both halfwords. Slices shorter than `4 · words` bytes
+/// compute nothing.
+#[inline(always)]
+pub(super) fn dot1_i8(x: &[i8], w: &[i8], words: usize, zz: u32, acc: i32) -> i32 {
+    let mut a = acc;
+    let bytes = words.saturating_mul(4);
+    if words == 0 || x.len() < bytes || w.len() < bytes {
+        return acc;
+    }
+    // SAFETY: the loop reads `words` words from both pointers, inside the slices by the check
+    // above; LDR allows unaligned addresses on Armv7-M (UNALIGN_TRP is off after reset).
+    unsafe {
+        asm!(
+            "2:",
+            "ldr {xa}, [{xp}], #4",
+            "ldr {w}, [{wp}], #4",
+            "sxtb16 {xb}, {xa}, ror #8",
+            "sxtb16 {xa}, {xa}",
+            "ssub16 {xa}, {xa}, {zz}",
+            "ssub16 {xb}, {xb}, {zz}",
+            "sxtb16 {t}, {w}",
+            "smlad {a}, {t}, {xa}, {a}",
+            "sxtb16 {t}, {w}, ror #8",
+            "smlad {a}, {t}, {xb}, {a}",
+            "subs {n}, {n}, #1",
+            "bne 2b",
+            xp = inout(reg) x.as_ptr() => _,
+            wp = inout(reg) w.as_ptr() => _,
+            n = inout(reg) words => _,
+            zz = in(reg) zz,
+            a = inout(reg) a,
+            xa = out(reg) _,
+            xb = out(reg) _,
+            w = out(reg) _,
+            t = out(reg) _,
+            options(nostack, readonly),
+        )
+    };
+    a
+}

@@ -141,7 +141,12 @@ pub(super) fn conv_direct(
                     let w0 = weights.get(k0 + r.w..k0 + r.w + r.len).unwrap_or(&[]);
                     let w1 = weights.get(k1 + r.w..k1 + r.w + r.len).unwrap_or(&[]);
                     let main = r.len / 4;
-                    acc = asm::dot2_i8(x, w0, w1, main, zz, acc);
+                    if oc1 == oc0 {
+                        // A last single channel: half the work of a pair with itself.
+                        acc[0] = asm::dot1_i8(x, w0, main, zz, acc[0]);
+                    } else {
+                        acc = asm::dot2_i8(x, w0, w1, main, zz, acc);
+                    }
                     acc = dot2_tail(x, w0, w1, 4 * main, input_zp, acc);
                 }
                 store_pair(output, base, [oc0, oc1], acc, stage);
