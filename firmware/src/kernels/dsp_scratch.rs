@@ -115,6 +115,80 @@ pub(crate) fn ic1_channels(geom: ConvGeom, oc: usize, avail: usize) -> usize {
     n
 }
 
+/// Runs (contiguous input/weight stretches) one output pixel of the direct kernels may have
+/// (`dsp/direct.rs`); shapes with more take the reference loop.
+pub(crate) const DIRECT_MAX_RUNS: usize = 32;
+
+/// Whether the direct kernels handle this geometry (at most [`DIRECT_MAX_RUNS`] runs a pixel).
+pub(crate) fn direct_supported(geom: ConvGeom, transpose: bool) -> bool {
+    let runs = if transpose {
+        let s = geom.stride.max(1);
+        geom.kh.div_ceil(s).saturating_mul(geom.kw.div_ceil(s))
+    } else {
+        geom.kh
+    };
+    runs <= DIRECT_MAX_RUNS
+}
+
+/// The longest run of the direct kernels: a kernel row (`kw · ic`), or one tap (`ic`) of a
+/// transposed convolution.
+pub(crate) fn direct_run_max(in_shape: Shape, geom: ConvGeom, transpose: bool) -> usize {
+    if transpose {
+        in_shape.c
+    } else {
+        geom.kw.saturating_mul(in_shape.c)
+    }
+}
+
+/// Words of one widened run of the direct kernels.
+fn direct_run_words(run_max: usize) -> usize {
+    run_max.div_ceil(4).saturating_mul(2)
+}
+
+/// Channels whose sums the direct kernels keep at a time beside one widened run in `avail`
+/// bytes (a multiple of four below `oc`), or 0: no room or fewer than eight channels, and they
+/// widen in registers instead.
+pub(crate) fn direct_channels(run_max: usize, oc: usize, avail: usize) -> usize {
+    let words = avail.saturating_sub(4) / 4;
+    let fit = words.saturating_sub(direct_run_words(run_max));
+    // Widening a run once pays off from two channel quads on (measured: one-channel convT2 ran
+    // 7.0 → 12.9 instructions/MAC with it).
+    if oc < 8 || run_max < 4 {
+        return 0;
+    }
+    if fit >= oc {
+        return oc;
+    }
+    let fit4 = fit - fit % 4;
+    if fit4 == 0 {
+        return 0;
+    }
+    oc.div_ceil(oc.div_ceil(fit4).max(1))
+        .next_multiple_of(4)
+        .min(fit4)
+}
+
+/// Scratch bytes the direct kernels use in `avail` bytes (0: none).
+fn direct_bytes(
+    in_shape: Shape,
+    out_shape: Shape,
+    geom: ConvGeom,
+    transpose: bool,
+    avail: usize,
+) -> usize {
+    if !direct_supported(geom, transpose) {
+        return 0;
+    }
+    let run_max = direct_run_max(in_shape, geom, transpose);
+    match direct_channels(run_max, out_shape.c, avail) {
+        0 => 0,
+        n => n
+            .saturating_add(direct_run_words(run_max))
+            .saturating_mul(4)
+            .saturating_add(4),
+    }
+}
+
 /// Scratch bytes [`conv2d`] runs fastest with. Any shorter scratch works: see
 /// [`conv2d_scratch_for`].
 pub fn conv2d_scratch_size(in_shape: Shape, out_shape: Shape, geom: ConvGeom) -> usize {
@@ -134,7 +208,7 @@ pub fn conv2d_scratch_for(
             return n.saturating_mul(IC1_ASM_WORDS * 4).saturating_add(4);
         }
         return match ic1_channels(geom, out_shape.c, avail) {
-            0 => 0,
+            0 => direct_bytes(in_shape, out_shape, geom, false, avail),
             n => ic1_bytes(geom, n),
         };
     }
@@ -142,7 +216,10 @@ pub fn conv2d_scratch_for(
         return 0;
     }
     let k = geom.kh.saturating_mul(geom.kw).saturating_mul(in_shape.c);
-    gemm_scratch(k, out_shape.h.saturating_mul(out_shape.w), avail)
+    match gemm_scratch(k, out_shape.h.saturating_mul(out_shape.w), avail) {
+        0 => direct_bytes(in_shape, out_shape, geom, false, avail),
+        n => n,
+    }
 }
 /// Layout of the narrow transposed-convolution scratch (fewer than [`MIN_GEMM_CHANNELS`] output
 /// channels), in words: `slots` row tags, then `slots` widened input rows of `row` words, then the
@@ -195,7 +272,11 @@ pub fn conv_transpose2d_scratch_for(
             return 0;
         }
         let need = narrow_t_bytes(in_shape, out_shape, geom);
-        return if need <= avail { need } else { 0 };
+        return if need <= avail {
+            need
+        } else {
+            direct_bytes(in_shape, out_shape, geom, true, avail)
+        };
     }
     let s = geom.stride.max(1);
     // The largest sub-kernel has ceil(k / s) taps per axis; a phase has at most ceil(out / s)
@@ -209,11 +290,14 @@ pub fn conv_transpose2d_scratch_for(
         .h
         .div_ceil(s)
         .saturating_mul(out_shape.w.div_ceil(s));
-    gemm_scratch(k, pixels, avail)
+    match gemm_scratch(k, pixels, avail) {
+        0 => direct_bytes(in_shape, out_shape, geom, true, avail),
+        n => n,
+    }
 }
 
 /// Scratch of the narrow transposed convolution (fewer than [`MIN_GEMM_CHANNELS`] outputs).
-fn narrow_t_bytes(in_shape: Shape, out_shape: Shape, geom: ConvGeom) -> usize {
+pub(crate) fn narrow_t_bytes(in_shape: Shape, out_shape: Shape, geom: ConvGeom) -> usize {
     let n = narrow_t(in_shape, out_shape, geom);
     n.slots
         .saturating_mul(n.row.saturating_add(1))

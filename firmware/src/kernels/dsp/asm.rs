@@ -549,6 +549,30 @@ pub(super) struct Dot4 {
 // registers: r0 pixels, r1 channel 0/1 weights, r2 channel 2/3 weights, r3 stride, r4 count,
 // r5 zero points, r6-r9 sums, r10 r11 widened pixels, r12 weight word, lr widened weights.
 core::arch::global_asm!(
+    // The weights half of both four-channel loops: channel j's word at r1 (j = 0, 1) or r2
+    // (j = 2, 3), plus r3 for odd j; its two halves against the pixel pairs in r10 and r11.
+    ".macro EDGEVAE_DOT4_WEIGHTS",
+    "ldr r12, [r1, r3]",
+    "sxtb16 lr, r12",
+    "smlad r7, lr, r10, r7",
+    "sxtb16 lr, r12, ror #8",
+    "smlad r7, lr, r11, r7",
+    "ldr r12, [r1], #4",
+    "sxtb16 lr, r12",
+    "smlad r6, lr, r10, r6",
+    "sxtb16 lr, r12, ror #8",
+    "smlad r6, lr, r11, r6",
+    "ldr r12, [r2, r3]",
+    "sxtb16 lr, r12",
+    "smlad r9, lr, r10, r9",
+    "sxtb16 lr, r12, ror #8",
+    "smlad r9, lr, r11, r9",
+    "ldr r12, [r2], #4",
+    "sxtb16 lr, r12",
+    "smlad r8, lr, r10, r8",
+    "sxtb16 lr, r12, ror #8",
+    "smlad r8, lr, r11, r8",
+    ".endm",
     ".section .text.edgevae_dsp_dot4_i8,\"ax\",%progbits",
     ".global edgevae_dsp_dot4_i8",
     ".type edgevae_dsp_dot4_i8,%function",
@@ -571,26 +595,7 @@ core::arch::global_asm!(
     "sxtb16 r10, r10",
     "ssub16 r10, r10, r5",
     "ssub16 r11, r11, r5",
-    "ldr r12, [r1, r3]",
-    "sxtb16 lr, r12",
-    "smlad r7, lr, r10, r7",
-    "sxtb16 lr, r12, ror #8",
-    "smlad r7, lr, r11, r7",
-    "ldr r12, [r1], #4",
-    "sxtb16 lr, r12",
-    "smlad r6, lr, r10, r6",
-    "sxtb16 lr, r12, ror #8",
-    "smlad r6, lr, r11, r6",
-    "ldr r12, [r2, r3]",
-    "sxtb16 lr, r12",
-    "smlad r9, lr, r10, r9",
-    "sxtb16 lr, r12, ror #8",
-    "smlad r9, lr, r11, r9",
-    "ldr r12, [r2], #4",
-    "sxtb16 lr, r12",
-    "smlad r8, lr, r10, r8",
-    "sxtb16 lr, r12, ror #8",
-    "smlad r8, lr, r11, r8",
+    "EDGEVAE_DOT4_WEIGHTS",
     "subs r4, r4, #1",
     "bne 1b",
     "ldr r0, [sp], #8",
@@ -598,6 +603,28 @@ core::arch::global_asm!(
     "stm r0, {{r6-r9}}",
     "pop {{r4-r11, pc}}",
     ".size edgevae_dsp_dot4_i8, . - edgevae_dsp_dot4_i8",
+    ".section .text.edgevae_dsp_dot4_w16,\"ax\",%progbits",
+    ".global edgevae_dsp_dot4_w16",
+    ".type edgevae_dsp_dot4_w16,%function",
+    ".p2align 2",
+    ".thumb_func",
+    "edgevae_dsp_dot4_w16:",
+    "push {{r4-r11, lr}}",
+    "ldr r1, [r0, #4]",
+    "ldr r3, [r0, #8]",
+    "ldr r4, [r0, #12]",
+    "ldr r5, [r0, #16]",
+    "ldm r5, {{r6-r9}}",
+    "add r2, r1, r3, lsl #1",
+    "ldr r0, [r0]",
+    "1:",
+    "ldrd r10, r11, [r0], #8",
+    "EDGEVAE_DOT4_WEIGHTS",
+    "subs r4, r4, #1",
+    "bne 1b",
+    "stm r5, {{r6-r9}}",
+    "pop {{r4-r11, pc}}",
+    ".size edgevae_dsp_dot4_w16, . - edgevae_dsp_dot4_w16",
 );
 
 extern "C" {
@@ -655,4 +682,38 @@ pub(super) fn dot1_i8(x: &[i8], w: &[i8], words: usize, zz: u32, acc: i32) -> i3
         )
     };
     a
+}
+
+/// Work of [`dot4_w16`]: four output channels (int8 weight rows `stride` bytes apart) against one
+/// run of pixels already widened (`put_row` layout, `groups` groups of four), adding to four sums
+/// in memory. `#[repr(C)]`: the assembly reads fixed offsets.
+#[repr(C)]
+pub(super) struct Dot4W16 {
+    pub x: *const u32,
+    pub w: *const i8,
+    pub stride: usize,
+    /// Groups of four elements (≥ 1).
+    pub groups: u32,
+    /// Four word-aligned sums, read and written back.
+    pub acc: *mut i32,
+}
+
+// `edgevae_dsp_dot4_w16` (in the `global_asm!` of `dot4_i8`, sharing its weights macro): four
+// channels × one widened run, per group of four LDRD of the two pixel words, then per channel LDR
+// of its weights, two SXTB16 and two SMLAD (23 instructions for 16 MACs). r5 holds the sums'
+// address; otherwise the registers of `dot4_i8`.
+
+extern "C" {
+    fn edgevae_dsp_dot4_w16(job: *const Dot4W16);
+}
+
+/// Adds the four channels' dot products over the widened run of `job` to its four sums.
+///
+/// # Safety
+/// `x` must be word-aligned and readable for `2 · groups` words, `w + j · stride` readable for
+/// `4 · groups` bytes for j in 0..4, `acc` word-aligned and writable for four words; `groups ≥ 1`.
+#[inline(always)]
+pub(super) unsafe fn dot4_w16(job: &Dot4W16) {
+    // SAFETY: the caller's contract; the function follows the AAPCS and saves what it uses.
+    unsafe { edgevae_dsp_dot4_w16(job) }
 }

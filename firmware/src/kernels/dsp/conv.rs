@@ -7,7 +7,9 @@ pub use crate::kernels::dsp_scratch::{
     conv2d_scratch_for, conv2d_scratch_size, conv_transpose2d_scratch_for,
     conv_transpose2d_scratch_size,
 };
-use crate::kernels::dsp_scratch::{gemm_chunk, ic1_channels, CHUNK, MIN_GEMM_CHANNELS};
+use crate::kernels::dsp_scratch::{
+    gemm_chunk, ic1_channels, narrow_t_bytes, CHUNK, MIN_GEMM_CHANNELS,
+};
 
 /// One phase of a (transposed) convolution: the taps `ky0, ky0 + kstep, … < kh` (same for x) and
 /// how an output coordinate and a tap map to an input coordinate.
@@ -83,7 +85,7 @@ pub fn conv2d(
     if in_shape.c == 1 || chunk == 0 {
         // Too little scratch for the kernels above: the zero-scratch kernels.
         return no_scratch(
-            input, in_shape, input_zp, weights, geom, stage, output, out_shape, false,
+            input, in_shape, input_zp, weights, geom, stage, output, out_shape, false, scratch,
         );
     }
     let phase = Phase {
@@ -125,18 +127,6 @@ pub fn conv_transpose2d(
     validate_conv(
         input, in_shape, input_zp, weights, geom, stage, output, out_shape, true,
     )?;
-    let planned = conv_transpose2d_scratch_for(in_shape, out_shape, geom, scratch.len());
-    if planned == 0 {
-        // The scratch given is too short for the scratch kernels.
-        return no_scratch(
-            input, in_shape, input_zp, weights, geom, stage, output, out_shape, true,
-        );
-    }
-    if out_shape.c < MIN_GEMM_CHANNELS {
-        return super::narrow::conv_transpose2d_narrow(
-            input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
-        );
-    }
     let s = geom.stride.max(1);
     // The chunk that fits for the largest sub-kernel fits every phase.
     let k = geom.kh.div_ceil(s) * geom.kw.div_ceil(s) * in_shape.c;
@@ -145,6 +135,18 @@ pub fn conv_transpose2d(
         out_shape.h.div_ceil(s) * out_shape.w.div_ceil(s),
         scratch.len(),
     );
+    let narrow = out_shape.c < MIN_GEMM_CHANNELS;
+    if narrow && narrow_t_bytes(in_shape, out_shape, geom) <= scratch.len() {
+        return super::narrow::conv_transpose2d_narrow(
+            input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
+        );
+    }
+    if narrow || chunk == 0 {
+        // Too little scratch for the kernels above.
+        return no_scratch(
+            input, in_shape, input_zp, weights, geom, stage, output, out_shape, true, scratch,
+        );
+    }
     let ctx = Ctx {
         input,
         in_shape,
@@ -180,7 +182,8 @@ pub fn conv_transpose2d(
     Ok(())
 }
 
-/// Without scratch: the direct DSP kernel where it handles the geometry, else the reference.
+/// With too little scratch for the kernels above: the direct DSP kernel (which uses what scratch
+/// there is) where it handles the geometry, else the reference.
 #[allow(clippy::too_many_arguments)]
 fn no_scratch(
     input: &[i8],
@@ -192,10 +195,11 @@ fn no_scratch(
     output: &mut [i8],
     out_shape: Shape,
     transpose: bool,
+    scratch: &mut [u8],
 ) -> Result<(), KernelError> {
     if super::direct::supported(geom, transpose) {
         super::direct::conv_direct(
-            input, in_shape, input_zp, weights, geom, stage, output, out_shape, transpose,
+            input, in_shape, input_zp, weights, geom, stage, output, out_shape, transpose, scratch,
         );
         return Ok(());
     }

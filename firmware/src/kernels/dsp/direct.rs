@@ -6,10 +6,10 @@
 //! [`asm::dot2_i8`]).
 
 use super::super::{ConvGeom, OutputStage, Shape};
-use super::{asm, dot2_tail, store_pair};
+use super::{asm, dot2_tail, put_row, store_pair, Rq};
 
-/// Runs one output pixel may have; shapes with more take the reference loop.
-const MAX_RUNS: usize = 32;
+pub(super) use crate::kernels::dsp_scratch::direct_supported as supported;
+use crate::kernels::dsp_scratch::{direct_channels, direct_run_max, DIRECT_MAX_RUNS as MAX_RUNS};
 
 /// A run: input offset, offset in one output channel's kernel, length (elements).
 #[derive(Clone, Copy, Default)]
@@ -17,17 +17,6 @@ struct Run {
     x: usize,
     w: usize,
     len: usize,
-}
-
-/// Whether [`conv_direct`] handles this geometry (at most [`MAX_RUNS`] runs a pixel).
-pub(super) fn supported(geom: ConvGeom, transpose: bool) -> bool {
-    let runs = if transpose {
-        let s = geom.stride.max(1);
-        geom.kh.div_ceil(s).saturating_mul(geom.kw.div_ceil(s))
-    } else {
-        geom.kh
-    };
-    runs <= MAX_RUNS
 }
 
 /// See [`crate::kernels::conv2d`] / [`crate::kernels::conv_transpose2d`]; the caller has validated
@@ -43,6 +32,7 @@ pub(super) fn conv_direct(
     output: &mut [i8],
     out_shape: Shape,
     transpose: bool,
+    scratch: &mut [u8],
 ) {
     let Shape { h, w, c: ic } = in_shape;
     let ConvGeom { kh, kw, pad, .. } = geom;
@@ -51,6 +41,21 @@ pub(super) fn conv_direct(
     let k_len = kh * kw * ic;
     let zz = (input_zp as u16 as u32).wrapping_mul(0x0001_0001);
     let mut runs = [Run::default(); MAX_RUNS];
+    // With room for a block of sums and one widened run: pixels widened once a run, not once a
+    // run and channel quad.
+    let nch = direct_channels(
+        direct_run_max(in_shape, geom, transpose),
+        oc_n,
+        scratch.len(),
+    );
+    let mut widened = match nch {
+        0 => None,
+        _ => {
+            let words = super::scratch_words(scratch);
+            let (sums, xw) = words.split_at_mut(nch.min(words.len()));
+            Some((bytemuck::cast_slice_mut::<u32, i32>(sums), xw))
+        }
+    };
     for oy in 0..out_shape.h {
         for ox in 0..out_shape.w {
             let mut n = 0;
@@ -92,6 +97,17 @@ pub(super) fn conv_direct(
             }
             let runs = runs.get(..n).unwrap_or(&[]);
             let base = (oy * out_shape.w + ox) * oc_n;
+            if let Some((sums, xw)) = widened.as_mut() {
+                let ctx = Widened {
+                    input,
+                    input_zp,
+                    weights,
+                    k_len,
+                    stage,
+                };
+                ctx.pixel(runs, sums, xw, output, base, oc_n);
+                continue;
+            }
             // Channels four at a time, the rest in pairs.
             let quads = oc_n / 4;
             for q in 0..quads {
@@ -150,6 +166,110 @@ pub(super) fn conv_direct(
                     acc = dot2_tail(x, w0, w1, 4 * main, input_zp, acc);
                 }
                 store_pair(output, base, [oc0, oc1], acc, stage);
+            }
+        }
+    }
+}
+
+/// The pieces of a call the widened-run variant reads.
+struct Widened<'a, 'b> {
+    input: &'a [i8],
+    input_zp: i32,
+    weights: &'a [i8],
+    k_len: usize,
+    stage: &'a OutputStage<'b>,
+}
+
+impl Widened<'_, '_> {
+    /// One output pixel: channels in blocks of `sums.len()`; per block, each run is widened into
+    /// `xw` once (`x - zp`, groups of four) and every channel quad adds its dot
+    /// ([`asm::dot4_w16`]), the last channels in pairs ([`asm::dense_2`]); the elements of a run
+    /// past its last group of four in Rust.
+    fn pixel(
+        &self,
+        runs: &[Run],
+        sums: &mut [i32],
+        xw: &mut [u32],
+        output: &mut [i8],
+        base: usize,
+        oc_n: usize,
+    ) {
+        let nch = sums.len();
+        if nch == 0 {
+            return;
+        }
+        let row = |oc: usize, r: &Run| {
+            let at = oc * self.k_len + r.w;
+            self.weights.get(at..at + r.len).unwrap_or(&[])
+        };
+        for c0 in (0..oc_n).step_by(nch) {
+            let cn = nch.min(oc_n - c0);
+            let Some(sums) = sums.get_mut(..cn) else {
+                return;
+            };
+            for (i, a) in sums.iter_mut().enumerate() {
+                *a = self.stage.bias.get(c0 + i);
+            }
+            for r in runs {
+                let Some(x) = self.input.get(r.x..r.x + r.len) else {
+                    continue;
+                };
+                let groups = r.len / 4;
+                let head = x.get(..4 * groups).unwrap_or(&[]);
+                put_row::<1>(xw, 0, 0, head, self.input_zp);
+                let xw = &*xw;
+                let quads = if groups > 0 && xw.len() >= 2 * groups {
+                    cn / 4
+                } else {
+                    0
+                };
+                for (q, acc) in sums.chunks_exact_mut(4).take(quads).enumerate() {
+                    let at = (c0 + 4 * q) * self.k_len + r.w;
+                    // The four rows: from `at`, `k_len` bytes apart, `r.len` bytes each.
+                    let Some(rows) = self.weights.get(at..at + 3 * self.k_len + r.len) else {
+                        continue;
+                    };
+                    let job = asm::Dot4W16 {
+                        x: xw.as_ptr(),
+                        w: rows.as_ptr(),
+                        stride: self.k_len,
+                        groups: groups as u32,
+                        acc: acc.as_mut_ptr(),
+                    };
+                    // SAFETY: `xw` holds 2·groups words (checked above), the four weight rows of
+                    // 4·groups ≤ r.len bytes lie inside `rows`, `acc` is four aligned words.
+                    unsafe { asm::dot4_w16(&job) };
+                }
+                for i in (4 * quads..cn).step_by(2) {
+                    let j = (i + 1).min(cn - 1);
+                    let (w0, w1) = (row(c0 + i, r), row(c0 + j, r));
+                    let acc = [
+                        sums.get(i).copied().unwrap_or(0),
+                        sums.get(j).copied().unwrap_or(0),
+                    ];
+                    let [a0, a1] = asm::dense_2(w0, w1, xw, groups, acc);
+                    if let Some(s) = sums.get_mut(i) {
+                        *s = a0;
+                    }
+                    if j != i {
+                        if let Some(s) = sums.get_mut(j) {
+                            *s = a1;
+                        }
+                    }
+                }
+                if r.len > 4 * groups {
+                    for (i, a) in sums.iter_mut().enumerate() {
+                        let w = row(c0 + i, r);
+                        for (&x, &w) in x.iter().zip(w).skip(4 * groups) {
+                            *a = a.wrapping_add(w as i32 * (x as i32 - self.input_zp));
+                        }
+                    }
+                }
+            }
+            for (i, &a) in sums.iter().enumerate() {
+                if let Some(o) = output.get_mut(base + c0 + i) {
+                    *o = Rq::new(self.stage, c0 + i).apply(a, self.stage);
+                }
             }
         }
     }
