@@ -5,12 +5,17 @@
 //! into the scratch as int16 `x - zp` (padding as 0), the weights of two output channels are
 //! widened beside it, and a 2 channel × 2 pixel register-blocked SMLAD loop computes four sums at
 //! once. A transposed convolution is the same GEMM run once per output phase with its sub-kernel.
-//! Two shapes have their own kernels (`narrow`): a one-input-channel convolution (taps of a pixel in
-//! registers, one short dot per output channel) and a transposed convolution with fewer than four
-//! output channels (direct dot products over widened input rows). Requantisation is prepared per
-//! channel ([`Rq`]).
+//! Two shapes have their own kernels (`narrow`): a one-input-channel convolution (an assembly loop
+//! over a pixel's channels with its taps in registers) and a transposed convolution with fewer
+//! than four output channels (direct dot products over widened input rows). Requantisation is
+//! prepared per channel ([`Rq`]: SMMLAR, ASRS, ADC).
 //! The dense layer widens the input once and widens the int8 weights in the loop (each weight is
-//! used once, so widening them ahead would only add stores).
+//! used once, so widening them ahead would only add stores); 16 inputs run one assembly loop.
+//!
+//! Every kernel takes scratch of any length and plans from it (`dsp_scratch`): smaller im2col
+//! chunks or channel blocks, and below that the direct kernels (`direct`), which read int8
+//! pixels and weights and widen them in registers, so a model's activations plus scratch fit the
+//! 16 KiB budget the exporter plans for.
 //!
 //! Compiled for `target_arch = "arm"`, little-endian, with `target_feature = "dsp"` or a hard-float
 //! bare-metal ABI (stable Rust exposes no Arm target features to `cfg`; every hard-float

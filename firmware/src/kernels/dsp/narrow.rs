@@ -1,5 +1,6 @@
 //! Transposed convolution with few output channels (the decoder's last layer: one channel), as
-//! direct dot products over widened input rows.
+//! direct dot products over widened input rows; and the one-input-channel convolution (the
+//! encoder's first layer).
 //!
 //! An output pixel of phase (ry, rx) takes, per kernel row `ky ≡ ry`, the taps `kx = rx, rx + s, …`
 //! from input pixels `ix0, ix0 - 1, …`: a run of consecutive input pixels. The weights of each
@@ -12,8 +13,8 @@ use super::super::{ConvGeom, KernelError, OutputStage, Shape};
 use super::{asm, put_row, put_zeros, scratch_words, Rq};
 use crate::kernels::dsp_scratch::{ic1_asm_channels, ic1_channels, ic1_words, narrow_t, IC1_BLOCK};
 
-/// See [`crate::kernels::conv_transpose2d`]; the caller has validated the call and the scratch
-/// length against `conv_transpose2d_scratch_size`.
+/// See [`crate::kernels::conv_transpose2d`]; the caller has validated the call and checked the
+/// scratch length against `dsp_scratch::narrow_t_bytes`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv_transpose2d_narrow(
     input: &[i8],
