@@ -33,6 +33,11 @@ if [ -x firmware/boards/run-qemu.sh ]; then
     step "Cortex-M DSP kernels under QEMU (bit-exact with scalar): M4 (mps2-an386), M7 (mps2-an500)"
     firmware/boards/run-qemu.sh kernel_check an386
     firmware/boards/run-qemu.sh kernel_check an500
+    firmware/boards/run-qemu.sh engine_check an386
+
+    step "no panics: the device app (mps2-an386) links with a panic handler that cannot link"
+    (cd firmware/boards && cargo build --locked --release --features panic-never --bin app \
+        --target-dir target/panic-never)
 fi
 echo
 echo "all tests passed"

@@ -7,8 +7,13 @@
 //! [0, P)        ping-pong activations, P = Model::activation_bytes()
 //!               layer k reads from one end and writes to the other:
 //!               input at the front [0, in) → output at the back [P-out, P) → next output at the front …
-//! [P, P+S)      kernel scratch, S = the largest *_scratch_size of any layer on the compiled path
+//! [P, A)        kernel scratch, A = the declared arena: every layer gets all of it
 //! ```
+//!
+//! The exporter declares `A = required_arena_all_paths(model)`: on the Cortex-M DSP path each layer
+//! plans its scratch from what `dsp_scratch::ARENA_BUDGET` leaves beside the activations (smaller
+//! im2col chunks or channel blocks, or the zero-scratch reference loop), so activations plus
+//! scratch stay within 16 KiB wherever the activations alone leave room.
 //!
 //! `P` is the largest (input + output) of any layer, so the two never overlap. `Reshape` layers
 //! move nothing. A lookup-table activation is applied in place on the layer's output.
@@ -276,14 +281,15 @@ pub fn required_arena<K: KernelSet>(model: &Model<'_>) -> usize {
     (model.activation_bytes() as usize).saturating_add(scratch_bytes::<K>(model))
 }
 
-/// Scratch bytes one layer needs on the Cortex-M DSP path (computable on any target).
-pub fn layer_scratch_dsp(l: &Layer<'_>) -> usize {
+/// Scratch bytes one layer uses on the Cortex-M DSP path when `avail` bytes are free for it
+/// (computable on any target; `usize::MAX`: what it runs fastest with).
+pub fn layer_scratch_dsp(l: &Layer<'_>, avail: usize) -> usize {
     use crate::kernels::dsp_scratch as d;
     let (i, o) = (shape(l.input), shape(l.output));
     match (l.op, geom(l.op)) {
-        (Op::Conv2d { .. }, Some(g)) => d::conv2d_scratch_size(i, o, g),
-        (Op::ConvTranspose2d { .. }, Some(g)) => d::conv_transpose2d_scratch_size(i, o, g),
-        (Op::Dense, _) => d::dense_scratch_size(i.len(), o.len()),
+        (Op::Conv2d { .. }, Some(g)) => d::conv2d_scratch_for(i, o, g, avail),
+        (Op::ConvTranspose2d { .. }, Some(g)) => d::conv_transpose2d_scratch_for(i, o, g, avail),
+        (Op::Dense, _) => d::dense_scratch_for(i.len(), o.len(), avail),
         _ => 0,
     }
 }
@@ -300,21 +306,37 @@ pub fn layer_scratch_neon(l: &Layer<'_>) -> usize {
     }
 }
 
+/// Scratch of the Cortex-M DSP path: the largest any layer uses in what
+/// [`ARENA_BUDGET`](crate::kernels::dsp_scratch::ARENA_BUDGET) leaves beside the activations, or,
+/// where the activations alone exceed it, the largest any layer runs fastest with.
+pub fn scratch_bytes_dsp(model: &Model<'_>) -> usize {
+    let p = model.activation_bytes() as usize;
+    let avail = crate::kernels::dsp_scratch::ARENA_BUDGET
+        .checked_sub(p)
+        .unwrap_or(usize::MAX);
+    model
+        .encoder()
+        .iter()
+        .chain(model.decoder())
+        .map(|l| layer_scratch_dsp(l, avail))
+        .max()
+        .unwrap_or(0)
+}
+
 /// Arena bytes that fit every kernel set (scalar, this target's fast path, Cortex-M DSP, aarch64
-/// NEON): what the exporter declares, so one model file runs on every build.
+/// NEON): what the exporter declares, so one model file runs on every build. The DSP part is
+/// [`scratch_bytes_dsp`]: within 16 KiB with the activations wherever they leave room.
 pub fn required_arena_all_paths(model: &Model<'_>) -> usize {
-    let worst = |f: fn(&Layer<'_>) -> usize| {
-        let s = model
-            .encoder()
-            .iter()
-            .chain(model.decoder())
-            .map(f)
-            .max()
-            .unwrap_or(0);
-        (model.activation_bytes() as usize).saturating_add(s)
-    };
-    worst(layer_scratch_dsp)
-        .max(worst(layer_scratch_neon))
+    let act = model.activation_bytes() as usize;
+    let neon = model
+        .encoder()
+        .iter()
+        .chain(model.decoder())
+        .map(layer_scratch_neon)
+        .max()
+        .unwrap_or(0);
+    let dsp = act.saturating_add(scratch_bytes_dsp(model));
+    dsp.max(act.saturating_add(neon))
         .max(required_arena::<Scalar>(model))
         .max(required_arena::<Fast>(model))
 }
@@ -436,11 +458,12 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
         Ok(())
     }
 
-    /// (ping-pong region, scratch) as int8 / bytes.
+    /// (ping-pong region, scratch) as int8 / bytes; the scratch ends at the declared arena, so
+    /// the kernels plan with the same bytes whatever arena the caller passed.
     fn split(&mut self) -> (&mut [i8], &mut [u8]) {
-        let (act, scratch) = self
-            .arena
-            .split_at_mut(self.activations.min(self.arena.len()));
+        let declared = (self.model.header().arena_bytes as usize).min(self.arena.len());
+        let arena = self.arena.get_mut(..declared).unwrap_or(&mut []);
+        let (act, scratch) = arena.split_at_mut(self.activations.min(declared));
         (bytemuck::cast_slice_mut(act), scratch)
     }
 
@@ -467,10 +490,10 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
                 return Err(bad);
             }
             let (input, output): (&[i8], &mut [i8]) = if at_front {
-                let (a, b) = ping.split_at_mut(p - out_len);
+                let (a, b) = ping.split_at_mut_checked(p - out_len).ok_or(bad)?;
                 (a.get(..in_len).ok_or(bad)?, b)
             } else {
-                let (a, b) = ping.split_at_mut(out_len);
+                let (a, b) = ping.split_at_mut_checked(out_len).ok_or(bad)?;
                 (b.get(p - out_len - in_len..).ok_or(bad)?, a)
             };
             let act_min = match l.activation {

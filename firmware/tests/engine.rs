@@ -298,3 +298,22 @@ fn neon_dot_matches_reference() {
         check_model_with::<NeonDot>(&with_scratch(&spec), seed);
     }
 }
+
+/// The shipped model files declare exactly the arena the exporter computes today, and it is
+/// within the 16 KiB budget (activations plus Cortex-M DSP scratch).
+#[test]
+fn shipped_models_declare_their_exact_arena_within_16_kib() {
+    for name in ["default", "wide-gauss"] {
+        let path = format!("{}/../models/{name}/model.evae", env!("CARGO_MANIFEST_DIR"));
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue; // a checkout without the model files
+        };
+        let model = Model::from_bytes(&bytes).unwrap();
+        let need = edgevae_firmware::engine::required_arena_all_paths(&model);
+        assert_eq!(model.header().arena_bytes as usize, need, "{path}");
+        assert!(
+            need <= edgevae_firmware::kernels::dsp_scratch::ARENA_BUDGET,
+            "{path}: {need}"
+        );
+    }
+}

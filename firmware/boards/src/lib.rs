@@ -20,10 +20,24 @@ pub fn exit(ok: bool) -> ! {
     }
 }
 
+#[cfg(not(feature = "panic-never"))]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     hprintln!("PANIC: {}", info);
     exit(false)
+}
+
+/// With `panic-never`, a panic handler that cannot link: `edgevae_panic_is_reachable` is defined
+/// nowhere, so the release link of a binary fails (naming the symbol) as long as any panicking
+/// path survives optimisation, and succeeds only when none does.
+#[cfg(feature = "panic-never")]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    extern "C" {
+        fn edgevae_panic_is_reachable() -> !;
+    }
+    // SAFETY: never runs: the symbol is undefined, so a binary that could call it does not link.
+    unsafe { edgevae_panic_is_reachable() }
 }
 
 #[exception]

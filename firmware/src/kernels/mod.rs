@@ -37,7 +37,8 @@ pub enum KernelError {
     ShapeMismatch,
     /// `input`, `output` or `weights` is shorter than the shapes require.
     BufferTooSmall,
-    /// `scratch` is shorter than the matching `*_scratch_size` function returns.
+    /// `scratch` is shorter than the matching `*_scratch_size` function returns (no path returns
+    /// it today: the DSP kernels adapt to the scratch they get).
     ScratchTooSmall,
     /// Stride or kernel size 0, a zero point or clamp range outside int8, a shift outside
     /// [-31, 30], or per-channel parameters shorter than the number of output channels.
@@ -128,8 +129,10 @@ impl OutputStage<'_> {
     pub(crate) fn apply(&self, acc: i32, oc: usize) -> i8 {
         let shift = self.shift.get(oc).copied().unwrap_or(0) as i32;
         let q = requantize(acc, self.multiplier.get(oc), shift);
+        // max/min, not clamp: the same for the validated act_min ≤ act_max, and no panic path.
         q.saturating_add(self.output_zp)
-            .clamp(self.act_min, self.act_max) as i8
+            .max(self.act_min)
+            .min(self.act_max) as i8
     }
 
     fn validate(&self, n_out: usize) -> Result<(), KernelError> {
@@ -265,8 +268,24 @@ use neon as fast;
 ))]
 use scalar as fast;
 
-/// Scratch bytes `conv2d` needs for these shapes, on the path compiled in.
+/// True where the compiled fast path is the Cortex-M DSP path, whose kernels take scratch of any
+/// length (they run faster with more, up to the `dsp_scratch::*_scratch_size` functions).
+const SCRATCH_OPTIONAL: bool = cfg!(all(
+    not(feature = "force-scalar"),
+    target_arch = "arm",
+    target_endian = "little",
+    any(
+        target_feature = "dsp",
+        all(target_os = "none", target_abi = "eabihf")
+    )
+));
+
+/// Scratch bytes `conv2d` needs at least for these shapes, on the path compiled in (0 on every
+/// path: the DSP kernels run with any scratch, faster with what `dsp_scratch` names).
 pub fn conv2d_scratch_size(in_shape: Shape, out_shape: Shape, geom: ConvGeom) -> usize {
+    if SCRATCH_OPTIONAL {
+        return 0;
+    }
     fast::conv2d_scratch_size(in_shape, out_shape, geom)
 }
 
@@ -291,8 +310,12 @@ pub fn conv2d(
     )
 }
 
-/// Scratch bytes `conv_transpose2d` needs for these shapes, on the path compiled in.
+/// Scratch bytes `conv_transpose2d` needs at least for these shapes, on the path compiled in
+/// (see [`conv2d_scratch_size`]).
 pub fn conv_transpose2d_scratch_size(in_shape: Shape, out_shape: Shape, geom: ConvGeom) -> usize {
+    if SCRATCH_OPTIONAL {
+        return 0;
+    }
     fast::conv_transpose2d_scratch_size(in_shape, out_shape, geom)
 }
 
@@ -316,8 +339,11 @@ pub fn conv_transpose2d(
     )
 }
 
-/// Scratch bytes `dense` needs, on the path compiled in.
+/// Scratch bytes `dense` needs at least, on the path compiled in (see [`conv2d_scratch_size`]).
 pub fn dense_scratch_size(n_in: usize, n_out: usize) -> usize {
+    if SCRATCH_OPTIONAL {
+        return 0;
+    }
     fast::dense_scratch_size(n_in, n_out)
 }
 

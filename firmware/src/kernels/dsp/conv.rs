@@ -2,8 +2,14 @@
 
 use super::super::{scalar, validate_conv, ConvGeom, KernelError, OutputStage, Shape};
 use super::{asm, put_row, put_zeros, scratch_words, Rq};
-pub use crate::kernels::dsp_scratch::{conv2d_scratch_size, conv_transpose2d_scratch_size};
-use crate::kernels::dsp_scratch::{padded_k, CHUNK, MIN_GEMM_CHANNELS};
+use crate::kernels::dsp_scratch::padded_k;
+pub use crate::kernels::dsp_scratch::{
+    conv2d_scratch_for, conv2d_scratch_size, conv_transpose2d_scratch_for,
+    conv_transpose2d_scratch_size,
+};
+use crate::kernels::dsp_scratch::{
+    gemm_chunk, ic1_channels, narrow_t_bytes, CHUNK, MIN_GEMM_CHANNELS,
+};
 
 /// One phase of a (transposed) convolution: the taps `ky0, ky0 + kstep, … < kh` (same for x) and
 /// how an output coordinate and a tap map to an input coordinate.
@@ -62,12 +68,24 @@ pub fn conv2d(
     validate_conv(
         input, in_shape, input_zp, weights, geom, stage, output, out_shape, false,
     )?;
-    if scratch.len() < conv2d_scratch_size(in_shape, out_shape, geom) {
-        return Err(KernelError::ScratchTooSmall);
+    let k = geom.kh * geom.kw * in_shape.c;
+    let chunk = gemm_chunk(k, out_shape.h * out_shape.w, scratch.len());
+    if in_shape.c == 1
+        && super::narrow::conv2d_ic1_asm(
+            input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
+        )
+    {
+        return Ok(());
     }
-    if in_shape.c == 1 {
+    if in_shape.c == 1 && ic1_channels(geom, out_shape.c, scratch.len()) > 0 {
         return super::narrow::conv2d_ic1(
             input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
+        );
+    }
+    if in_shape.c == 1 || chunk == 0 {
+        // Too little scratch for the kernels above: the zero-scratch kernels.
+        return no_scratch(
+            input, in_shape, input_zp, weights, geom, stage, output, out_shape, false, scratch,
         );
     }
     let phase = Phase {
@@ -87,6 +105,7 @@ pub fn conv2d(
         weights,
         stage,
         out_shape,
+        chunk,
     };
     let pixels = (0..out_shape.h).flat_map(|oy| (0..out_shape.w).map(move |ox| (oy, ox)));
     gemm(&ctx, phase, pixels, output, scratch_words(scratch))
@@ -108,12 +127,24 @@ pub fn conv_transpose2d(
     validate_conv(
         input, in_shape, input_zp, weights, geom, stage, output, out_shape, true,
     )?;
-    if scratch.len() < conv_transpose2d_scratch_size(in_shape, out_shape, geom) {
-        return Err(KernelError::ScratchTooSmall);
-    }
-    if out_shape.c < MIN_GEMM_CHANNELS {
+    let s = geom.stride.max(1);
+    // The chunk that fits for the largest sub-kernel fits every phase.
+    let k = geom.kh.div_ceil(s) * geom.kw.div_ceil(s) * in_shape.c;
+    let chunk = gemm_chunk(
+        k,
+        out_shape.h.div_ceil(s) * out_shape.w.div_ceil(s),
+        scratch.len(),
+    );
+    let narrow = out_shape.c < MIN_GEMM_CHANNELS;
+    if narrow && narrow_t_bytes(in_shape, out_shape, geom) <= scratch.len() {
         return super::narrow::conv_transpose2d_narrow(
             input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
+        );
+    }
+    if narrow || chunk == 0 {
+        // Too little scratch for the kernels above.
+        return no_scratch(
+            input, in_shape, input_zp, weights, geom, stage, output, out_shape, true, scratch,
         );
     }
     let ctx = Ctx {
@@ -123,9 +154,9 @@ pub fn conv_transpose2d(
         weights,
         stage,
         out_shape,
+        chunk,
     };
     let words = scratch_words(scratch);
-    let s = geom.stride;
     for ry in 0..s {
         for rx in 0..s {
             // Outputs with (o + pad) % s == r take the taps r, r + s, ….
@@ -151,6 +182,45 @@ pub fn conv_transpose2d(
     Ok(())
 }
 
+/// With too little scratch for the kernels above: the direct DSP kernel (which uses what scratch
+/// there is) where it handles the geometry, else the reference.
+#[allow(clippy::too_many_arguments)]
+fn no_scratch(
+    input: &[i8],
+    in_shape: Shape,
+    input_zp: i32,
+    weights: &[i8],
+    geom: ConvGeom,
+    stage: &OutputStage,
+    output: &mut [i8],
+    out_shape: Shape,
+    transpose: bool,
+    scratch: &mut [u8],
+) -> Result<(), KernelError> {
+    if super::direct::supported(geom, transpose) {
+        super::direct::conv_direct(
+            input, in_shape, input_zp, weights, geom, stage, output, out_shape, transpose, scratch,
+        );
+        return Ok(());
+    }
+    let reference = if transpose {
+        scalar::conv_transpose2d
+    } else {
+        scalar::conv2d
+    };
+    reference(
+        input,
+        in_shape,
+        input_zp,
+        weights,
+        geom,
+        stage,
+        output,
+        out_shape,
+        &mut [],
+    )
+}
+
 struct Ctx<'a, 'b> {
     input: &'a [i8],
     in_shape: Shape,
@@ -158,6 +228,8 @@ struct Ctx<'a, 'b> {
     weights: &'a [i8],
     stage: &'a OutputStage<'b>,
     out_shape: Shape,
+    /// Pixels a chunk (even, 2..=CHUNK), chosen from the scratch given.
+    chunk: usize,
 }
 
 /// im2col GEMM of one phase over the given output pixels.
@@ -192,7 +264,7 @@ fn gemm(
         .ok_or(KernelError::ScratchTooSmall)?;
     while pixels.peek().is_some() {
         let mut n = 0;
-        for p in pixels.by_ref().take(CHUNK) {
+        for p in pixels.by_ref().take(ctx.chunk.clamp(2, CHUNK)) {
             if let Some(slot) = chunk.get_mut(n) {
                 *slot = p;
             }
@@ -202,9 +274,11 @@ fn gemm(
         let cols = cols
             .get_mut(..blocks * 2 * w_words)
             .ok_or(KernelError::ScratchTooSmall)?;
-        for (i, &(oy, ox)) in chunk[..n].iter().enumerate() {
-            let block = &mut cols[(i / 2) * 2 * w_words..][..2 * w_words];
-            im2col(ctx, phase, oy, ox, block, i % 2, k, k8);
+        for (i, &(oy, ox)) in chunk.iter().take(n).enumerate() {
+            let at = (i / 2) * 2 * w_words;
+            if let Some(block) = cols.get_mut(at..at + 2 * w_words) {
+                im2col(ctx, phase, oy, ox, block, i % 2, k, k8);
+            }
         }
         for oc0 in (0..oc_n).step_by(2) {
             // An odd last channel runs as a pair with itself; the duplicate is discarded.
@@ -213,17 +287,22 @@ fn gemm(
             widen_weights(ctx, phase, oc1, wbuf, 1, k, k8);
             let (b0, b1) = (ctx.stage.bias.get(oc0), ctx.stage.bias.get(oc1));
             let (q0, q1) = (Rq::new(ctx.stage, oc0), Rq::new(ctx.stage, oc1));
-            for (b, block) in cols.chunks_exact(2 * w_words).enumerate() {
+            for b in 0..blocks {
+                let at = b * 2 * w_words;
+                let Some(block) = cols.get(at..at + 2 * w_words) else {
+                    break;
+                };
                 let acc = asm::block_2x2(wbuf, block, w_words, [b0, b0, b1, b1]);
                 // acc = [oc0·px0, oc0·px1, oc1·px0, oc1·px1]; an odd last pixel's twin is garbage.
-                for (j, &(oy, ox)) in chunk[2 * b..n.min(2 * b + 2)].iter().enumerate() {
+                let pixels = chunk.get(2 * b..n.min(2 * b + 2)).unwrap_or(&[]);
+                for ((&(oy, ox), &a0), &a1) in pixels.iter().zip(&acc[..2]).zip(&acc[2..]) {
                     let base = (oy * ctx.out_shape.w + ox) * oc_n;
                     if let Some(o) = output.get_mut(base + oc0) {
-                        *o = q0.apply(acc[j], ctx.stage);
+                        *o = q0.apply(a0, ctx.stage);
                     }
                     if oc1 != oc0 {
                         if let Some(o) = output.get_mut(base + oc1) {
-                            *o = q1.apply(acc[2 + j], ctx.stage);
+                            *o = q1.apply(a1, ctx.stage);
                         }
                     }
                 }

@@ -1,8 +1,10 @@
-//! Dense layer: the input is widened once; two output channels share each input load.
+//! Dense layer: the input is widened once; two output channels share each input load. Sixteen
+//! inputs (the decoder's first layer) run one assembly loop with the input on the stack
+//! ([`asm::dense16_pairs`]) and need no scratch.
 
 use super::super::{validate_dense, KernelError, OutputStage};
-use super::{asm, put_row, scratch_words, Rq};
-use crate::kernels::dsp_scratch::dense_scratch_size;
+use super::{asm, dot2_tail, put_row, scratch_words, store_pair, Rq};
+use crate::kernels::dsp_scratch::dense_scratch_for;
 
 /// See [`crate::kernels::dense`].
 #[allow(clippy::too_many_arguments)]
@@ -17,10 +19,15 @@ pub fn dense(
     scratch: &mut [u8],
 ) -> Result<(), KernelError> {
     validate_dense(input, input_zp, weights, n_in, n_out, stage, output)?;
-    if scratch.len() < dense_scratch_size(n_in, n_out) {
-        return Err(KernelError::ScratchTooSmall);
-    }
     if n_out == 0 {
+        return Ok(());
+    }
+    if n_in == 16 && dense16(input, input_zp, weights, n_out, stage, output) {
+        return Ok(());
+    }
+    if n_in / 4 > 0 && dense_scratch_for(n_in, n_out, scratch.len()) == 0 {
+        // No room to widen the input: widen it in registers, per pair of outputs.
+        dense_direct(input, input_zp, weights, n_in, n_out, stage, output);
         return Ok(());
     }
     let groups = n_in / 4;
@@ -61,4 +68,125 @@ pub fn dense(
         }
     }
     Ok(())
+}
+
+/// Output `oc` of a dense layer the general way (reference dot, prepared requantisation).
+#[inline(never)]
+fn one_output(
+    input: &[i8],
+    input_zp: i32,
+    weights: &[i8],
+    n_in: usize,
+    stage: &OutputStage,
+    oc: usize,
+) -> i8 {
+    let row = weights
+        .get(oc * n_in..(oc + 1) * n_in)
+        .unwrap_or(&[])
+        .iter();
+    let acc = row.zip(input).fold(stage.bias.get(oc), |acc, (&w, &x)| {
+        acc.wrapping_add((w as i32).wrapping_mul(x as i32 - input_zp))
+    });
+    Rq::new(stage, oc).apply(acc, stage)
+}
+
+/// Sixteen inputs: the assembly loop over output pairs where the clamp is plain int8 or a fused
+/// ReLU (`act_min` = zero point, `act_max` = 127); false (nothing written) otherwise. The
+/// caller has validated the call.
+fn dense16(
+    input: &[i8],
+    input_zp: i32,
+    weights: &[i8],
+    n_out: usize,
+    stage: &OutputStage,
+    output: &mut [i8],
+) -> bool {
+    let relu = stage.act_min == stage.output_zp && stage.act_min != -128;
+    if stage.act_max != 127 || !(relu || stage.act_min == -128) {
+        return false;
+    }
+    let (Some(x), Some(w), Some(bias), Some(mult), Some(shift), Some(out)) = (
+        input.get(..16),
+        weights.get(..16 * n_out),
+        stage.bias.0.get(..4 * n_out),
+        stage.multiplier.0.get(..4 * n_out),
+        stage.shift.get(..n_out),
+        output.get_mut(..n_out),
+    ) else {
+        return false;
+    };
+    let mut job = asm::Dense16 {
+        x: [0; 8],
+        w: w.as_ptr(),
+        bias: bias.as_ptr(),
+        mult: mult.as_ptr(),
+        shift: shift.as_ptr(),
+        out: out.as_mut_ptr(),
+        pairs: 0,
+        zp: stage.output_zp,
+    };
+    put_row::<1>(&mut job.x, 0, 0, x, input_zp);
+    let pairs = n_out / 2;
+    let mut p = 0;
+    while p < pairs {
+        let oc = 2 * p;
+        // SAFETY: `oc < n_out`, so the offsets stay inside (or one past) the slices above.
+        unsafe {
+            job.w = w.as_ptr().add(16 * oc);
+            job.bias = bias.as_ptr().add(4 * oc);
+            job.mult = mult.as_ptr().add(4 * oc);
+            job.shift = shift.as_ptr().add(oc);
+            job.out = out.as_mut_ptr().add(oc);
+        }
+        job.pairs = (pairs - p) as u32;
+        // SAFETY: pairs p.. cover channels oc..2·pairs ≤ n_out, whose weights (16 each), bias and
+        // multipliers (4 bytes each), shifts and outputs lie inside the slices above.
+        let left = unsafe { asm::dense16_pairs(&job, relu) } as usize;
+        if left == 0 {
+            break;
+        }
+        // Pair `stop` has a channel the loop does not handle: finish it here, go on after it.
+        let stop = pairs - left.min(pairs - p);
+        for oc in [2 * stop, 2 * stop + 1] {
+            let v = one_output(x, input_zp, w, 16, stage, oc);
+            if let Some(o) = out.get_mut(oc) {
+                *o = v;
+            }
+        }
+        p = stop + 1;
+    }
+    if n_out % 2 == 1 {
+        let oc = n_out - 1;
+        let v = one_output(x, input_zp, w, 16, stage, oc);
+        if let Some(o) = out.get_mut(oc) {
+            *o = v;
+        }
+    }
+    true
+}
+
+/// Without scratch: each pair of outputs is one SMLAD dot over the int8 input and weight rows,
+/// both widened in registers ([`asm::dot2_i8`]). The caller has validated the call.
+fn dense_direct(
+    input: &[i8],
+    input_zp: i32,
+    weights: &[i8],
+    n_in: usize,
+    n_out: usize,
+    stage: &OutputStage,
+    output: &mut [i8],
+) {
+    let zz = (input_zp as u16 as u32).wrapping_mul(0x0001_0001);
+    let x = input.get(..n_in).unwrap_or(&[]);
+    let main = n_in / 4;
+    let row = |oc: usize| weights.get(oc * n_in..(oc + 1) * n_in).unwrap_or(&[]);
+    for oc0 in (0..n_out).step_by(2) {
+        // An odd last output runs as a pair with itself; the duplicate is discarded.
+        let oc1 = (oc0 + 1).min(n_out - 1);
+        let (w0, w1) = (row(oc0), row(oc1));
+        let mut acc = [stage.bias.get(oc0), stage.bias.get(oc1)];
+        acc = asm::dot2_i8(x, w0, w1, main, zz, acc);
+        acc = dot2_tail(x, w0, w1, 4 * main, input_zp, acc);
+        store_pair(output, 0, [oc0, oc1], acc, stage);
+    }
 }

@@ -5,12 +5,17 @@
 //! into the scratch as int16 `x - zp` (padding as 0), the weights of two output channels are
 //! widened beside it, and a 2 channel × 2 pixel register-blocked SMLAD loop computes four sums at
 //! once. A transposed convolution is the same GEMM run once per output phase with its sub-kernel.
-//! Two shapes have their own kernels (`narrow`): a one-input-channel convolution (taps of a pixel in
-//! registers, one short dot per output channel) and a transposed convolution with fewer than four
-//! output channels (direct dot products over widened input rows). Requantisation is prepared per
-//! channel ([`Rq`]).
+//! Two shapes have their own kernels (`narrow`): a one-input-channel convolution (an assembly loop
+//! over a pixel's channels with its taps in registers) and a transposed convolution with fewer
+//! than four output channels (direct dot products over widened input rows). Requantisation is
+//! prepared per channel ([`Rq`]: SMMLAR, ASRS, ADC).
 //! The dense layer widens the input once and widens the int8 weights in the loop (each weight is
-//! used once, so widening them ahead would only add stores).
+//! used once, so widening them ahead would only add stores); 16 inputs run one assembly loop.
+//!
+//! Every kernel takes scratch of any length and plans from it (`dsp_scratch`): smaller im2col
+//! chunks or channel blocks, and below that the direct kernels (`direct`), which read int8
+//! pixels and weights and widen them in registers, so a model's activations plus scratch fit the
+//! 16 KiB budget the exporter plans for.
 //!
 //! Compiled for `target_arch = "arm"`, little-endian, with `target_feature = "dsp"` or a hard-float
 //! bare-metal ABI (stable Rust exposes no Arm target features to `cfg`; every hard-float
@@ -19,12 +24,16 @@
 mod asm;
 mod conv;
 mod dense;
+mod direct;
 mod narrow;
 
 use super::OutputStage;
 
-pub use crate::kernels::dsp_scratch::dense_scratch_size;
-pub use conv::{conv2d, conv2d_scratch_size, conv_transpose2d, conv_transpose2d_scratch_size};
+pub use crate::kernels::dsp_scratch::{dense_scratch_for, dense_scratch_size};
+pub use conv::{
+    conv2d, conv2d_scratch_for, conv2d_scratch_size, conv_transpose2d,
+    conv_transpose2d_scratch_for, conv_transpose2d_scratch_size,
+};
 pub use dense::dense;
 
 /// Words of int16 pairs from the scratch bytes: the aligned middle of `scratch`.
@@ -113,24 +122,55 @@ fn put_one<const LANES: usize>(dst: &mut [u32], lane: usize, k: usize, v: i32) {
     }
 }
 
+/// `acc` plus the two-channel dot of the elements from `from` on (the tail that
+/// [`asm::dot2_i8`] leaves), `x - zp` against both weight rows.
+#[inline(always)]
+fn dot2_tail(x: &[i8], w0: &[i8], w1: &[i8], from: usize, zp: i32, acc: [i32; 2]) -> [i32; 2] {
+    let [mut a0, mut a1] = acc;
+    for ((&x, &w0), &w1) in x.iter().zip(w0).zip(w1).skip(from) {
+        let v = x as i32 - zp;
+        a0 = a0.wrapping_add(w0 as i32 * v);
+        a1 = a1.wrapping_add(w1 as i32 * v);
+    }
+    [a0, a1]
+}
+
+/// Requantises and stores the sums of channels `oc0` and `oc1` at `output[base + oc]` (`oc1` only
+/// when it differs: an odd last channel runs as a pair with itself).
+#[inline(always)]
+fn store_pair(output: &mut [i8], base: usize, oc: [usize; 2], acc: [i32; 2], stage: &OutputStage) {
+    if let Some(o) = output.get_mut(base + oc[0]) {
+        *o = Rq::new(stage, oc[0]).apply(acc[0], stage);
+    }
+    if oc[1] != oc[0] {
+        if let Some(o) = output.get_mut(base + oc[1]) {
+            *o = Rq::new(stage, oc[1]).apply(acc[1], stage);
+        }
+    }
+}
+
 /// One output channel's requantisation, prepared once per channel: bit-exact with
 /// [`OutputStage::apply`] (`scalar::requantize`, then `+ zp` and the clamp) for every input.
 ///
-/// The common case (shift ≤ 0 and multiplier ≠ i32::MIN) runs without the saturating left shift
-/// and the `MIN · MIN` check: `y = (acc·m + 2^30) >> 31` (SMULL, exact in 64 bits), then the
-/// rounding right shift by `e = -shift` as `t = y - [y < 0]`, `q = (t >> e) + bit (e-1) of t`
-/// (equal to TFLite's remainder/threshold form; `kernel_check` compares every path with the
-/// reference over random multipliers and shifts −31…30), then
-/// a 9-bit saturation (which keeps every clamped result), `+ zp` and the clamp. Other channels
-/// take the reference path.
+/// The common case (multiplier ≥ 0 and shift in −31…−1, all a model file holds in practice) is
+/// five instructions ([`asm::requant`]): with `e = -shift`,
+/// `t = SMMLAR(a, 2m, (a & c) - [a < 0])` where `c` is all ones when `m ≥ 2^30` (then `2m`
+/// wraps to `2m - 2^32` and adding `a` to the high word restores it), so
+/// `t = ((a·m + 2^30) >> 31) - [a < 0]` exactly (SMMLAR rounds with `+2^31` into the high word of a
+/// 64-bit sum); then `q = (t >> e) + bit (e-1) of t` (ASRS leaves that bit in the carry, ADC adds
+/// it): TFLite's round-half-away-from-zero right shift. (`[a < 0]` may stand for TFLite's
+/// `[y < 0]`: they differ only where `y = 0`, and both give `q = 0` there.) Other channels take
+/// the reference path. `kernel_check` compares every path with the reference over random
+/// multipliers and shifts −31…30.
 #[derive(Clone, Copy)]
 pub(crate) struct Rq {
-    /// Q31 multiplier.
-    m: i32,
-    /// Right shift `e` (fast path), or the raw TFLite shift (slow path).
-    e: i32,
-    /// `e - 1` when `e ≥ 1`; -1 marks the slow path, -2 the fast path without right shift.
-    em1: i32,
+    /// `2m` (wrapping) on the fast path, else the multiplier.
+    m2: i32,
+    /// All ones when `m ≥ 2^30` (fast path).
+    c: i32,
+    /// Right shift `e` in 1..=31 (fast path), or 0 with the raw shift in `shift` (slow path).
+    e: u32,
+    shift: i32,
 }
 
 impl Rq {
@@ -138,19 +178,19 @@ impl Rq {
     pub(crate) fn new(stage: &OutputStage, oc: usize) -> Rq {
         let m = stage.multiplier.get(oc);
         let shift = stage.shift.get(oc).copied().unwrap_or(0) as i32;
-        if shift > 0 || m == i32::MIN {
+        if m >= 0 && (-31..=-1).contains(&shift) {
             Rq {
-                m,
-                e: shift,
-                em1: -1,
+                m2: m.wrapping_shl(1),
+                c: if m >= 1 << 30 { -1 } else { 0 },
+                e: (-shift) as u32,
+                shift,
             }
-        } else if shift == 0 {
-            Rq { m, e: 0, em1: -2 }
         } else {
             Rq {
-                m,
-                e: -shift,
-                em1: -shift - 1,
+                m2: m,
+                c: 0,
+                e: 0,
+                shift,
             }
         }
     }
@@ -158,18 +198,15 @@ impl Rq {
     /// `stage.apply(acc, oc)` for the channel this was made for.
     #[inline(always)]
     pub(crate) fn apply(&self, acc: i32, stage: &OutputStage) -> i8 {
-        let q = if self.em1 >= 0 {
-            let y = ((acc as i64 * self.m as i64 + (1 << 30)) >> 31) as i32;
-            // y > i32::MIN here (|m| < 2^31), so t cannot wrap.
-            let t = y + (y >> 31);
-            // e ≤ 31 and e - 1 ≤ 30: plain arithmetic shifts.
-            (t >> (self.e & 31)) + ((t >> (self.em1 & 31)) & 1)
-        } else if self.em1 == -2 {
-            ((acc as i64 * self.m as i64 + (1 << 30)) >> 31) as i32
+        let q = if self.e != 0 {
+            asm::requant(acc, self.m2, self.c, self.e)
         } else {
-            crate::kernels::requantize(acc, self.m, self.e)
+            crate::kernels::requantize(acc, self.m2, self.shift)
         };
-        // |q| ≥ 256 clamps to the same int8 as its 9-bit saturation, since |zp| ≤ 128.
-        (q.clamp(-256, 255) + stage.output_zp).clamp(stage.act_min, stage.act_max) as i8
+        // |q| ≥ 256 clamps to the same int8 as its 9-bit saturation, since |zp| ≤ 128; max/min,
+        // not clamp: the same for the validated act_min ≤ act_max, and no panic path.
+        (q.clamp(-256, 255) + stage.output_zp)
+            .max(stage.act_min)
+            .min(stage.act_max) as i8
     }
 }

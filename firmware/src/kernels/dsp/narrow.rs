@@ -1,5 +1,6 @@
 //! Transposed convolution with few output channels (the decoder's last layer: one channel), as
-//! direct dot products over widened input rows.
+//! direct dot products over widened input rows; and the one-input-channel convolution (the
+//! encoder's first layer).
 //!
 //! An output pixel of phase (ry, rx) takes, per kernel row `ky ≡ ry`, the taps `kx = rx, rx + s, …`
 //! from input pixels `ix0, ix0 - 1, …`: a run of consecutive input pixels. The weights of each
@@ -10,10 +11,10 @@
 
 use super::super::{ConvGeom, KernelError, OutputStage, Shape};
 use super::{asm, put_row, put_zeros, scratch_words, Rq};
-use crate::kernels::dsp_scratch::{ic1_words, narrow_t};
+use crate::kernels::dsp_scratch::{ic1_asm_channels, ic1_channels, ic1_words, narrow_t, IC1_BLOCK};
 
-/// See [`crate::kernels::conv_transpose2d`]; the caller has validated the call and the scratch
-/// length against `conv_transpose2d_scratch_size`.
+/// See [`crate::kernels::conv_transpose2d`]; the caller has validated the call and checked the
+/// scratch length against `dsp_scratch::narrow_t_bytes`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv_transpose2d_narrow(
     input: &[i8],
@@ -37,8 +38,13 @@ pub(super) fn conv_transpose2d_narrow(
     if oc_n == 0 {
         return Ok(());
     }
+    // Validated ≥ 1; dividing by a `NonZeroUsize` has no panic path.
+    let Some(sn) = core::num::NonZeroUsize::new(s) else {
+        return Err(KernelError::BadParams);
+    };
     let n = narrow_t(in_shape, out_shape, geom);
-    let (pw, tx) = (n.pw, n.taps_x);
+    let (pw, tx) = (n.pw.max(1), n.taps_x);
+    let slots = n.slots.max(1);
     let words = scratch_words(scratch);
     let (tags, rest) = words
         .split_at_mut_checked(n.slots)
@@ -79,14 +85,14 @@ pub(super) fn conv_transpose2d_narrow(
 
     for oy in 0..out_shape.h {
         let ty = oy + pad;
-        let ry = ty % s;
+        let ry = ty % sn;
         // Widen the input rows this output row reads (at most `slots`, consecutive).
         for ky in (ry..kh.min(ty + 1)).step_by(s) {
-            let iy = (ty - ky) / s;
+            let iy = (ty - ky) / sn;
             if iy >= h {
                 continue;
             }
-            let slot = iy % n.slots;
+            let slot = iy % slots;
             if tags.get(slot) == Some(&(iy as u32 + 1)) {
                 continue;
             }
@@ -100,7 +106,7 @@ pub(super) fn conv_transpose2d_narrow(
             if pw * 2 == ic {
                 put_row::<1>(dst, 0, 0, src, input_zp);
             } else {
-                for (d, px) in dst.chunks_exact_mut(pw).zip(src.chunks_exact(ic)) {
+                for (d, px) in dst.chunks_exact_mut(pw).zip(src.chunks_exact(ic.max(1))) {
                     put_row::<1>(d, 0, 0, px, input_zp);
                     put_zeros::<1>(d, 0, ic, 2 * pw - ic);
                 }
@@ -109,8 +115,8 @@ pub(super) fn conv_transpose2d_narrow(
         let rows = &*rows;
         for ox in 0..out_shape.w {
             let t = ox + pad;
-            let rx = t % s;
-            let ix0 = t / s; // input pixel of tap j = 0 (kx = rx), as (t - rx) / s
+            let rx = t % sn;
+            let ix0 = t / sn; // input pixel of tap j = 0 (kx = rx), as (t - rx) / s
             let ntx = (rx..kw).step_by(s).len();
             // Valid taps j: ix0 - j in [0, w).
             let j_lo = (ix0 + 1).saturating_sub(w);
@@ -124,11 +130,11 @@ pub(super) fn conv_transpose2d_narrow(
                 let x_at = (ix0 + 1 - j_hi) * pw;
                 let w_at = (tx - j_hi) * pw;
                 for ky in (ry..kh.min(ty + 1)).step_by(s) {
-                    let iy = (ty - ky) / s;
+                    let iy = (ty - ky) / sn;
                     if iy >= h {
                         continue;
                     }
-                    let r = (iy % n.slots) * n.row + x_at;
+                    let r = (iy % slots) * n.row + x_at;
                     let x = rows.get(r..r + len).unwrap_or(&[]);
                     for (oc, a) in acc.iter_mut().enumerate().take(rq_n) {
                         let b = ((oc * kh + ky) * s + rx) * block + w_at;
@@ -151,7 +157,9 @@ pub(super) fn conv_transpose2d_narrow(
 /// Convolution of a one-channel input (the encoder's first layer): each output pixel's `kh·kw`
 /// taps are gathered once as int16 pairs (`x - zp`, padding 0), then every output channel is one
 /// short SMLAD dot product against its weights, widened into the same pairs once per call. The
-/// caller has validated the call and the scratch length against `conv2d_scratch_size`.
+/// channels run in blocks of as many as the scratch holds (at most [`IC1_BLOCK`]), the taps
+/// gathered again per block. The caller has validated the call and checked that one channel
+/// fits the scratch (`ic1_channels`).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv2d_ic1(
     input: &[i8],
@@ -165,92 +173,56 @@ pub(super) fn conv2d_ic1(
     scratch: &mut [u8],
 ) -> Result<(), KernelError> {
     let oc_n = out_shape.c;
-    if oc_n == 0 {
-        return Ok(());
+    let nb = ic1_channels(geom, oc_n, scratch.len());
+    if nb == 0 {
+        // No room for one channel's widened weights (the caller checks this first).
+        return Err(KernelError::ScratchTooSmall);
     }
-    let ConvGeom {
-        kh,
-        kw,
-        stride,
-        pad,
-    } = geom;
-    let taps = kh * kw;
-    let p = ic1_words(geom);
+    let taps = geom.kh * geom.kw;
+    let p = ic1_words(geom).max(1);
     let words = scratch_words(scratch);
     let (xw, wts) = words
         .split_at_mut_checked(p)
         .ok_or(KernelError::ScratchTooSmall)?;
-    let wts = wts
-        .get_mut(..oc_n * p)
-        .ok_or(KernelError::ScratchTooSmall)?;
-    let pair = |lo: i32, hi: i32| (lo as u16 as u32) | ((hi as u16 as u32) << 16);
-    for (oc, dst) in wts.chunks_exact_mut(p).enumerate() {
-        let row = weights.get(oc * taps..(oc + 1) * taps).unwrap_or(&[]);
-        for (i, d) in dst.iter_mut().enumerate() {
-            let at = |t: usize| row.get(t).map_or(0, |&v| v as i32);
-            *d = pair(at(2 * i), at(2 * i + 1));
-        }
-    }
-    let wts = &*wts;
-    if oc_n > BLK * PREP {
-        // More channels than the prepared blocks: run the blocks one output-channel range at a
-        // time would need a strided output; the reference handles this rare shape.
-        return crate::kernels::scalar::conv2d(
-            input,
-            in_shape,
-            input_zp,
-            weights,
-            geom,
-            stage,
-            output,
-            out_shape,
-            &mut [],
-        );
-    }
-    let mut prep = [([0i32; BLK], [Rq::new(stage, 0); BLK]); PREP];
-    for (b, (bias, rq)) in prep.iter_mut().enumerate() {
-        for (i, (bi, q)) in bias.iter_mut().zip(rq.iter_mut()).enumerate() {
-            let oc = b * BLK + i;
-            if oc < oc_n {
-                *bi = stage.bias.get(oc);
-                *q = Rq::new(stage, oc);
-            }
-        }
-    }
+    let wts = wts.get_mut(..nb * p).ok_or(KernelError::ScratchTooSmall)?;
     let (h, w) = (in_shape.h, in_shape.w);
-    let mut out = output.chunks_exact_mut(oc_n);
-    for oy in 0..out_shape.h {
-        for ox in 0..out_shape.w {
-            let tap = |t: usize| {
-                let (ky, kx) = (t / kw, t % kw);
-                let iy = (oy * stride + ky).checked_sub(pad).filter(|&y| y < h);
-                let ix = (ox * stride + kx).checked_sub(pad).filter(|&x| x < w);
-                match (iy, ix) {
-                    (Some(iy), Some(ix)) if t < taps => {
-                        input.get(iy * w + ix).map_or(0, |&v| v as i32 - input_zp)
-                    }
-                    _ => 0,
-                }
-            };
-            for (i, d) in xw.iter_mut().enumerate() {
-                *d = pair(tap(2 * i), tap(2 * i + 1));
+    let mut bias = [0i32; IC1_BLOCK];
+    let mut rq = [Rq::new(stage, 0); IC1_BLOCK];
+    for c0 in (0..oc_n).step_by(nb) {
+        let cn = nb.min(oc_n - c0);
+        for (i, dst) in wts.chunks_exact_mut(p).take(cn).enumerate() {
+            let oc = c0 + i;
+            let row = weights.get(oc * taps..(oc + 1) * taps).unwrap_or(&[]);
+            for (j, d) in dst.iter_mut().enumerate() {
+                let at = |t: usize| row.get(t).map_or(0, |&v| v as i32);
+                *d = pair(at(2 * j), at(2 * j + 1));
             }
-            let Some(px) = out.next() else {
-                return Ok(());
-            };
-            let xw = &*xw;
-            // Output channels in blocks of BLK with their bias and requantisation prepared.
-            for (b, (pxb, wb)) in px.chunks_mut(BLK).zip(wts.chunks(BLK * p)).enumerate() {
-                let (bias, rq) = &prep[b % PREP];
+        }
+        for (i, (bi, q)) in bias.iter_mut().zip(rq.iter_mut()).take(cn).enumerate() {
+            *bi = stage.bias.get(c0 + i);
+            *q = Rq::new(stage, c0 + i);
+        }
+        let wb = &*wts;
+        let mut out = output.chunks_exact_mut(oc_n.max(1));
+        for oy in 0..out_shape.h {
+            for ox in 0..out_shape.w {
+                gather_taps(xw, input, oy, ox, geom, h, w, input_zp);
+                let Some(px) = out.next() else {
+                    return Ok(());
+                };
+                let Some(pxb) = px.get_mut(c0..c0 + cn) else {
+                    return Ok(());
+                };
+                let xw = &*xw;
                 if let (6, Some(x6)) = (p, xw.first_chunk::<6>()) {
                     for (((o, wv), q), &bi) in
-                        pxb.iter_mut().zip(wb.chunks_exact(6)).zip(rq).zip(bias)
+                        pxb.iter_mut().zip(wb.chunks_exact(6)).zip(&rq).zip(&bias)
                     {
                         *o = q.apply(asm::dot6(wv, x6, bi), stage);
                     }
                 } else {
                     for (((o, wv), q), &bi) in
-                        pxb.iter_mut().zip(wb.chunks_exact(p)).zip(rq).zip(bias)
+                        pxb.iter_mut().zip(wb.chunks_exact(p)).zip(&rq).zip(&bias)
                     {
                         *o = q.apply(asm::dot(wv, xw, p, bi), stage);
                     }
@@ -261,6 +233,162 @@ pub(super) fn conv2d_ic1(
     Ok(())
 }
 
-/// Output channels prepared at a time by [`conv2d_ic1`], and how many blocks fit on the stack.
-const BLK: usize = 32;
-const PREP: usize = 2;
+/// The one-input-channel convolution with at most ten taps as one assembly loop over the output
+/// channels of a pixel ([`asm::ic1_pixel`]): each channel's weights, bias and requantisation are
+/// laid out once per call as one block read with two LDMs. Runs where every channel has the fast
+/// requantisation of [`Rq`], the clamp is plain int8 or a fused ReLU, and one channel's block fits
+/// the scratch (channels in blocks of what fits); false (nothing written) otherwise. The caller
+/// has validated the call.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv2d_ic1_asm(
+    input: &[i8],
+    in_shape: Shape,
+    input_zp: i32,
+    weights: &[i8],
+    geom: ConvGeom,
+    stage: &OutputStage,
+    output: &mut [i8],
+    out_shape: Shape,
+    scratch: &mut [u8],
+) -> bool {
+    let oc_n = out_shape.c;
+    let nb = ic1_asm_channels(geom, oc_n, scratch.len());
+    let relu = stage.act_min == stage.output_zp && stage.act_min != -128;
+    let clamp_ok = stage.act_max == 127 && (relu || stage.act_min == -128);
+    if nb == 0 || !clamp_ok || geom.kw == 0 {
+        return false;
+    }
+    if (0..oc_n).any(|oc| Rq::new(stage, oc).e == 0) {
+        return false;
+    }
+    let taps = geom.kh * geom.kw;
+    let Some(blocks) = scratch_words(scratch).get_mut(..nb * asm::IC1_BLOCK_WORDS) else {
+        return false;
+    };
+    let (h, w) = (in_shape.h, in_shape.w);
+    let mut job = asm::Ic1Pixel {
+        x: [0; 5],
+        w: blocks.as_ptr(),
+        out: output.as_mut_ptr(),
+        n: 0,
+    };
+    for c0 in (0..oc_n).step_by(nb.max(1)) {
+        let cn = nb.min(oc_n - c0);
+        for (i, dst) in blocks
+            .chunks_exact_mut(asm::IC1_BLOCK_WORDS)
+            .take(cn)
+            .enumerate()
+        {
+            let oc = c0 + i;
+            let row = weights.get(oc * taps..(oc + 1) * taps).unwrap_or(&[]);
+            let at = |t: usize| row.get(t).map_or(0, |&v| v as i32);
+            let q = Rq::new(stage, oc);
+            let params = [
+                stage.bias.get(oc) as u32,
+                q.m2 as u32,
+                q.c as u32,
+                q.e,
+                stage.output_zp as u32,
+            ];
+            for (j, d) in dst.iter_mut().enumerate() {
+                *d = match j {
+                    0..5 => pair(at(2 * j), at(2 * j + 1)),
+                    _ => params.get(j - 5).copied().unwrap_or(0),
+                };
+            }
+        }
+        job.w = blocks.as_ptr();
+        job.n = cn as u32;
+        for oy in 0..out_shape.h {
+            for ox in 0..out_shape.w {
+                if let Some([r0, r1, r2]) = rows3(input, oy, ox, geom, h, w) {
+                    // An inner pixel of a 3×3 kernel: its three input rows, read directly.
+                    let v = |x: i8| x as i32 - input_zp;
+                    job.x = [
+                        pair(v(r0[0]), v(r0[1])),
+                        pair(v(r0[2]), v(r1[0])),
+                        pair(v(r1[1]), v(r1[2])),
+                        pair(v(r2[0]), v(r2[1])),
+                        pair(v(r2[2]), 0),
+                    ];
+                } else {
+                    gather_taps(&mut job.x, input, oy, ox, geom, h, w, input_zp);
+                }
+                let at = (oy * out_shape.w + ox) * oc_n + c0;
+                let Some(out) = output.get_mut(at..at + cn) else {
+                    return true;
+                };
+                job.out = out.as_mut_ptr();
+                // SAFETY: `blocks` holds `cn` word-aligned blocks (`scratch_words`), `out` is `cn`
+                // bytes, `cn ≥ 1`, and every channel's `e` is in 1..=31 (checked above).
+                unsafe { asm::ic1_pixel(&job, relu) };
+            }
+        }
+    }
+    true
+}
+
+/// The three input rows (three taps each) of output pixel (oy, ox) of a 3×3 kernel, when all
+/// nine taps are inside the input.
+#[inline(always)]
+fn rows3(
+    input: &[i8],
+    oy: usize,
+    ox: usize,
+    geom: ConvGeom,
+    h: usize,
+    w: usize,
+) -> Option<[&[i8; 3]; 3]> {
+    if geom.kh != 3 || geom.kw != 3 {
+        return None;
+    }
+    let iy = (oy * geom.stride).checked_sub(geom.pad)?;
+    let ix = (ox * geom.stride).checked_sub(geom.pad)?;
+    if iy + 3 > h || ix + 3 > w {
+        return None;
+    }
+    let row = |y: usize| input.get((iy + y) * w + ix..)?.first_chunk::<3>();
+    Some([row(0)?, row(1)?, row(2)?])
+}
+
+/// Two int16 values as one word, `lo` in the low halfword.
+#[inline(always)]
+fn pair(lo: i32, hi: i32) -> u32 {
+    (lo as u16 as u32) | ((hi as u16 as u32) << 16)
+}
+
+/// The taps `x - zp` of output pixel (oy, ox) of a one-input-channel convolution, in pairs
+/// (padding and taps past `kh·kw` as 0).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gather_taps(
+    x: &mut [u32],
+    input: &[i8],
+    oy: usize,
+    ox: usize,
+    geom: ConvGeom,
+    h: usize,
+    w: usize,
+    zp: i32,
+) {
+    let ConvGeom {
+        kh,
+        kw,
+        stride,
+        pad,
+    } = geom;
+    let tap = |t: usize| {
+        let (ky, kx) = (t / kw.max(1), t % kw.max(1));
+        let iy = (oy * stride + ky).checked_sub(pad).filter(|&y| y < h);
+        let ix = (ox * stride + kx).checked_sub(pad).filter(|&x| x < w);
+        match (iy, ix) {
+            (Some(iy), Some(ix)) if t < kh * kw => {
+                input.get(iy * w + ix).map_or(0, |&v| v as i32 - zp)
+            }
+            _ => 0,
+        }
+    };
+    for (i, d) in x.iter_mut().enumerate() {
+        *d = pair(tap(2 * i), tap(2 * i + 1));
+    }
+}

@@ -58,6 +58,8 @@ pub(crate) fn conv_transpose2d_with(
         stride,
         pad,
     } = geom;
+    // Validated ≥ 1; `max` keeps division by zero out of the code (no panic path).
+    let stride = stride.max(1);
     let mut out = output.chunks_exact_mut(oc_n);
     for oy in 0..out_shape.h {
         for ox in 0..out_shape.w {
