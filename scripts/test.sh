@@ -13,7 +13,7 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 (cd firmware/boards && cargo clippy --locked --release -- -D warnings)
 
 step "gates: cargo doc with warnings denied; the ndarray backend builds"
-RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps -p edgevae -p edgevae-shared -p edgevae-tests
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --workspace
 cargo check --locked -p edgevae --no-default-features --features ndarray
 
 step "GPU backend builds: cargo check -p edgevae --features wgpu (the GPU is chosen at run time)"
@@ -22,9 +22,10 @@ cargo check --locked -p edgevae --features wgpu
 step "host: cargo test --workspace"
 cargo test --workspace --locked
 
-step "no_std: shared without std or alloc, firmware library, for thumbv7em-none-eabihf"
+step "no_std: shared without std or alloc, firmware library (plain and with defmt), for thumbv7em-none-eabihf"
 cargo build --locked -p edgevae-shared --target thumbv7em-none-eabihf --no-default-features
 cargo build --locked -p edgevae-firmware --target thumbv7em-none-eabihf
+cargo build --locked -p edgevae-firmware --target thumbv7em-none-eabihf --features defmt
 
 step "NEON: firmware kernels and engine under qemu-aarch64 (bit-exact with scalar)"
 cargo test --locked -p edgevae-firmware --target aarch64-unknown-linux-gnu

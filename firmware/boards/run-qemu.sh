@@ -16,5 +16,5 @@ flag=--release
 dir=release
 [ "$profile" = dev ] && dir=debug
 elf="$here/target/thumbv7em-none-eabihf/$dir/$bin"
-exec timeout "${QEMU_TIMEOUT:-600}" qemu-system-arm -M "mps2-$board" -nographic \
-  -semihosting-config enable=on,target=native -icount shift=5 -kernel "$elf"
+# The cargo runner: QEMU with semihosting and -icount; the app's defmt log decoded.
+BOARD=$board exec "$here/qemu-runner.sh" "$elf"

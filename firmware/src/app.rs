@@ -24,7 +24,9 @@ pub const MAX_LATENT: usize = 256;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Stats {
+    /// Complete frames received (each answered with one response); oversized frames not included.
     pub requests: u32,
+    /// Frames answered with `Response::Error`: oversized, undecodable, or a request that failed.
     pub errors: u32,
 }
 
@@ -65,6 +67,7 @@ pub struct App<'m, 'a, S, const N: usize, K: KernelSet = Fast> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum StartError {
+    /// The engine refused the model or the arena.
     Engine(EngineError),
     /// The image or latent does not fit the frame buffers `N` / `MAX_LATENT`.
     BuffersTooSmall,
@@ -75,6 +78,8 @@ where
     S: Read<u8> + Write<u8>,
     K: KernelSet,
 {
+    /// Checks that the model's image and latent fit the buffers (`N`, [`MAX_LATENT`]) and starts
+    /// the engine in `arena` (at least the model's declared `arena_bytes`), serving on `serial`.
     pub fn new(model: &'m Model<'m>, arena: &'a mut [u8], serial: S) -> Result<Self, StartError> {
         let h = model.header();
         let image = h.input.len() as usize;
@@ -106,10 +111,12 @@ where
         })
     }
 
+    /// Counters since [`App::new`].
     pub fn stats(&self) -> Stats {
         self.stats
     }
 
+    /// The serial port served (e.g. for a test to inject request bytes or read responses).
     pub fn serial(&mut self) -> &mut S {
         &mut self.serial
     }

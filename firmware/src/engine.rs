@@ -31,21 +31,42 @@ use crate::kernels::{self, ConvGeom, KernelError, LeI32, OutputStage, Shape};
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum EngineError {
     /// The arena passed in is smaller than the model declares.
-    ArenaTooSmall { needed: usize, provided: usize },
+    ArenaTooSmall {
+        /// Bytes the model declares (`arena_bytes` in its header).
+        needed: usize,
+        /// Length of the arena passed in, in bytes.
+        provided: usize,
+    },
     /// The model declares less arena than this build's kernels need (exported for other kernels).
-    DeclaredArenaTooSmall { declared: usize, needed: usize },
+    DeclaredArenaTooSmall {
+        /// Bytes the model declares (`arena_bytes` in its header).
+        declared: usize,
+        /// Bytes this build's kernel set needs ([`required_arena`]).
+        needed: usize,
+    },
     /// The model's input is not uint8 pixels fed as `p - 128` (zero point -128).
     UnsupportedInput,
     /// An image or latent buffer of the wrong length.
-    WrongLength { expected: usize, found: usize },
+    WrongLength {
+        /// Length the model requires: image bytes or latent values.
+        expected: usize,
+        /// Length of the buffer passed in.
+        found: usize,
+    },
     /// A kernel refused its arguments (cannot happen for a validated model; reported, not panicked).
     Kernel {
+        /// The section (encoder or decoder) holding the layer.
         section: Section,
+        /// Index of the layer within its section.
         index: u8,
+        /// What the kernel refused.
         error: KernelErrorCode,
     },
     /// The model has no entropy section, or not this quality level.
-    NoSuchLevel { level: u8 },
+    NoSuchLevel {
+        /// The quality level requested.
+        level: u8,
+    },
     /// The entropy coder failed (the output buffer is too small for the bitstream).
     Coding(CodingError),
 }
@@ -54,9 +75,13 @@ pub enum EngineError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum KernelErrorCode {
+    /// [`KernelError::ShapeMismatch`]: the output shape does not follow from the input and geometry.
     ShapeMismatch,
+    /// [`KernelError::BufferTooSmall`]: input, output or weights shorter than the shapes require.
     BufferTooSmall,
+    /// [`KernelError::ScratchTooSmall`]: scratch shorter than the kernel's scratch size.
     ScratchTooSmall,
+    /// [`KernelError::BadParams`]: bad geometry, zero point, clamp range, shift or per-channel data.
     BadParams,
 }
 
@@ -108,9 +133,14 @@ impl core::error::Error for EngineError {}
 /// A set of kernels with the `kernels` module's signatures: [`Fast`] (the compiled fast path) or
 /// [`Scalar`] (the reference, which the host uses as its fixed-point model).
 pub trait KernelSet {
+    /// Scratch bytes [`conv2d`](Self::conv2d) needs at least for input `i`, output `o`, geometry `g`.
     fn conv2d_scratch_size(i: Shape, o: Shape, g: ConvGeom) -> usize;
+    /// Scratch bytes [`conv_transpose2d`](Self::conv_transpose2d) needs at least for these shapes.
     fn conv_transpose2d_scratch_size(i: Shape, o: Shape, g: ConvGeom) -> usize;
+    /// Scratch bytes [`dense`](Self::dense) needs at least for `n_in` inputs and `n_out` outputs.
     fn dense_scratch_size(n_in: usize, n_out: usize) -> usize;
+    /// int8 2-D convolution, HWC activations with input zero point `zp`, weights `[oc][ky][kx][ic]`;
+    /// see [`kernels::conv2d`].
     #[allow(clippy::too_many_arguments)]
     fn conv2d(
         input: &[i8],
@@ -123,6 +153,8 @@ pub trait KernelSet {
         o: Shape,
         scratch: &mut [u8],
     ) -> Result<(), KernelError>;
+    /// int8 transposed 2-D convolution (PyTorch semantics), weights `[oc][ky][kx][ic]`;
+    /// see [`kernels::conv_transpose2d`].
     #[allow(clippy::too_many_arguments)]
     fn conv_transpose2d(
         input: &[i8],
@@ -135,6 +167,8 @@ pub trait KernelSet {
         o: Shape,
         scratch: &mut [u8],
     ) -> Result<(), KernelError>;
+    /// int8 fully connected layer, `n_in` → `n_out`, weights `[out][in]`;
+    /// see [`kernels::dense`].
     #[allow(clippy::too_many_arguments)]
     fn dense(
         input: &[i8],
@@ -323,21 +357,14 @@ pub fn scratch_bytes_dsp(model: &Model<'_>) -> usize {
         .unwrap_or(0)
 }
 
-/// Arena bytes that fit every kernel set (scalar, this target's fast path, Cortex-M DSP, aarch64
-/// NEON): what the exporter declares, so one model file runs on every build. The DSP part is
-/// [`scratch_bytes_dsp`]: within 16 KiB with the activations wherever they leave room.
+/// Arena bytes that fit every kernel set (scalar, this target's fast path, Cortex-M DSP): what the
+/// exporter declares, so one model file runs on every build. The DSP part is
+/// [`scratch_bytes_dsp`]: within 16 KiB with the activations wherever they leave room. The NEON
+/// kernels need no declared scratch: a layer whose scratch is short (see [`layer_scratch_neon`])
+/// runs the reference loop.
 pub fn required_arena_all_paths(model: &Model<'_>) -> usize {
-    let act = model.activation_bytes() as usize;
-    let neon = model
-        .encoder()
-        .iter()
-        .chain(model.decoder())
-        .map(layer_scratch_neon)
-        .max()
-        .unwrap_or(0);
-    let dsp = act.saturating_add(scratch_bytes_dsp(model));
-    dsp.max(act.saturating_add(neon))
-        .max(required_arena::<Scalar>(model))
+    let dsp = (model.activation_bytes() as usize).saturating_add(scratch_bytes_dsp(model));
+    dsp.max(required_arena::<Scalar>(model))
         .max(required_arena::<Fast>(model))
 }
 
@@ -376,6 +403,7 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
         })
     }
 
+    /// The model this engine runs.
     pub fn model(&self) -> &Model<'m> {
         self.model
     }

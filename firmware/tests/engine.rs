@@ -123,6 +123,13 @@ fn check_model_with<K: KernelSet>(
         std::collections::BTreeSet<i8>,
         std::collections::BTreeSet<u8>,
     ) = Default::default();
+    // A kernel set that needs its scratch declared (the NEON SDOT set called directly, without
+    // the dispatcher's fallback for short scratch) gets a model declaring it.
+    let mut m = m.clone();
+    let probe = m.to_bytes().unwrap();
+    let need = edgevae_firmware::engine::required_arena::<K>(&Model::from_bytes(&probe).unwrap());
+    m.header.arena_bytes = m.header.arena_bytes.max(need as u32);
+    let m = &m;
     let bytes = m.to_bytes().unwrap();
     let model = Model::from_bytes(&bytes).unwrap();
     let mut arena_f = vec![0u8; model.header().arena_bytes as usize];

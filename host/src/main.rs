@@ -43,6 +43,8 @@ enum Command {
     Compress(cli::codec::CompressArgs),
     /// Decompress an .evz file or a folder of them into PNG files.
     Decompress(cli::codec::DecompressArgs),
+    /// Decode a board's defmt log from standard input (`firmware/boards/run-qemu.sh` uses it).
+    DefmtPrint(cli::defmt_print::DefmtPrintArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,5 +73,6 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Recover(a) => cli::recover::run_recover(a),
         Command::Compress(a) => cli::codec::run_compress(a),
         Command::Decompress(a) => cli::codec::run_decompress(a),
+        Command::DefmtPrint(a) => cli::defmt_print::run_defmt_print(a),
     }
 }

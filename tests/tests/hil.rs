@@ -168,3 +168,74 @@ fn survives_garbage_frames() {
         r => panic!("after garbage: {r:?}"),
     }
 }
+
+/// The app's defmt log, decoded on the host, against the checked-in snapshot
+/// `tests/golden/app-an386.log` (knurling style). A short fixed session: start-up self-test, one
+/// good request, one refused request, one corrupted frame. Counts that move with every kernel
+/// change (instruction ticks, stack bytes) are masked to `#`; everything else must match.
+/// `UPDATE_GOLDEN=1 cargo test -p edgevae-tests --test hil golden` rewrites the snapshot.
+#[test]
+fn app_log_matches_golden_snapshot() {
+    let elf = build_firmware("app");
+    let mut dev = Device::launch(&elf, "mps2-an386", Some(5)).expect("QEMU starts");
+    match dev.request(&Request::Info).unwrap() {
+        Reply::Info(_) => {}
+        r => panic!("info: {r:?}"),
+    }
+    match dev
+        .request(&Request::Decompress {
+            level: 200,
+            bitstream: &[0u8; 4],
+        })
+        .unwrap()
+    {
+        Reply::Error(_) => {}
+        r => panic!("a missing level must be refused: {r:?}"),
+    }
+    let mut bad = encode_frame_vec(7, &Request::Info).unwrap();
+    bad[1] ^= 0x20;
+    dev.send_raw(&bad).unwrap();
+    let (_, r) = dev.read_reply().expect("a reply to the corrupted frame");
+    assert!(matches!(r, Reply::Error(_)), "{r:?}");
+    // The device logs before it answers, so every line is in by now.
+    let log = mask_counts(&dev.log());
+    let path = edgevae_tests::root().join("tests/golden/app-an386.log");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &log).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).expect("tests/golden/app-an386.log");
+    assert_eq!(
+        log, want,
+        "the app's decoded log changed; if on purpose, rerun with UPDATE_GOLDEN=1"
+    );
+}
+
+/// `key=123` → `key=#` for the counts that depend on the kernels.
+fn mask_counts(log: &str) -> String {
+    let mut out = String::new();
+    for line in log.lines() {
+        let words: Vec<String> = line
+            .split(' ')
+            .map(|w| match w.split_once('=') {
+                Some((k, v))
+                    if [
+                        "encode_ticks",
+                        "decode_ticks",
+                        "entropy_enc",
+                        "entropy_dec",
+                        "stack_bytes",
+                    ]
+                    .contains(&k)
+                        && v.trim_end_matches(',').chars().all(|c| c.is_ascii_digit()) =>
+                {
+                    format!("{k}=#")
+                }
+                _ => w.to_string(),
+            })
+            .collect();
+        out.push_str(&words.join(" "));
+        out.push('\n');
+    }
+    out
+}

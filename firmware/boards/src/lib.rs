@@ -46,6 +46,72 @@ unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
     exit(false)
 }
 
+/// The defmt global logger: frames over semihosting (`SYS_WRITE` to the host's stdout, which QEMU
+/// `-semihosting-config target=native` prints; the host decodes them with the ELF's `.defmt`
+/// table: `edgevae defmt-print`, `edgevae hil`). Written here rather than taken from
+/// `defmt-semihosting` because that crate panics on re-entry, and the app must link without a
+/// reachable panic (`panic-never`); here a nested frame (a log from an interrupt while another is
+/// written) is dropped instead.
+mod logger {
+    use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+    use cortex_m_semihosting::hio::{self, HostStream};
+
+    #[defmt::global_logger]
+    struct Semihosting;
+
+    /// Whether a frame is being written, and whether this frame is one the logger writes.
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    static NESTED: AtomicU8 = AtomicU8::new(0);
+    static mut ENCODER: defmt::Encoder = defmt::Encoder::new();
+    static mut STREAM: Option<HostStream> = None;
+
+    fn emit(bytes: &[u8]) {
+        // SAFETY: only called between acquire and release of the outermost frame, so this is
+        // the only access to STREAM.
+        let stream = unsafe { &mut *core::ptr::addr_of_mut!(STREAM) };
+        if stream.is_none() {
+            *stream = hio::hstdout().ok();
+        }
+        if let Some(s) = stream {
+            let _ = s.write_all(bytes);
+        }
+    }
+
+    // SAFETY: frames are written one at a time (TAKEN); a nested acquire is counted and its
+    // writes and release are ignored, so the encoder's state is never shared.
+    unsafe impl defmt::Logger for Semihosting {
+        fn acquire() {
+            if TAKEN.swap(true, Ordering::Acquire) {
+                NESTED.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            // SAFETY: TAKEN gives this frame exclusive use of ENCODER.
+            unsafe { (*core::ptr::addr_of_mut!(ENCODER)).start_frame(emit) }
+        }
+
+        unsafe fn flush() {}
+
+        unsafe fn release() {
+            if NESTED.load(Ordering::Relaxed) > 0 {
+                NESTED.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+            // SAFETY: the outermost frame holds ENCODER (TAKEN).
+            unsafe { (*core::ptr::addr_of_mut!(ENCODER)).end_frame(emit) };
+            TAKEN.store(false, Ordering::Release);
+        }
+
+        unsafe fn write(bytes: &[u8]) {
+            if NESTED.load(Ordering::Relaxed) > 0 {
+                return;
+            }
+            // SAFETY: as in `release`.
+            unsafe { (*core::ptr::addr_of_mut!(ENCODER)).write(bytes, emit) }
+        }
+    }
+}
+
 /// xorshift32: tiny, deterministic.
 pub struct Rng(pub u32);
 

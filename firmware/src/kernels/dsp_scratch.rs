@@ -189,13 +189,13 @@ fn direct_bytes(
     }
 }
 
-/// Scratch bytes [`conv2d`] runs fastest with. Any shorter scratch works: see
+/// Scratch bytes [`conv2d`](super::conv2d) runs fastest with. Any shorter scratch works: see
 /// [`conv2d_scratch_for`].
 pub fn conv2d_scratch_size(in_shape: Shape, out_shape: Shape, geom: ConvGeom) -> usize {
     conv2d_scratch_for(in_shape, out_shape, geom, usize::MAX)
 }
 
-/// Scratch bytes [`conv2d`] uses when it is given `avail` bytes (at most `avail`; 0 when it runs
+/// Scratch bytes [`conv2d`](super::conv2d) uses when it is given `avail` bytes (at most `avail`; 0 when it runs
 /// the zero-scratch reference loop).
 pub fn conv2d_scratch_for(
     in_shape: Shape,
@@ -253,13 +253,13 @@ pub(crate) fn narrow_t(in_shape: Shape, out_shape: Shape, geom: ConvGeom) -> Nar
     }
 }
 
-/// Scratch bytes [`conv_transpose2d`] runs fastest with. Any shorter scratch works: see
+/// Scratch bytes [`conv_transpose2d`](super::conv_transpose2d) runs fastest with. Any shorter scratch works: see
 /// [`conv_transpose2d_scratch_for`].
 pub fn conv_transpose2d_scratch_size(in_shape: Shape, out_shape: Shape, geom: ConvGeom) -> usize {
     conv_transpose2d_scratch_for(in_shape, out_shape, geom, usize::MAX)
 }
 
-/// Scratch bytes [`conv_transpose2d`] uses when it is given `avail` bytes (at most `avail`; 0
+/// Scratch bytes [`conv_transpose2d`](super::conv_transpose2d) uses when it is given `avail` bytes (at most `avail`; 0
 /// when it runs the zero-scratch reference loop).
 pub fn conv_transpose2d_scratch_for(
     in_shape: Shape,
@@ -306,13 +306,13 @@ pub(crate) fn narrow_t_bytes(in_shape: Shape, out_shape: Shape, geom: ConvGeom) 
         .saturating_add(4)
 }
 
-/// Scratch bytes [`dense`] runs fastest with: the input widened to int16 (groups of four), plus
+/// Scratch bytes [`dense`](super::dense) runs fastest with: the input widened to int16 (groups of four), plus
 /// alignment; none for 16 inputs (widened on the stack).
 pub fn dense_scratch_size(n_in: usize, n_out: usize) -> usize {
     dense_scratch_for(n_in, n_out, usize::MAX)
 }
 
-/// Scratch bytes [`dense`] uses when it is given `avail` bytes (0: the reference loop, or the
+/// Scratch bytes [`dense`](super::dense) uses when it is given `avail` bytes (0: the reference loop, or the
 /// 16-input loop, which needs none).
 pub fn dense_scratch_for(n_in: usize, _n_out: usize, avail: usize) -> usize {
     if n_in == 16 {

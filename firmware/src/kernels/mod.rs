@@ -2,7 +2,7 @@
 //!
 //! The top-level functions dispatch at compile time:
 //! - `dsp` (SMLAD/SXTB16 through inline `asm!`) on little-endian 32-bit Arm with the DSP extension
-//!   and a hard-float ABI (thumbv7em-none-eabihf and friends; see [`dsp`]);
+//!   and a hard-float ABI (thumbv7em-none-eabihf and friends; see `kernels::dsp`, compiled on those targets only);
 //! - `neon` on little-endian aarch64 (SDOT where enabled, see `neon`);
 //! - `scalar` elsewhere, and everywhere with the cargo feature `force-scalar`.
 //!
@@ -48,8 +48,11 @@ pub enum KernelError {
 /// Activation shape, channels-last (H, W, C) int8.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shape {
+    /// Height (rows).
     pub h: usize,
+    /// Width (columns).
     pub w: usize,
+    /// Channels, innermost in memory.
     pub c: usize,
 }
 
@@ -72,9 +75,13 @@ impl Shape {
 /// Convolution geometry: kernel height and width, stride (≥ 1) and symmetric zero padding.
 #[derive(Clone, Copy, Debug)]
 pub struct ConvGeom {
+    /// Kernel height.
     pub kh: usize,
+    /// Kernel width.
     pub kw: usize,
+    /// Stride, the same along both axes (≥ 1).
     pub stride: usize,
+    /// Zero padding on every side (transposed conv: rows and columns cropped from each output edge).
     pub pad: usize,
 }
 
@@ -118,8 +125,9 @@ pub struct OutputStage<'a> {
     pub shift: &'a [i8],
     /// Output zero point, within [-128, 127].
     pub output_zp: i32,
-    /// Clamp range within [-128, 127] (ReLU fused: `act_min = output_zp`).
+    /// Lower clamp bound, within [-128, 127] (ReLU fused: `act_min = output_zp`).
     pub act_min: i32,
+    /// Upper clamp bound, within [-128, 127] and at least `act_min`.
     pub act_max: i32,
 }
 
@@ -268,15 +276,21 @@ use neon as fast;
 ))]
 use scalar as fast;
 
-/// True where the compiled fast path is the Cortex-M DSP path, whose kernels take scratch of any
-/// length (they run faster with more, up to the `dsp_scratch::*_scratch_size` functions).
+/// True where the compiled fast path takes scratch of any length: the Cortex-M DSP kernels (they
+/// run faster with more, up to the `dsp_scratch::*_scratch_size` functions) and the NEON kernels
+/// (which run the reference loop for a layer whose scratch is short).
 const SCRATCH_OPTIONAL: bool = cfg!(all(
     not(feature = "force-scalar"),
-    target_arch = "arm",
     target_endian = "little",
     any(
-        target_feature = "dsp",
-        all(target_os = "none", target_abi = "eabihf")
+        target_arch = "aarch64",
+        all(
+            target_arch = "arm",
+            any(
+                target_feature = "dsp",
+                all(target_os = "none", target_abi = "eabihf")
+            )
+        )
     )
 ));
 

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod codec;
+pub mod defmt_print;
 pub mod eval;
 pub mod export;
 pub mod hil;

@@ -2,6 +2,7 @@
 //! UART (a Unix socket), and collect what it prints on semihosting.
 
 pub mod firmware;
+pub mod log;
 
 pub use firmware::{build_board, build_stdio_app, elf_size, ElfSize};
 
@@ -57,6 +58,8 @@ pub struct Device {
     dir: tempfile::TempDir,
     /// Bytes read past the last frame.
     pending: Vec<u8>,
+    /// The firmware image, for decoding its defmt log.
+    elf: PathBuf,
 }
 
 impl Device {
@@ -125,6 +128,7 @@ impl Device {
             seq: 0,
             dir,
             pending: Vec::new(),
+            elf: elf.to_path_buf(),
         })
     }
 
@@ -155,12 +159,20 @@ impl Device {
             seq: 0,
             dir,
             pending: Vec::new(),
+            elf: binary.to_path_buf(),
         })
     }
 
-    /// What the firmware printed (semihosting, or stderr of the Linux build) so far.
+    /// What the firmware logged so far: its defmt frames (over semihosting) decoded to text, or
+    /// the plain stderr of the Linux build.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("semihosting.log")).unwrap_or_default()
+        let bytes = std::fs::read(self.dir.path().join("semihosting.log")).unwrap_or_default();
+        log::decode(&self.elf, &bytes).unwrap_or_else(|e| {
+            format!(
+                "(log not decoded: {e})\n{}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })
     }
 
     /// Sends raw bytes (for robustness tests).

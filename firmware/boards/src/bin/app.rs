@@ -2,16 +2,17 @@
 //! Cortex-M7): the model file is embedded in flash, the arena is a static sized from the model's
 //! header at build time, and requests are served over UART0 (CMSDK APB UART).
 //!
-//! At start it runs one encode and one decode on a built-in pattern and prints the SysTick ticks
-//! of each (under `-icount shift=N`, ticks × 40 / 2^N = executed instructions).
+//! At start it runs one encode and one decode on a built-in pattern and logs the SysTick ticks
+//! of each (under `-icount shift=N`, ticks × 40 / 2^N = executed instructions). It logs with
+//! defmt over semihosting: the format strings stay in the ELF, the host decodes the frames
+//! (`edgevae defmt-print`, `edgevae hil`).
 #![no_std]
 #![no_main]
 
 use core::convert::Infallible;
 
 use cortex_m_rt::entry;
-use cortex_m_semihosting::hprintln;
-use edgevae_boards::{exit, Ticks};
+use edgevae_boards::{exit, Ticks}; // also links the defmt logger
 use edgevae_firmware::app::App;
 use edgevae_firmware::engine::Engine;
 use edgevae_shared::wire::frame_capacity;
@@ -118,7 +119,7 @@ fn main() -> ! {
     let model = match Model::from_bytes(MODEL) {
         Ok(m) => m,
         Err(e) => {
-            hprintln!("model rejected: {}", e);
+            defmt::error!("model rejected: {}", e);
             exit(false)
         }
     };
@@ -132,7 +133,7 @@ fn main() -> ! {
         {
             Ok(e) => e,
             Err(e) => {
-                hprintln!("engine: {}", e);
+                defmt::error!("engine: {}", e);
                 exit(false)
             }
         };
@@ -147,7 +148,7 @@ fn main() -> ! {
         let dec = engine.decode(&z, &mut image);
         let t2 = ticks.now();
         if enc.is_err() || dec.is_err() {
-            hprintln!("self-test failed");
+            defmt::error!("self-test failed");
             exit(false)
         }
         // Entropy coding alone, at the finest level (the most bits): what the codec adds.
@@ -162,14 +163,14 @@ fn main() -> ! {
             let decoded = level.decode(zp, &bits, &mut z);
             let t5 = ticks.now();
             if coded.is_err() || decoded.is_err() {
-                hprintln!("self-test failed (entropy coding)");
+                defmt::error!("self-test failed (entropy coding)");
                 exit(false)
             }
             code_ticks = t4 - t3;
             uncode_ticks = t5 - t4;
         }
-        hprintln!(
-            "edgevae app: model {} crc {:#010x}, arena {} B, model {} B in flash, {} levels; encode_ticks={} decode_ticks={} entropy_enc={} entropy_dec={} stack_bytes={}",
+        defmt::info!(
+            "edgevae app: model {=str} crc {=u32:#x}, arena {=usize} B, model {=usize} B in flash, {=usize} levels; encode_ticks={=u64} decode_ticks={=u64} entropy_enc={=u64} entropy_dec={=u64} stack_bytes={=u32}",
             model.header().name.as_str(),
             model.crc(),
             ARENA_BYTES,
@@ -186,7 +187,7 @@ fn main() -> ! {
     let mut app = match App::<'_, '_, Uart0, FRAME>::new(&model, &mut arena[..], Uart0::init()) {
         Ok(a) => a,
         Err(_) => {
-            hprintln!("app: buffers too small for this model");
+            defmt::error!("app: buffers too small for this model");
             exit(false)
         }
     };

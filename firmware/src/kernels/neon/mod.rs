@@ -81,6 +81,12 @@ pub fn conv2d(
     out_shape: Shape,
     scratch: &mut [u8],
 ) -> Result<(), KernelError> {
+    // Short scratch (a model whose declared arena keeps the Cortex-M budget): the reference loop.
+    if scratch.len() < conv2d_scratch_size(in_shape, out_shape, geom) {
+        return super::scalar::conv2d(
+            input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
+        );
+    }
     dispatch!(conv2d(
         input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch
     ))
@@ -99,6 +105,11 @@ pub fn conv_transpose2d(
     out_shape: Shape,
     scratch: &mut [u8],
 ) -> Result<(), KernelError> {
+    if scratch.len() < conv_transpose2d_scratch_size(in_shape, out_shape, geom) {
+        return super::scalar::conv_transpose2d(
+            input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
+        );
+    }
     dispatch!(conv_transpose2d(
         input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch
     ))
