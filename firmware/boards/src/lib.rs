@@ -6,7 +6,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use cortex_m::peripheral::{syst::SystClkSource, SCB, SYST};
 use cortex_m_rt::{exception, ExceptionFrame};
-use cortex_m_semihosting::{debug, hprintln};
+use cortex_m_semihosting::debug;
 
 /// Ends the QEMU run with success or failure.
 pub fn exit(ok: bool) -> ! {
@@ -23,7 +23,7 @@ pub fn exit(ok: bool) -> ! {
 #[cfg(not(feature = "panic-never"))]
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    hprintln!("PANIC: {}", info);
+    defmt::error!("PANIC: {}", defmt::Display2Format(info));
     exit(false)
 }
 
@@ -42,7 +42,7 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 
 #[exception]
 unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
-    hprintln!("HARDFAULT at pc={:#010x}", frame.pc());
+    defmt::error!("HARDFAULT at pc={=u32:#x}", frame.pc());
     exit(false)
 }
 

@@ -32,6 +32,7 @@ pub use scalar::requantize;
 
 /// Why a kernel refused to run. Nothing is written to the output when a kernel returns `Err`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum KernelError {
     /// `out_shape` is not the shape the geometry produces from `in_shape`, or a size overflows.
     ShapeMismatch,
@@ -45,8 +46,26 @@ pub enum KernelError {
     BadParams,
 }
 
+impl core::fmt::Display for KernelError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            KernelError::ShapeMismatch => {
+                "output shape does not follow from the input and geometry"
+            }
+            KernelError::BufferTooSmall => "input, output or weights shorter than the shapes need",
+            KernelError::ScratchTooSmall => "scratch shorter than the kernel needs",
+            KernelError::BadParams => {
+                "stride, kernel size, zero point, clamp or shift out of range"
+            }
+        })
+    }
+}
+
+impl core::error::Error for KernelError {}
+
 /// Activation shape, channels-last (H, W, C) int8.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Shape {
     /// Height (rows).
     pub h: usize,
@@ -74,6 +93,7 @@ impl Shape {
 
 /// Convolution geometry: kernel height and width, stride (≥ 1) and symmetric zero padding.
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ConvGeom {
     /// Kernel height.
     pub kh: usize,

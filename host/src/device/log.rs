@@ -9,7 +9,7 @@ use std::path::Path;
 use super::HilError;
 
 /// The text of the log `bytes` written by the firmware `elf`: one line a defmt frame, as
-/// `LEVEL message`. A malformed frame becomes a line saying so (and decoding goes on after it);
+/// `LEVEL message` (the message alone for `defmt::println!`). A malformed frame becomes a line saying so (and decoding goes on after it);
 /// a truncated last frame is dropped.
 pub fn decode(elf: &Path, bytes: &[u8]) -> Result<String, HilError> {
     let table = load_table(elf)?;
@@ -86,10 +86,10 @@ fn load_table(elf: &Path) -> Result<Option<defmt_decoder::Table>, HilError> {
     })
 }
 
-/// One frame as a line: `LEVEL message`.
+/// One frame as a line: `LEVEL message`, or the message alone for `defmt::println!`.
 fn line(frame: &defmt_decoder::Frame<'_>) -> String {
-    let level = frame
-        .level()
-        .map_or("LOG".to_string(), |l| l.as_str().to_uppercase());
-    format!("{level} {}", frame.display_message())
+    match frame.level() {
+        Some(l) => format!("{} {}", l.as_str().to_uppercase(), frame.display_message()),
+        None => frame.display_message().to_string(),
+    }
 }

@@ -8,7 +8,6 @@
 #![no_main]
 
 use cortex_m_rt::entry;
-use cortex_m_semihosting::hprintln;
 use edgevae_boards::{exit, Rng};
 use edgevae_firmware::engine::{Engine, Fast, Scalar};
 use edgevae_shared::Model;
@@ -24,7 +23,7 @@ fn main() -> ! {
     let model = match Model::from_bytes(MODEL) {
         Ok(m) => m,
         Err(e) => {
-            hprintln!("model rejected: {}", e);
+            defmt::println!("model rejected: {}", e);
             exit(false)
         }
     };
@@ -40,7 +39,7 @@ fn main() -> ! {
     ) {
         (Ok(f), Ok(r)) => (f, r),
         (f, r) => {
-            hprintln!("engine: {:?} / {:?}", f.err(), r.err());
+            defmt::println!("engine: {} / {}", f.err(), r.err());
             exit(false)
         }
     };
@@ -57,7 +56,7 @@ fn main() -> ! {
             reference.encode(&image, &mut zr),
         );
         if ef.is_err() || ef != er || zf != zr {
-            hprintln!("MISMATCH encode case {}: {:?} / {:?}", case, ef, er);
+            defmt::println!("MISMATCH encode case {}: {} / {}", case, ef, er);
             ok = false;
         }
         let mut z = [0i8; LATENT];
@@ -66,13 +65,13 @@ fn main() -> ! {
         let (df, dr) = (fast.decode(&z, &mut pf), reference.decode(&z, &mut pr));
         if df.is_err() || df != dr || pf != pr {
             let i = pf.iter().zip(&pr).position(|(a, b)| a != b);
-            hprintln!("MISMATCH decode case {}: {:?} / {:?}, first pixel {:?}", case, df, dr, i);
+            defmt::println!("MISMATCH decode case {}: {} / {}, first pixel {}", case, df, dr, i);
             ok = false;
         }
     }
-    hprintln!(
+    defmt::println!(
         "engine_check: model {}, arena {} B, {} encodes and {} decodes: {}",
-        model.header().name,
+        model.header().name.as_str(),
         ARENA_BYTES,
         CASES,
         CASES,

@@ -7,7 +7,6 @@
 #![no_main]
 
 use cortex_m_rt::entry;
-use cortex_m_semihosting::hprintln;
 use edgevae_boards::{exit, Params, Rng, Ticks};
 use edgevae_firmware::kernels::{dsp, scalar, ConvGeom, KernelError, OutputStage, Shape};
 
@@ -137,7 +136,7 @@ fn main() -> ! {
     let mut ok = true;
     let (mut total_macs, mut total_dsp, mut total_scalar) = (0u64, 0u64, 0u64);
     let (mut total_budget, mut total_none) = (0u64, 0u64);
-    hprintln!(
+    defmt::println!(
         "layer | MACs | dsp instr | dsp instr/MAC | scalar instr | scalar instr/MAC | scratch B | dsp instr/MAC with the model's scratch | dsp instr/MAC without scratch"
     );
     for (index, (layer, budget)) in layers.iter().zip(budgets).enumerate() {
@@ -193,7 +192,7 @@ fn main() -> ! {
             Layer::Dense(_, i, o, _) => dsp::dense_scratch_size(i, o),
         };
         if size > scratch.len() {
-            hprintln!("{}: scratch {} too large", name, size);
+            defmt::println!("{}: scratch {} too large", name, size);
             exit(false);
         }
         let sc = &mut scratch[..size];
@@ -222,7 +221,7 @@ fn main() -> ! {
             }
         };
         if rd.is_err() || rs.is_err() || od != os_ {
-            hprintln!("{}: dsp and scalar differ ({:?} / {:?})", name, rd, rs);
+            defmt::println!("{}: dsp and scalar differ ({} / {})", name, rd, rs);
             ok = false;
         }
         // The same layer with the scratch the default model's arena leaves, and with none.
@@ -240,7 +239,7 @@ fn main() -> ! {
             };
             *t = ticks.now() - a;
             if r.is_err() || od != os_ {
-                hprintln!("{}: dsp with {} scratch bytes differs ({:?})", name, n, r);
+                defmt::println!("{}: dsp with {} scratch bytes differs ({})", name, n, r);
                 ok = false;
             }
         }
@@ -252,7 +251,7 @@ fn main() -> ! {
         total_scalar += is_;
         total_budget += ib;
         total_none += in_;
-        hprintln!(
+        defmt::println!(
             "{} | {} | {} | {} | {} | {} | {} | {} | {}",
             name,
             macs,
@@ -265,7 +264,7 @@ fn main() -> ! {
             Ratio(in_, macs)
         );
         if index % 6 == 5 {
-            hprintln!(
+            defmt::println!(
                 "total {} | {} | {} | {} | {} | {} | | {} ({}) | {} ({})",
                 if index == 5 { "default" } else { "wide-gauss" },
                 total_macs,
@@ -287,9 +286,9 @@ fn main() -> ! {
 /// `a / b` with two decimals, without floating point.
 struct Ratio(u64, u64);
 
-impl core::fmt::Display for Ratio {
-    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+impl defmt::Format for Ratio {
+    fn format(&self, f: defmt::Formatter) {
         let hundredths = (self.0 * 100 + self.1 / 2) / self.1.max(1);
-        write!(f, "{}.{:02}", hundredths / 100, hundredths % 100)
+        defmt::write!(f, "{=u64}.{=u64:02}", hundredths / 100, hundredths % 100)
     }
 }

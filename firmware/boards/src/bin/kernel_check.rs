@@ -6,7 +6,6 @@
 #![no_main]
 
 use cortex_m_rt::entry;
-use cortex_m_semihosting::hprintln;
 use edgevae_boards::{exit, Params, Rng};
 use edgevae_firmware::kernels::{dsp, scalar, ConvGeom, KernelError, Shape};
 
@@ -97,20 +96,17 @@ fn main() -> ! {
                 )
             };
             if size > MAX_SCRATCH {
-                hprintln!("{}: scratch {} > {}", name, size, MAX_SCRATCH);
+                defmt::println!("{}: scratch {} > {}", name, size, MAX_SCRATCH);
                 exit(false);
             }
             let rf = f(x, is, zp, w, g, &stage, fo, os, &mut scratch[..size]);
             let rs = s(x, is, zp, w, g, &stage, ro, os, &mut []);
             if rf != rs || rf.is_err() || fo != ro {
-                let i = fo.iter().zip(ro.iter()).position(|(a, b)| a != b);
-                hprintln!(
-                    "MISMATCH {} case {}: in {:?} out {:?} {:?} zp {} results {:?}/{:?}, first differing index {:?}",
-                    name, done, is, os, g, zp, rf, rs, i
+                defmt::println!(
+                    "MISMATCH {} case {}: in {} out {} {} zp {} results {}/{}",
+                    name, done, is, os, g, zp, rf, rs
                 );
-                if let Some(i) = i {
-                    hprintln!("  dsp {} scalar {}", fo[i], ro[i]);
-                }
+                print_differences(fo, ro);
                 ok = false;
                 break;
             }
@@ -124,8 +120,8 @@ fn main() -> ! {
                 fo.fill(0x5A);
                 let rf = f(x, is, zp, w, g, &stage, fo, os, &mut scratch[..short]);
                 if rf != rs || fo != ro {
-                    hprintln!(
-                        "MISMATCH {} case {} with {} of {} scratch bytes: {:?}",
+                    defmt::println!(
+                        "MISMATCH {} case {} with {} of {} scratch bytes: {}",
                         name,
                         done,
                         short,
@@ -138,7 +134,7 @@ fn main() -> ! {
             }
             done += 1;
         }
-        hprintln!("{}: {} cases", name, done);
+        defmt::println!("{}: {} cases", name, done);
     }
 
     let mut done = 0;
@@ -184,14 +180,17 @@ fn main() -> ! {
             short_ok = rf2 == rs && fs == ro;
         }
         if rf != rs || rf.is_err() || fo != ro || !short_ok {
-            let i = fo.iter().zip(ro.iter()).position(|(a, b)| a != b);
-            hprintln!("MISMATCH dense case {}: {} -> {} zp {} results {:?}/{:?}, first differing index {:?}", done, n_in, n_out, zp, rf, rs, i);
+            defmt::println!(
+                "MISMATCH dense case {}: {} -> {} zp {} results {}/{}",
+                done, n_in, n_out, zp, rf, rs
+            );
+            print_differences(fo, ro);
             ok = false;
         }
         done += 1;
     }
-    hprintln!("dense: {} cases", done);
-    hprintln!(
+    defmt::println!("dense: {} cases", done);
+    defmt::println!(
         "{}",
         if ok {
             "kernel_check: PASS"
@@ -213,3 +212,12 @@ type Conv = fn(
     Shape,
     &mut [u8],
 ) -> Result<(), KernelError>;
+
+/// Every index where the DSP output differs from the scalar one, with both values.
+fn print_differences(dsp: &[i8], scalar: &[i8]) {
+    for (i, (a, b)) in dsp.iter().zip(scalar).enumerate() {
+        if a != b {
+            defmt::println!("  index {}: dsp {} scalar {}", i, a, b);
+        }
+    }
+}
