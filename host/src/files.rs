@@ -1,7 +1,7 @@
 //! Writing files: every file the host writes goes through [`write_atomic`] (a temporary file in
 //! the same folder, then a rename), so a crash or a full disk never leaves half a file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::Error;
 
@@ -46,11 +46,4 @@ pub fn png_bytes(img: &image::DynamicImage) -> Result<Vec<u8>, image::ImageError
 fn save_png(path: &Path, img: image::DynamicImage) -> Result<(), Error> {
     let png = png_bytes(&img).map_err(|e| Error::data(path, format!("cannot encode PNG ({e})")))?;
     write_atomic(path, &png)
-}
-
-/// `path` with `suffix` appended to its file name.
-pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(suffix);
-    PathBuf::from(p)
 }

@@ -86,7 +86,7 @@ pub fn spread_images(train_set: &edgevae::data::Dataset, n: usize) -> Vec<f32> {
     train_set
         .spread(n)
         .into_iter()
-        .flat_map(|img| img.iter().map(|&p| f32::from(p) / 255.0))
+        .flat_map(edgevae::metrics::to_f32)
         .collect()
 }
 

@@ -3,40 +3,17 @@
 //! `defmt-decoder`, so the device spends neither flash on format strings nor cycles formatting.
 //! A binary without a `.defmt` table (the Linux `stdio_app`) logs plain text, passed through.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use super::HilError;
 
 /// The text of the log `bytes` written by the firmware `elf`: one line a defmt frame, as
-/// `LEVEL message` (the message alone for `defmt::println!`). A malformed frame becomes a line saying so (and decoding goes on after it);
-/// a truncated last frame is dropped.
+/// `LEVEL message` (the message alone for `defmt::println!`). A malformed frame becomes a line
+/// saying so (and decoding goes on after it); a truncated last frame is dropped.
 pub fn decode(elf: &Path, bytes: &[u8]) -> Result<String, HilError> {
-    let table = load_table(elf)?;
-    let Some(table) = table else {
-        return Ok(String::from_utf8_lossy(bytes).into_owned());
-    };
-    let mut decoder = table.new_stream_decoder();
-    decoder.received(bytes);
-    let mut out = String::new();
-    let mut malformed = 0usize;
-    loop {
-        match decoder.decode() {
-            Ok(frame) => {
-                let _ = writeln!(out, "{}", line(&frame));
-            }
-            Err(defmt_decoder::DecodeError::UnexpectedEof) => break,
-            Err(defmt_decoder::DecodeError::Malformed) => {
-                out.push_str("(malformed defmt frame)\n");
-                malformed += 1;
-                // Every malformed frame consumes at least its terminator; stop if one does not.
-                if malformed > bytes.len() {
-                    break;
-                }
-            }
-        }
-    }
-    Ok(out)
+    let mut out = Vec::new();
+    print_stream(elf, bytes, &mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Decodes a live log: reads `input` until it ends and writes each frame as a line to `out` as
@@ -47,8 +24,7 @@ pub fn print_stream(
     mut input: impl std::io::Read,
     mut out: impl std::io::Write,
 ) -> Result<(), HilError> {
-    let table = load_table(elf)?;
-    let Some(table) = table else {
+    let Some(table) = load_table(elf)? else {
         std::io::copy(&mut input, &mut out)?;
         return Ok(());
     };
@@ -60,14 +36,18 @@ pub fn print_stream(
             return Ok(());
         }
         decoder.received(&buf[..n]);
+        // Every malformed frame consumes at least its terminator; stop if one does not.
+        let mut malformed = 0usize;
         loop {
             match decoder.decode() {
-                Ok(frame) => {
-                    writeln!(out, "{}", line(&frame))?;
-                }
+                Ok(frame) => writeln!(out, "{}", line(&frame))?,
                 Err(defmt_decoder::DecodeError::UnexpectedEof) => break,
                 Err(defmt_decoder::DecodeError::Malformed) => {
                     writeln!(out, "(malformed defmt frame)")?;
+                    malformed += 1;
+                    if malformed > n {
+                        break;
+                    }
                 }
             }
         }

@@ -15,7 +15,7 @@ use crate::data::{self, Split, IMAGE_SIDE};
 use crate::error::Error;
 use crate::files::write_atomic;
 use crate::metrics::max_abs_diff;
-use crate::quantize::{float_model, Reference};
+use crate::quantize::{float_model_of, Reference};
 
 /// A human-readable description of a model file; an invalid file is described as far as it goes.
 pub fn inspect(bytes: &[u8]) -> Result<String, edgevae_shared::FormatError> {
@@ -131,7 +131,8 @@ pub fn export(
     n: usize,
 ) -> Result<ExportReport, Error> {
     use onnx::{float_graphs, quantized_graphs, to_bytes};
-    let fm = float_model(run_dir)?;
+    let (_, vae) = crate::inference::load_model(run_dir)?;
+    let fm = float_model_of(&vae, run_dir)?;
     let bytes = std::fs::read(model_file).map_err(Error::io(model_file))?;
     let model = Model::from_bytes(&bytes).map_err(|e| Error::data(model_file, e))?;
     let owned = edgevae_shared::build::OwnedModel::from_model(&model);
@@ -151,13 +152,12 @@ pub fn export(
     let test = data::load(data_dir, Split::Test)?;
     data::check_shape(&test, "test")?;
     let n = n.min(test.len()).max(1);
-    let (_, vae) = crate::inference::load_model(run_dir)?;
     let side = IMAGE_SIDE;
     let z = fm.latent as usize;
 
     // Float: tract vs Burn.
     let x: Vec<f32> = (0..n)
-        .flat_map(|k| test.image(k).iter().map(|&p| p as f32 / 255.0))
+        .flat_map(|k| crate::metrics::to_f32(test.image(k)))
         .collect();
     let burn_mu = crate::inference::encode_mu_batch(&vae, &x);
     let tract_mu = tract::run::<f32, f32>(&files[0], &x, &[n, 1, side, side])?;

@@ -43,7 +43,12 @@ pub struct QuantReport {
 /// The float model of a run directory in device layout.
 pub fn float_model(run_dir: &Path) -> Result<FloatModel, Error> {
     let (_, vae) = crate::inference::load_model(run_dir)?;
-    let layers = crate::model::layers::layers(&vae);
+    float_model_of(&vae, run_dir)
+}
+
+/// [`float_model`] of a loaded run (`run_dir` only names it in errors).
+pub fn float_model_of(vae: &crate::model::Vae, run_dir: &Path) -> Result<FloatModel, Error> {
+    let layers = crate::model::layers::layers(vae);
     let side = IMAGE_SIDE as u16;
     FloatModel::from_layers(&layers, Shape::new(side, side, 1))
         .map_err(|e| Error::data(run_dir, e))
@@ -52,7 +57,7 @@ pub fn float_model(run_dir: &Path) -> Result<FloatModel, Error> {
             let probe: Vec<f32> = (0..2 * 784)
                 .map(|i| ((i * 37) % 256) as f32 / 255.0)
                 .collect();
-            let burn_mu = crate::inference::encode_mu_batch(&vae, &probe);
+            let burn_mu = crate::inference::encode_mu_batch(vae, &probe);
             let mine: Vec<f32> = probe.chunks(784).flat_map(|x| fm.encode(x)).collect();
             let diff = max_abs_diff(&burn_mu, &mine);
             if diff > 1e-3 {
@@ -75,11 +80,11 @@ pub fn quantize(
     test_images: usize,
     name: &str,
 ) -> Result<QuantReport, Error> {
-    let fm = float_model(run_dir)?;
+    let (_, vae) = crate::inference::load_model(run_dir)?;
+    let fm = float_model_of(&vae, run_dir)?;
     let train = data::load(data_dir, Split::Train)?;
     data::check_shape(&train, "training")?;
     let (bytes, arena) = quantize_bytes(&fm, &train, calib, cal, name)?;
-    let (_, vae) = crate::inference::load_model(run_dir)?;
     let bytes = crate::quantize::entropy::add_entropy(&bytes, &vae, &train)?;
     let levels = Model::from_bytes(&bytes)
         .ok()
