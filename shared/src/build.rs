@@ -285,9 +285,20 @@ impl OwnedModel {
             .map_err(BuildError::Serialize)
     }
 
-    /// Validate, then serialise.
+    /// Validate, then serialise, with the pre-laid DSP section where a layer has a pre-laid
+    /// layout (see [`crate::layout`]).
     pub fn to_bytes(&self) -> Result<Vec<u8>, BuildError> {
         let bytes = self.to_bytes_unchecked()?;
+        crate::format::Model::from_bytes(&bytes).map_err(BuildError::Invalid)?;
+        Ok(bytes)
+    }
+
+    /// Validate, then serialise without the pre-laid section (flags 0, the file every reader
+    /// before [`crate::layout::FLAG_DSP_LAYOUT`] wrote).
+    pub fn to_bytes_canonical(&self) -> Result<Vec<u8>, BuildError> {
+        let bytes = self
+            .with_body(self.header.clone(), |body| body.to_bytes_canonical())?
+            .map_err(BuildError::Serialize)?;
         crate::format::Model::from_bytes(&bytes).map_err(BuildError::Invalid)?;
         Ok(bytes)
     }

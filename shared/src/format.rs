@@ -4,11 +4,26 @@
 //! offset size  field
 //!      0    4  magic  b"EVAE"
 //!      4    2  format version (u16 LE): 2 is written, 1 and 2 are read
-//!      6    2  flags (u16 LE), must be 0
+//!      6    2  flags (u16 LE): 0, or FLAG_DSP_LAYOUT (1)
 //!      8    4  payload length in bytes (u32 LE)
 //!     12    4  CRC-32 (ISO-HDLC) of the payload (u32 LE)
 //!     16    n  payload: postcard-encoded [`ModelBody`]
+//! with FLAG_DSP_LAYOUT, then:
+//!   16+n    p  zero bytes up to a multiple of 8 (from the file's first byte)
+//!      a    4  section length L in bytes (u32 LE)
+//!    a+4    4  CRC-32 of the L section bytes (u32 LE)
+//!    a+8    L  one u32 LE block length per layer (encoder, then decoder; 0 = no block), zero
+//!              bytes up to a multiple of 8, then the blocks in layer order, each followed by
+//!              zero bytes up to a multiple of 8
 //! ```
+//!
+//! The section ([`FLAG_DSP_LAYOUT`], see [`crate::layout`]) holds weights and requantisation
+//! parameters pre-laid for the Cortex-M DSP kernels (pre-widened to int16, in the order the
+//! kernel's loop reads them, word-aligned when the file is), derived from the canonical arrays of
+//! the payload, which every other path reads. The parser recomputes every block word from the
+//! canonical layer and rejects a file whose block differs ([`FormatError::DspLayoutMismatch`]),
+//! so both layouts always describe the same arithmetic. Files without the flag (all files before
+//! it existed) load as before; their layers run on the kernels that read the canonical layout.
 //!
 //! The payload borrows every weight, bias and requantization array straight from the input bytes
 //! (zero-copy), so on the device the weights stay in flash. [`Model::from_bytes`] checks everything
@@ -29,6 +44,8 @@ use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
 
 use crate::entropy::{self, Cdf, CodingError, Decoder, Encoder};
+use crate::layout::ALIGN;
+pub use crate::layout::FLAG_DSP_LAYOUT;
 
 /// File magic.
 pub const MAGIC: [u8; 4] = *b"EVAE";
@@ -442,7 +459,7 @@ pub enum FormatError {
         /// Version in the preamble.
         found: u16,
     },
-    /// Non-zero flags in the preamble.
+    /// Flags in the preamble other than [`FLAG_DSP_LAYOUT`].
     UnsupportedFlags {
         /// Flags in the preamble.
         found: u16,
@@ -453,6 +470,35 @@ pub enum FormatError {
         declared: u32,
         /// Bytes present after the preamble.
         available: usize,
+    },
+    /// The pre-laid section ([`FLAG_DSP_LAYOUT`]) is missing, its padding is not zero, or its
+    /// length table does not add up to its length and the file's end.
+    DspLayoutFraming,
+    /// The pre-laid section's CRC-32 is not the one in its header.
+    DspLayoutChecksum {
+        /// CRC-32 in the section header.
+        stored: u32,
+        /// CRC-32 of the section as read.
+        computed: u32,
+    },
+    /// A layer's pre-laid block is neither absent nor the length its geometry calls for (a
+    /// layer without a pre-laid layout must have none).
+    DspLayoutLength {
+        /// Section of the layer.
+        section: Section,
+        /// Layer index within its section, from 0.
+        index: u8,
+        /// Block bytes the layer calls for (0 when it has no pre-laid layout).
+        expected: u32,
+        /// Block bytes in the file.
+        found: u32,
+    },
+    /// A layer's pre-laid block differs from the one derived from its canonical arrays.
+    DspLayoutMismatch {
+        /// Section of the layer.
+        section: Section,
+        /// Layer index within its section, from 0.
+        index: u8,
     },
     /// Bytes after the declared payload, or inside it after the model.
     TrailingBytes {
@@ -618,6 +664,19 @@ impl fmt::Display for FormatError {
             Truncated { declared, available } => {
                 write!(f, "truncated: payload declares {declared} bytes, {available} present")
             }
+            DspLayoutFraming => write!(f, "pre-laid DSP section missing or malformed"),
+            DspLayoutChecksum { stored, computed } => write!(
+                f,
+                "pre-laid DSP section checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
+            ),
+            DspLayoutLength { section, index, expected, found } => write!(
+                f,
+                "{section} layer {index}: pre-laid block of {found} bytes, expected 0 or {expected}"
+            ),
+            DspLayoutMismatch { section, index } => write!(
+                f,
+                "{section} layer {index}: pre-laid block differs from the layer's weights"
+            ),
             TrailingBytes { extra } => write!(f, "{extra} unexpected bytes after the model"),
             ChecksumMismatch { stored, computed } => {
                 write!(f, "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")
@@ -694,6 +753,8 @@ pub struct Model<'a> {
     body: ModelBody<'a>,
     crc: u32,
     activation_bytes: u64,
+    /// Pre-laid block per layer (encoder, then decoder); empty without [`FLAG_DSP_LAYOUT`].
+    blocks: Vec<&'a [u8], { 2 * MAX_LAYERS }>,
 }
 
 fn read_u16(b: &[u8], at: usize) -> u16 {
@@ -724,7 +785,7 @@ impl<'a> Model<'a> {
             return Err(FormatError::UnsupportedVersion { found: version });
         }
         let flags = read_u16(bytes, 6);
-        if flags != 0 {
+        if flags & !FLAG_DSP_LAYOUT != 0 {
             return Err(FormatError::UnsupportedFlags { found: flags });
         }
         let declared = read_u32(bytes, 8);
@@ -739,7 +800,7 @@ impl<'a> Model<'a> {
                 })
             }
         };
-        if rest.len() > payload.len() {
+        if flags & FLAG_DSP_LAYOUT == 0 && rest.len() > payload.len() {
             return Err(FormatError::TrailingBytes {
                 extra: rest.len() - payload.len(),
             });
@@ -765,11 +826,30 @@ impl<'a> Model<'a> {
             return Err(FormatError::TrailingBytes { extra: left.len() });
         }
         let activation_bytes = validate(&body)?;
+        let blocks = if flags & FLAG_DSP_LAYOUT != 0 {
+            let end = PREAMBLE_LEN + payload.len();
+            dsp_section(bytes.get(end..).unwrap_or(&[]), end, &body)?
+        } else {
+            Vec::new()
+        };
         Ok(Model {
             body,
             crc: stored,
             activation_bytes,
+            blocks,
         })
+    }
+
+    /// The pre-laid block of layer `index` of `section` ([`crate::layout`]), if the file has one.
+    /// Validated: it is exactly the block derived from the layer's canonical arrays. Aligned to
+    /// 8 bytes when the file's bytes are.
+    pub fn dsp_block(&self, section: Section, index: usize) -> Option<&'a [u8]> {
+        let at = match section {
+            Section::Encoder => index,
+            Section::Decoder => self.body.encoder.len().checked_add(index)?,
+            _ => return None,
+        };
+        self.blocks.get(at).copied().filter(|b| !b.is_empty())
     }
 
     /// Model-wide facts.
@@ -804,6 +884,91 @@ impl<'a> Model<'a> {
     pub fn activation_bytes(&self) -> u64 {
         self.activation_bytes
     }
+}
+
+fn pad_to_align(at: usize) -> usize {
+    (ALIGN - at % ALIGN) % ALIGN
+}
+
+fn all_zero(b: Option<&[u8]>) -> bool {
+    b.is_some_and(|b| b.iter().all(|&x| x == 0))
+}
+
+/// Parses and checks the pre-laid section: `rest` is the file after the payload, which ends at
+/// file offset `end`. Returns one block per layer (empty where the layer has none).
+fn dsp_section<'a>(
+    rest: &'a [u8],
+    end: usize,
+    body: &ModelBody<'_>,
+) -> Result<Vec<&'a [u8], { 2 * MAX_LAYERS }>, FormatError> {
+    let framing = FormatError::DspLayoutFraming;
+    let pad = pad_to_align(end);
+    if !all_zero(rest.get(..pad)) || rest.len() < pad + 8 {
+        return Err(framing);
+    }
+    let declared = read_u32(rest, pad) as usize;
+    let stored = read_u32(rest, pad + 4);
+    let data = rest.get(pad + 8..).unwrap_or(&[]);
+    if data.len() < declared {
+        return Err(framing);
+    }
+    if data.len() > declared {
+        return Err(FormatError::TrailingBytes {
+            extra: data.len() - declared,
+        });
+    }
+    let computed = crate::crc::crc32(data);
+    if computed != stored {
+        return Err(FormatError::DspLayoutChecksum { stored, computed });
+    }
+    let layers = body
+        .encoder
+        .iter()
+        .map(|l| (Section::Encoder, l))
+        .chain(body.decoder.iter().map(|l| (Section::Decoder, l)));
+    let n = body.encoder.len() + body.decoder.len();
+    // The section starts at a multiple of ALIGN, so offsets in it align like file offsets.
+    let table = 4 * n;
+    let mut at = table + pad_to_align(table);
+    if !all_zero(data.get(table..at)) {
+        return Err(framing);
+    }
+    let mut blocks = Vec::new();
+    for (k, (section, layer)) in layers.enumerate() {
+        let index = (if section == Section::Decoder {
+            k - body.encoder.len()
+        } else {
+            k
+        }) as u8;
+        let len = read_u32(data, 4 * k) as usize;
+        let expected = crate::layout::block_len(layer);
+        if len != 0 && len != expected {
+            return Err(FormatError::DspLayoutLength {
+                section,
+                index,
+                expected: expected as u32,
+                found: len as u32,
+            });
+        }
+        let block = at
+            .checked_add(len)
+            .and_then(|e| data.get(at..e))
+            .ok_or(framing)?;
+        if len != 0 && !crate::layout::block_matches(layer, block) {
+            return Err(FormatError::DspLayoutMismatch { section, index });
+        }
+        at += len;
+        let next = at + pad_to_align(at);
+        if !all_zero(data.get(at..next)) {
+            return Err(framing);
+        }
+        at = next;
+        blocks.push(block).map_err(|_| framing)?;
+    }
+    if at != declared {
+        return Err(framing);
+    }
+    Ok(blocks)
 }
 
 /// Every check the engine relies on. Returns the activation bytes (ping-pong) needed.
@@ -1041,13 +1206,55 @@ fn check_layer(section: Section, index: u8, l: &Layer<'_>) -> Result<(), FormatE
 
 #[cfg(feature = "alloc")]
 impl ModelBody<'_> {
-    /// The complete file: preamble, then the postcard payload. The caller sets `header.arena_bytes`.
+    /// The complete file: preamble, the postcard payload, and the pre-laid section
+    /// ([`FLAG_DSP_LAYOUT`]) when some layer has a pre-laid layout. The caller sets
+    /// `header.arena_bytes`.
     pub fn to_bytes(&self) -> Result<alloc::vec::Vec<u8>, postcard::Error> {
+        let layers = || self.encoder.iter().chain(self.decoder.iter());
+        if layers().all(|l| crate::layout::block_len(l) == 0) {
+            return self.to_bytes_canonical();
+        }
+        let mut out = self.file(FLAG_DSP_LAYOUT)?;
+        out.resize(out.len() + pad_to_align(out.len()), 0);
+        let mut section = alloc::vec::Vec::new();
+        for l in layers() {
+            section.extend_from_slice(&(crate::layout::block_len(l) as u32).to_le_bytes());
+        }
+        section.resize(section.len() + pad_to_align(section.len()), 0);
+        for l in layers() {
+            let start = section.len();
+            section.resize(start + crate::layout::block_len(l), 0);
+            if let Some(block) = section.get_mut(start..) {
+                let n_out = l.output.len() as usize;
+                crate::layout::write_dense16_block(
+                    l.weights,
+                    l.bias,
+                    l.multiplier,
+                    l.shift,
+                    n_out,
+                    block,
+                );
+            }
+            section.resize(section.len() + pad_to_align(section.len()), 0);
+        }
+        out.extend_from_slice(&(section.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crate::crc::crc32(&section).to_le_bytes());
+        out.extend_from_slice(&section);
+        Ok(out)
+    }
+
+    /// The file without the pre-laid section (flags 0): every layer runs on the kernels that
+    /// read the canonical layout.
+    pub fn to_bytes_canonical(&self) -> Result<alloc::vec::Vec<u8>, postcard::Error> {
+        self.file(0)
+    }
+
+    fn file(&self, flags: u16) -> Result<alloc::vec::Vec<u8>, postcard::Error> {
         let payload = postcard::to_allocvec(self)?;
         let mut out = alloc::vec::Vec::with_capacity(PREAMBLE_LEN + payload.len());
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         out.extend_from_slice(&crate::crc::crc32(&payload).to_le_bytes());
         out.extend_from_slice(&payload);

@@ -18,6 +18,7 @@ pub mod build;
 pub mod crc;
 pub mod entropy;
 pub mod format;
+pub mod layout;
 pub mod wire;
 
 pub use format::{

@@ -1,7 +1,10 @@
 //! Model file: round trips, robustness against arbitrary bytes, and one test per FormatError.
 
 use edgevae_shared::build::{synthetic, OwnedActivation, OwnedModel, SyntheticSpec};
-use edgevae_shared::format::{FormatError, Model, Op, Section, Shape, PREAMBLE_LEN};
+use edgevae_shared::format::{
+    FormatError, Model, Op, Section, Shape, FLAG_DSP_LAYOUT, PREAMBLE_LEN,
+};
+use edgevae_shared::layout;
 use proptest::prelude::*;
 
 fn small() -> OwnedModel {
@@ -32,6 +35,30 @@ fn with_payload(payload: &[u8]) -> Vec<u8> {
     bytes[12..16].copy_from_slice(&edgevae_shared::crc::crc32(payload).to_le_bytes());
     bytes.extend_from_slice(payload);
     bytes
+}
+
+/// A small model whose decoder starts with a dense 16 → 32 layer (a pre-laid block).
+fn with_dense16(seed: u64) -> OwnedModel {
+    let spec = SyntheticSpec {
+        input: Shape::new(8, 8, 1),
+        widths: vec![4, 8],
+        latent: 16,
+        seed,
+    };
+    synthetic(&spec, 0).expect("synthetic model")
+}
+
+/// Offset of the pre-laid section's data (after its 8-byte header) in a file.
+fn section_data(bytes: &[u8]) -> usize {
+    let end = PREAMBLE_LEN + u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    end.next_multiple_of(8) + 8
+}
+
+/// Recomputes the section's CRC after an edit, so that the edit reaches the block checks.
+fn fix_section_crc(bytes: &mut [u8]) {
+    let d = section_data(bytes);
+    let crc = edgevae_shared::crc::crc32(&bytes[d..]);
+    bytes[d - 4..d].copy_from_slice(&crc.to_le_bytes());
 }
 
 const ENC: Section = Section::Encoder;
@@ -76,11 +103,15 @@ fn preamble_errors() {
         Err(FormatError::UnsupportedVersion { found: 3 })
     );
     let mut b = good.clone();
-    b[6] = 1;
+    b[6] = 2;
     assert_eq!(
         Model::from_bytes(&b),
-        Err(FormatError::UnsupportedFlags { found: 1 })
+        Err(FormatError::UnsupportedFlags { found: 2 })
     );
+    // The DSP flag on a file without the section.
+    let mut b = good.clone();
+    b[6] = 1;
+    assert_eq!(Model::from_bytes(&b), Err(FormatError::DspLayoutFraming));
     let b = &good[..good.len() - 1];
     assert!(matches!(
         Model::from_bytes(b),
@@ -453,6 +484,157 @@ fn errors_have_messages() {
     );
 }
 
+#[test]
+fn dsp_section_round_trips_and_matches_the_canonical_layer() {
+    let m = with_dense16(3);
+    let bytes = m.to_bytes().unwrap();
+    assert_eq!(u16::from_le_bytes([bytes[6], bytes[7]]), FLAG_DSP_LAYOUT);
+    let parsed = Model::from_bytes(&bytes).unwrap();
+    assert_eq!(OwnedModel::from_model(&parsed), m);
+    // Only the decoder's dense 16 → 32 has a block: 16 pairs of 22 words.
+    let block = parsed.dsp_block(DEC, 0).expect("a block");
+    assert_eq!(block.len(), layout::dense16_block_len(32));
+    assert_eq!((block.as_ptr() as usize - bytes.as_ptr() as usize) % 8, 0);
+    for i in 0..parsed.encoder().len() {
+        assert_eq!(parsed.dsp_block(ENC, i), None);
+    }
+    assert_eq!(parsed.dsp_block(DEC, 1), None);
+    assert_eq!(parsed.dsp_block(Section::Header, 0), None);
+    // Word by word: pair 1 (channels 2, 3), group 1, channel 3's odd inputs.
+    let l = &m.decoder[0];
+    let word = |j: usize| u32::from_le_bytes(block[4 * j..4 * j + 4].try_into().unwrap());
+    assert_eq!(word(22) as i32, l.bias[2]);
+    assert_eq!(word(23) as i32, l.bias[3]);
+    let w = |c: usize, i: usize| l.weights[16 * c + i] as i16 as u16 as u32;
+    assert_eq!(word(22 + 2 + 4 + 3), w(3, 5) | w(3, 7) << 16);
+    assert_eq!(word(22 + 18) as i32, l.multiplier[2].wrapping_shl(1));
+    assert_eq!(word(22 + 19) as i32, -(l.shift[2] as i32));
+    // The canonical file (flags 0) has the same model and no blocks.
+    let canonical = m.to_bytes_canonical().unwrap();
+    assert!(canonical.len() < bytes.len());
+    let c = Model::from_bytes(&canonical).unwrap();
+    assert_eq!(c.body(), parsed.body());
+    assert_eq!(c.dsp_block(DEC, 0), None);
+    // A layer whose shifts leave the fast requantisation's domain gets no block.
+    let mut m2 = m.clone();
+    m2.decoder[0].shift[5] = 0;
+    let b2 = m2.to_bytes().unwrap();
+    assert_eq!(b2.len(), m2.to_bytes_canonical().unwrap().len());
+    assert_eq!(Model::from_bytes(&b2).unwrap().dsp_block(DEC, 0), None);
+}
+
+#[test]
+fn dsp_section_errors() {
+    let good = with_dense16(4).to_bytes().unwrap();
+    let d = section_data(&good);
+    let n_layers = {
+        let m = Model::from_bytes(&good).unwrap();
+        m.encoder().len() + m.decoder().len()
+    };
+    let enc_layers = Model::from_bytes(&good).unwrap().encoder().len();
+    let table_end = (4 * n_layers).next_multiple_of(8);
+    // Cut anywhere in the section, or append a byte.
+    for cut in [1, 8, 9, good.len() - d] {
+        let b = &good[..good.len() - cut];
+        assert!(
+            matches!(
+                Model::from_bytes(b),
+                Err(FormatError::DspLayoutFraming | FormatError::DspLayoutChecksum { .. })
+            ),
+            "cut {cut}"
+        );
+    }
+    let mut b = good.clone();
+    b.push(0);
+    assert_eq!(
+        Model::from_bytes(&b),
+        Err(FormatError::TrailingBytes { extra: 1 })
+    );
+    // Non-zero alignment padding before the section header.
+    let end = section_data(&good) - 8;
+    let payload_end = PREAMBLE_LEN + u32::from_le_bytes(good[8..12].try_into().unwrap()) as usize;
+    if end > payload_end {
+        let mut b = good.clone();
+        b[payload_end] = 1;
+        assert_eq!(Model::from_bytes(&b), Err(FormatError::DspLayoutFraming));
+    }
+    // A flipped bit in a block: the section CRC, then (CRC fixed up) the block check.
+    let mut b = good.clone();
+    let at = d + table_end + 4 * 5;
+    b[at] ^= 1;
+    assert!(matches!(
+        Model::from_bytes(&b),
+        Err(FormatError::DspLayoutChecksum { .. })
+    ));
+    fix_section_crc(&mut b);
+    assert_eq!(
+        Model::from_bytes(&b),
+        Err(FormatError::DspLayoutMismatch {
+            section: DEC,
+            index: 0
+        })
+    );
+    // A block length the layer does not call for (an encoder layer that has none).
+    let mut b = good.clone();
+    b[d..d + 4].copy_from_slice(&88u32.to_le_bytes());
+    fix_section_crc(&mut b);
+    assert_eq!(
+        Model::from_bytes(&b),
+        Err(FormatError::DspLayoutLength {
+            section: ENC,
+            index: 0,
+            expected: 0,
+            found: 88
+        })
+    );
+    // The dense layer's block with a wrong length.
+    let mut b = good.clone();
+    let k = d + 4 * enc_layers;
+    b[k..k + 4].copy_from_slice(&8u32.to_le_bytes());
+    fix_section_crc(&mut b);
+    assert!(matches!(
+        Model::from_bytes(&b),
+        Err(FormatError::DspLayoutLength {
+            section: DEC,
+            index: 0,
+            found: 8,
+            ..
+        })
+    ));
+    // Non-zero padding after the length table (there is some: 8 layers would need none).
+    if table_end > 4 * n_layers {
+        let mut b = good.clone();
+        b[d + 4 * n_layers] = 7;
+        fix_section_crc(&mut b);
+        assert_eq!(Model::from_bytes(&b), Err(FormatError::DspLayoutFraming));
+    }
+    // A zero block length for an eligible layer is allowed (the writer may leave it out), but
+    // then the section's bytes no longer add up.
+    let mut b = good.clone();
+    b[k..k + 4].copy_from_slice(&0u32.to_le_bytes());
+    fix_section_crc(&mut b);
+    assert_eq!(Model::from_bytes(&b), Err(FormatError::DspLayoutFraming));
+    for e in [
+        FormatError::DspLayoutFraming,
+        FormatError::DspLayoutChecksum {
+            stored: 1,
+            computed: 2,
+        },
+        FormatError::DspLayoutLength {
+            section: DEC,
+            index: 0,
+            expected: 88,
+            found: 8,
+        },
+        FormatError::DspLayoutMismatch {
+            section: DEC,
+            index: 0,
+        },
+    ] {
+        assert!(!e.to_string().is_empty());
+    }
+}
+
 fn spec_strategy() -> impl Strategy<Value = SyntheticSpec> {
     (
         1usize..=3,
@@ -500,6 +682,31 @@ proptest! {
         // With a fixed-up CRC the edits reach the validator.
         let payload = bytes[PREAMBLE_LEN..].to_vec();
         let _ = Model::from_bytes(&with_payload(&payload));
+    }
+
+    #[test]
+    fn corrupted_dsp_sections_never_panic_and_never_pass_unless_unchanged(seed in any::<u64>(), edits in prop::collection::vec((any::<usize>(), any::<u8>()), 1..8), cut in any::<usize>()) {
+        let good = with_dense16(seed).to_bytes().unwrap();
+        let d = section_data(&good);
+        let mut bytes = good.clone();
+        for (at, v) in edits {
+            let i = d + at % (bytes.len() - d);
+            bytes[i] = v;
+        }
+        let _ = Model::from_bytes(&bytes[..d + cut % (bytes.len() - d)]);
+        // With the section's CRC fixed up the edits reach the framing and block checks: a file
+        // that still parses has the blocks of its canonical layers.
+        fix_section_crc(&mut bytes);
+        let original = Model::from_bytes(&good).unwrap();
+        let parsed = Model::from_bytes(&bytes);
+        if let Ok(m) = &parsed {
+            for (i, l) in m.decoder().iter().enumerate() {
+                if let Some(b) = m.dsp_block(DEC, i) {
+                    prop_assert!(layout::block_matches(l, b));
+                }
+            }
+            prop_assert_eq!(m.body(), original.body());
+        }
     }
 
     #[test]
