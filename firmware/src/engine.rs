@@ -133,6 +133,8 @@ impl core::error::Error for EngineError {}
 /// A set of kernels with the `kernels` module's signatures: [`Fast`] (the compiled fast path) or
 /// [`Scalar`] (the reference, which the host uses as its fixed-point model).
 pub trait KernelSet {
+    /// True when dense layers take the model's pre-laid blocks ([`kernels::dense_prelaid`]).
+    const PRELAID: bool;
     /// Scratch bytes [`conv2d`](Self::conv2d) needs at least for input `i`, output `o`, geometry `g`.
     fn conv2d_scratch_size(i: Shape, o: Shape, g: ConvGeom) -> usize;
     /// Scratch bytes [`conv_transpose2d`](Self::conv_transpose2d) needs at least for these shapes.
@@ -183,11 +185,12 @@ pub trait KernelSet {
 }
 
 macro_rules! kernel_set {
-    ($name:ident, $path:path, $doc:literal) => {
+    ($name:ident, $path:path, $prelaid:literal, $doc:literal) => {
         #[doc = $doc]
         #[derive(Clone, Copy, Debug, Default)]
         pub struct $name;
         impl KernelSet for $name {
+            const PRELAID: bool = $prelaid;
             fn conv2d_scratch_size(i: Shape, o: Shape, g: ConvGeom) -> usize {
                 use $path as k;
                 k::conv2d_scratch_size(i, o, g)
@@ -248,11 +251,13 @@ macro_rules! kernel_set {
 kernel_set!(
     Fast,
     crate::kernels,
+    true,
     "The fast path compiled for this target (DSP, NEON or scalar)."
 );
 kernel_set!(
     Scalar,
     crate::kernels::scalar,
+    false,
     "The portable scalar reference kernels."
 );
 
@@ -284,6 +289,23 @@ fn geom(op: Op) -> Option<ConvGeom> {
             pad: pad as usize,
         }),
         _ => None,
+    }
+}
+
+/// Whether the Cortex-M DSP kernels read `layer`'s pre-laid block (`edgevae_shared::layout`)
+/// when the engine hands it `scratch` bytes (the declared arena less the activations): always
+/// for a dense layer with 16 inputs, for a (transposed) convolution only where the scratch is
+/// enough for its GEMM (with less, it runs the direct kernels on the canonical weights and the
+/// block would cost flash for nothing). The exporter writes the blocks this selects.
+pub fn prelaid_pays(layer: &Layer<'_>, scratch: usize) -> bool {
+    let (i, o) = (shape(layer.input), shape(layer.output));
+    match (layer.op, geom(layer.op)) {
+        (Op::Dense, _) => true,
+        (Op::Conv2d { .. }, Some(g)) => kernels::dsp_scratch::gemm_runs(i, o, g, false, scratch),
+        (Op::ConvTranspose2d { .. }, Some(g)) => {
+            kernels::dsp_scratch::gemm_runs(i, o, g, true, scratch)
+        }
+        _ => false,
     }
 }
 
@@ -539,14 +561,26 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
             let zp = l.input_q.zero_point as i32;
             let (i, o) = (shape(l.input), shape(l.output));
             let w = l.weights_i8();
+            let block = model.dsp_block(section, index).filter(|_| K::PRELAID);
             match (l.op, geom(l.op)) {
-                (Op::Conv2d { .. }, Some(g)) => {
-                    K::conv2d(input, i, zp, w, g, &stage, output, o, scratch)
-                }
-                (Op::ConvTranspose2d { .. }, Some(g)) => {
-                    K::conv_transpose2d(input, i, zp, w, g, &stage, output, o, scratch)
-                }
-                (Op::Dense, _) => K::dense(input, zp, w, in_len, out_len, &stage, output, scratch),
+                (Op::Conv2d { .. }, Some(g)) => match block {
+                    Some(b) => {
+                        kernels::conv2d_prelaid(input, i, zp, w, b, g, &stage, output, o, scratch)
+                    }
+                    None => K::conv2d(input, i, zp, w, g, &stage, output, o, scratch),
+                },
+                (Op::ConvTranspose2d { .. }, Some(g)) => match block {
+                    Some(b) => kernels::conv_transpose2d_prelaid(
+                        input, i, zp, w, b, g, &stage, output, o, scratch,
+                    ),
+                    None => K::conv_transpose2d(input, i, zp, w, g, &stage, output, o, scratch),
+                },
+                (Op::Dense, _) => match block {
+                    Some(b) => kernels::dense_prelaid(
+                        input, zp, w, b, in_len, out_len, &stage, output, scratch,
+                    ),
+                    _ => K::dense(input, zp, w, in_len, out_len, &stage, output, scratch),
+                },
                 _ => Err(KernelError::BadParams),
             }
             .map_err(err)?;

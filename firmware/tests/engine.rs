@@ -272,6 +272,7 @@ struct NeonDot;
 
 #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
 impl KernelSet for NeonDot {
+    const PRELAID: bool = false;
     fn conv2d_scratch_size(i: KShape, o: KShape, g: ConvGeom) -> usize {
         neon_dot::conv2d_scratch_size(i, o, g)
     }

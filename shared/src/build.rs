@@ -293,6 +293,19 @@ impl OwnedModel {
         Ok(bytes)
     }
 
+    /// Validate, then serialise with the pre-laid blocks of the layers `keep` selects (see
+    /// [`ModelBody::to_bytes_with`]).
+    pub fn to_bytes_with(
+        &self,
+        keep: impl Fn(crate::format::Section, usize, &Layer<'_>) -> bool,
+    ) -> Result<Vec<u8>, BuildError> {
+        let bytes = self
+            .with_body(self.header.clone(), |body| body.to_bytes_with(keep))?
+            .map_err(BuildError::Serialize)?;
+        crate::format::Model::from_bytes(&bytes).map_err(BuildError::Invalid)?;
+        Ok(bytes)
+    }
+
     /// Validate, then serialise without the pre-laid section (flags 0, the file every reader
     /// before [`crate::layout::FLAG_DSP_LAYOUT`] wrote).
     pub fn to_bytes_canonical(&self) -> Result<Vec<u8>, BuildError> {

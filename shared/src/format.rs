@@ -845,8 +845,10 @@ impl<'a> Model<'a> {
     /// 8 bytes when the file's bytes are.
     pub fn dsp_block(&self, section: Section, index: usize) -> Option<&'a [u8]> {
         let at = match section {
-            Section::Encoder => index,
-            Section::Decoder => self.body.encoder.len().checked_add(index)?,
+            Section::Encoder if index < self.body.encoder.len() => index,
+            Section::Decoder if index < self.body.decoder.len() => {
+                self.body.encoder.len().checked_add(index)?
+            }
             _ => return None,
         };
         self.blocks.get(at).copied().filter(|b| !b.is_empty())
@@ -1210,30 +1212,47 @@ impl ModelBody<'_> {
     /// ([`FLAG_DSP_LAYOUT`]) when some layer has a pre-laid layout. The caller sets
     /// `header.arena_bytes`.
     pub fn to_bytes(&self) -> Result<alloc::vec::Vec<u8>, postcard::Error> {
+        self.to_bytes_with(|_, _, _| true)
+    }
+
+    /// The complete file with the pre-laid blocks of the layers `keep(section, index, layer)`
+    /// selects among those that have a pre-laid layout (a block costs flash; it pays only where
+    /// the DSP kernels take the path that reads it, which can depend on the scratch the arena
+    /// leaves). Without any block, the file is [`Self::to_bytes_canonical`]'s.
+    pub fn to_bytes_with(
+        &self,
+        keep: impl Fn(Section, usize, &Layer<'_>) -> bool,
+    ) -> Result<alloc::vec::Vec<u8>, postcard::Error> {
         let layers = || self.encoder.iter().chain(self.decoder.iter());
-        if layers().all(|l| crate::layout::block_len(l) == 0) {
+        let n_enc = self.encoder.len();
+        let keep: alloc::vec::Vec<bool> = layers()
+            .enumerate()
+            .map(|(k, l)| {
+                let (section, index) = if k < n_enc {
+                    (Section::Encoder, k)
+                } else {
+                    (Section::Decoder, k - n_enc)
+                };
+                crate::layout::block_len(l) > 0 && keep(section, index, l)
+            })
+            .collect();
+        if !keep.iter().any(|&k| k) {
             return self.to_bytes_canonical();
         }
         let mut out = self.file(FLAG_DSP_LAYOUT)?;
         out.resize(out.len() + pad_to_align(out.len()), 0);
         let mut section = alloc::vec::Vec::new();
-        for l in layers() {
-            section.extend_from_slice(&(crate::layout::block_len(l) as u32).to_le_bytes());
+        for (l, &keep) in layers().zip(&keep) {
+            let len = if keep { crate::layout::block_len(l) } else { 0 };
+            section.extend_from_slice(&(len as u32).to_le_bytes());
         }
         section.resize(section.len() + pad_to_align(section.len()), 0);
-        for l in layers() {
-            let start = section.len();
-            section.resize(start + crate::layout::block_len(l), 0);
-            if let Some(block) = section.get_mut(start..) {
-                let n_out = l.output.len() as usize;
-                crate::layout::write_dense16_block(
-                    l.weights,
-                    l.bias,
-                    l.multiplier,
-                    l.shift,
-                    n_out,
-                    block,
-                );
+        for (l, &keep) in layers().zip(&keep) {
+            if keep {
+                crate::layout::block_words(l, |w| {
+                    section.extend_from_slice(&w.to_le_bytes());
+                    true
+                });
             }
             section.resize(section.len() + pad_to_align(section.len()), 0);
         }

@@ -109,7 +109,115 @@ pub fn write_dense16_block(
     true
 }
 
-/// Length of the block the exporter writes for `layer` (0: the layer has none).
+/// Geometry of a (transposed) convolution for [`gemm_words`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmGeom {
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Stride (≥ 1).
+    pub stride: usize,
+    /// Input channels.
+    pub ic: usize,
+    /// Output channels.
+    pub oc: usize,
+    /// Transposed convolution (one phase per `(ry, rx)` in `0..stride`²), else one phase.
+    pub transpose: bool,
+}
+
+/// Fewest output channels (and, for a plain convolution, more than one input channel) for which
+/// the DSP kernels run a (transposed) convolution as the GEMM that reads a [`gemm_words`] block.
+pub const GEMM_MIN_CHANNELS: usize = 4;
+
+impl GemmGeom {
+    /// The phases `(ky0, kx0, kstep)` in the kernel's order.
+    fn phases(&self) -> impl Iterator<Item = (usize, usize, usize)> {
+        let s = if self.transpose {
+            self.stride.max(1)
+        } else {
+            1
+        };
+        (0..s).flat_map(move |ry| (0..s).map(move |rx| (ry, rx, s)))
+    }
+
+    fn taps(k0: usize, k: usize, step: usize) -> usize {
+        if k0 < k {
+            (k - k0).div_ceil(step)
+        } else {
+            0
+        }
+    }
+
+    /// Bytes of the block: per phase and pair of channels, the phase's `k` rounded up to 8 words.
+    pub fn block_len(&self) -> usize {
+        let pairs = self.oc.div_ceil(2);
+        self.phases()
+            .map(|(ky0, kx0, st)| {
+                let k = Self::taps(ky0, self.kh, st) * Self::taps(kx0, self.kw, st) * self.ic;
+                k.div_ceil(8) * 8 * pairs * 4
+            })
+            .sum()
+    }
+}
+
+/// The words of the (transposed) convolution block: per phase (one, or `(ry, rx)` row-major for a
+/// transposed convolution, whose phase takes the taps `ry, ry + s, …` and `rx, rx + s, …`), per
+/// pair of output channels `(2p, min(2p + 1, oc − 1))`, the two channels' sub-kernels as int16
+/// pairs interleaved word by word, taps row-major with input channels innermost, zero-padded to
+/// a multiple of 8 elements: word `2t + lane` holds elements `(k, k + 2)` of channel `lane`, with
+/// `k = 4⌊t/2⌋ + t mod 2` (the order SXTB16 gives a word of four int8, in which the kernel's
+/// im2col columns are laid out), so its 2 × 2 SMLAD loop reads them with LDRD as they are.
+/// `f` gets each word in order and may stop the walk by returning false; returns false then.
+pub fn gemm_words(weights: &[u8], g: GemmGeom, mut f: impl FnMut(u32) -> bool) -> bool {
+    let pairs = g.oc.div_ceil(2);
+    for (ky0, kx0, st) in g.phases() {
+        let nkx = GemmGeom::taps(kx0, g.kw, st);
+        let k = GemmGeom::taps(ky0, g.kh, st) * nkx * g.ic;
+        let k8 = k.div_ceil(8) * 8;
+        for p in 0..pairs {
+            let chan = [2 * p, (2 * p + 1).min(g.oc.saturating_sub(1))];
+            let val = |oc: usize, e: usize| -> u32 {
+                if e >= k || g.ic == 0 || nkx == 0 {
+                    return 0;
+                }
+                let (tap, c) = (e / g.ic, e % g.ic);
+                let (ky, kx) = (ky0 + (tap / nkx) * st, kx0 + (tap % nkx) * st);
+                let at = ((oc * g.kh + ky) * g.kw + kx) * g.ic + c;
+                byte_i8(weights, at) as u16 as u32
+            };
+            for word in 0..k8 {
+                let (t, lane) = (word / 2, word % 2);
+                let e = 4 * (t / 2) + t % 2;
+                let oc = chan[lane];
+                if !f(val(oc, e) | (val(oc, e + 2) << 16)) {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
+/// The block geometry of a (transposed) convolution layer the DSP GEMM runs, if it is one.
+pub fn gemm_geom(layer: &Layer<'_>) -> Option<GemmGeom> {
+    let (ic, oc) = (layer.input.c as usize, layer.output.c as usize);
+    let (kh, kw, stride, transpose) = match layer.op {
+        Op::Conv2d { kh, kw, stride, .. } if ic > 1 => (kh, kw, stride, false),
+        Op::ConvTranspose2d { kh, kw, stride, .. } => (kh, kw, stride, true),
+        _ => return None,
+    };
+    (oc >= GEMM_MIN_CHANNELS).then_some(GemmGeom {
+        kh: kh as usize,
+        kw: kw as usize,
+        stride: stride as usize,
+        ic,
+        oc,
+        transpose,
+    })
+}
+
+/// Length of the block the exporter may write for `layer` (0: the layer has none).
 pub fn block_len(layer: &Layer<'_>) -> usize {
     match layer.op {
         Op::Dense
@@ -121,8 +229,26 @@ pub fn block_len(layer: &Layer<'_>) -> usize {
         {
             dense16_block_len(layer.output.len() as usize)
         }
-        _ => 0,
+        _ => gemm_geom(layer).map_or(0, |g| g.block_len()),
     }
+}
+
+/// Calls `f` with each word of `layer`'s block in order (nothing for a layer without one);
+/// stops early and returns false when `f` does.
+pub fn block_words(layer: &Layer<'_>, mut f: impl FnMut(u32) -> bool) -> bool {
+    if let Some(g) = gemm_geom(layer) {
+        return gemm_words(layer.weights, g, f);
+    }
+    let words = block_len(layer) / 4;
+    (0..words).all(|j| {
+        f(dense16_word(
+            layer.weights,
+            layer.bias,
+            layer.multiplier,
+            layer.shift,
+            j,
+        ))
+    })
 }
 
 /// True when `block` is exactly the block derived from `layer` (the parser's check).
@@ -130,11 +256,9 @@ pub fn block_matches(layer: &Layer<'_>, block: &[u8]) -> bool {
     if block.len() != block_len(layer) {
         return false;
     }
-    block.chunks_exact(4).enumerate().all(|(j, w)| match *w {
-        [a, b, c, d] => {
-            u32::from_le_bytes([a, b, c, d])
-                == dense16_word(layer.weights, layer.bias, layer.multiplier, layer.shift, j)
-        }
+    let mut words = block.chunks_exact(4);
+    block_words(layer, |w| match words.next() {
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]) == w,
         _ => false,
     })
 }

@@ -30,7 +30,7 @@ fn mutated(f: impl FnOnce(&mut OwnedModel)) -> Result<(), FormatError> {
 
 /// Replace the payload of a valid file and fix the preamble's length and CRC.
 fn with_payload(payload: &[u8]) -> Vec<u8> {
-    let mut bytes = small().to_bytes().unwrap()[..PREAMBLE_LEN].to_vec();
+    let mut bytes = small().to_bytes_canonical().unwrap()[..PREAMBLE_LEN].to_vec();
     bytes[8..12].copy_from_slice(&(payload.len() as u32).to_le_bytes());
     bytes[12..16].copy_from_slice(&edgevae_shared::crc::crc32(payload).to_le_bytes());
     bytes.extend_from_slice(payload);
@@ -88,7 +88,7 @@ fn default_architecture_is_valid() {
 
 #[test]
 fn preamble_errors() {
-    let good = small().to_bytes().unwrap();
+    let good = small().to_bytes_canonical().unwrap();
     assert_eq!(
         Model::from_bytes(&good[..10]),
         Err(FormatError::TooShort { len: 10 })
@@ -138,7 +138,7 @@ fn payload_errors() {
         Model::from_bytes(&with_payload(&[0xFF; 12])),
         Err(FormatError::Decode)
     );
-    let good = small().to_bytes().unwrap();
+    let good = small().to_bytes_canonical().unwrap();
     let mut payload = good[PREAMBLE_LEN..].to_vec();
     payload.push(0);
     assert_eq!(
@@ -169,7 +169,7 @@ fn payload_errors() {
 fn version_1_files_still_load_without_entropy() {
     let mut m = small();
     m.entropy = None;
-    let v2 = m.to_bytes().unwrap();
+    let v2 = m.to_bytes_canonical().unwrap();
     // A v1 payload is the v2 payload without the trailing `None` of the entropy section.
     assert_eq!(v2.last(), Some(&0));
     let mut v1 = with_payload(&v2[PREAMBLE_LEN..v2.len() - 1]);
@@ -491,13 +491,35 @@ fn dsp_section_round_trips_and_matches_the_canonical_layer() {
     assert_eq!(u16::from_le_bytes([bytes[6], bytes[7]]), FLAG_DSP_LAYOUT);
     let parsed = Model::from_bytes(&bytes).unwrap();
     assert_eq!(OwnedModel::from_model(&parsed), m);
-    // Only the decoder's dense 16 → 32 has a block: 16 pairs of 22 words.
+    // Every layer with a pre-laid layout has its block (`to_bytes` keeps them all), 8-aligned:
+    // the decoder's dense 16 → 32 (16 pairs of 22 words), the 4 → 8 convolution and the
+    // 8 → 4 transposed convolution (GEMM blocks); not the one-input-channel convolution, the
+    // one-output-channel transposed convolution, the 32 → 16 dense or the reshapes.
     let block = parsed.dsp_block(DEC, 0).expect("a block");
     assert_eq!(block.len(), layout::dense16_block_len(32));
-    assert_eq!((block.as_ptr() as usize - bytes.as_ptr() as usize) % 8, 0);
-    for i in 0..parsed.encoder().len() {
-        assert_eq!(parsed.dsp_block(ENC, i), None);
+    let mut with_block = 0;
+    for (section, layers) in [(ENC, parsed.encoder()), (DEC, parsed.decoder())] {
+        for (i, l) in layers.iter().enumerate() {
+            let b = parsed.dsp_block(section, i);
+            assert_eq!(b.map_or(0, <[u8]>::len), layout::block_len(l));
+            if let Some(b) = b {
+                assert_eq!((b.as_ptr() as usize - bytes.as_ptr() as usize) % 8, 0);
+                with_block += 1;
+            }
+        }
+        assert_eq!(parsed.dsp_block(section, layers.len()), None);
     }
+    assert_eq!(with_block, 3);
+    // GEMM block of the 4 → 8 convolution (3×3, k = 36, padded to 40): pair 0, word 5 is
+    // channel 1's elements 4 and 6.
+    let conv = &m.encoder[1];
+    assert!(matches!(conv.op, Op::Conv2d { .. }) && conv.input.c == 4 && conv.output.c == 8);
+    let cb = parsed.dsp_block(ENC, 1).expect("a GEMM block");
+    assert_eq!(cb.len(), 4 * 40 * 4);
+    let cw = |j: usize| u32::from_le_bytes(cb[4 * j..4 * j + 4].try_into().unwrap());
+    let wc = |i: usize| conv.weights[i] as i16 as u16 as u32;
+    assert_eq!(cw(5), wc(36 + 4) | wc(36 + 6) << 16);
+    assert_eq!(cw(2 * 40 - 1), 0, "padding past k");
     assert_eq!(parsed.dsp_block(DEC, 1), None);
     assert_eq!(parsed.dsp_block(Section::Header, 0), None);
     // Word by word: pair 1 (channels 2, 3), group 1, channel 3's odd inputs.
@@ -515,12 +537,23 @@ fn dsp_section_round_trips_and_matches_the_canonical_layer() {
     let c = Model::from_bytes(&canonical).unwrap();
     assert_eq!(c.body(), parsed.body());
     assert_eq!(c.dsp_block(DEC, 0), None);
-    // A layer whose shifts leave the fast requantisation's domain gets no block.
+    // A dense layer whose shifts leave the fast requantisation's domain gets no block.
     let mut m2 = m.clone();
     m2.decoder[0].shift[5] = 0;
     let b2 = m2.to_bytes().unwrap();
-    assert_eq!(b2.len(), m2.to_bytes_canonical().unwrap().len());
-    assert_eq!(Model::from_bytes(&b2).unwrap().dsp_block(DEC, 0), None);
+    let p2 = Model::from_bytes(&b2).unwrap();
+    assert_eq!(p2.dsp_block(DEC, 0), None);
+    assert!(p2.dsp_block(ENC, 1).is_some());
+    // The writer keeps only the blocks it is asked to.
+    let only_dense = m
+        .to_bytes_with(|s, _, l| s == DEC && matches!(l.op, Op::Dense))
+        .unwrap();
+    let p3 = Model::from_bytes(&only_dense).unwrap();
+    assert!(p3.dsp_block(DEC, 0).is_some() && p3.dsp_block(ENC, 1).is_none());
+    assert_eq!(
+        m.to_bytes_with(|_, _, _| false).unwrap(),
+        m.to_bytes_canonical().unwrap()
+    );
 }
 
 #[test]
@@ -558,9 +591,25 @@ fn dsp_section_errors() {
         b[payload_end] = 1;
         assert_eq!(Model::from_bytes(&b), Err(FormatError::DspLayoutFraming));
     }
-    // A flipped bit in a block: the section CRC, then (CRC fixed up) the block check.
+    // A flipped bit in the first block (the encoder's 4 → 8 convolution): the section CRC,
+    // then (CRC fixed up) the block check; the same in the dense layer's block.
     let mut b = good.clone();
-    let at = d + table_end + 4 * 5;
+    b[d + table_end + 4 * 5] ^= 1;
+    assert!(matches!(
+        Model::from_bytes(&b),
+        Err(FormatError::DspLayoutChecksum { .. })
+    ));
+    fix_section_crc(&mut b);
+    assert_eq!(
+        Model::from_bytes(&b),
+        Err(FormatError::DspLayoutMismatch {
+            section: ENC,
+            index: 1
+        })
+    );
+    let conv_block = u32::from_le_bytes(good[d + 4..d + 8].try_into().unwrap()) as usize;
+    let mut b = good.clone();
+    let at = d + table_end + conv_block + 4 * 5;
     b[at] ^= 1;
     assert!(matches!(
         Model::from_bytes(&b),
@@ -609,11 +658,14 @@ fn dsp_section_errors() {
         assert_eq!(Model::from_bytes(&b), Err(FormatError::DspLayoutFraming));
     }
     // A zero block length for an eligible layer is allowed (the writer may leave it out), but
-    // then the section's bytes no longer add up.
+    // then the next block is read from the dense one's bytes, or the section does not add up.
     let mut b = good.clone();
     b[k..k + 4].copy_from_slice(&0u32.to_le_bytes());
     fix_section_crc(&mut b);
-    assert_eq!(Model::from_bytes(&b), Err(FormatError::DspLayoutFraming));
+    assert!(matches!(
+        Model::from_bytes(&b),
+        Err(FormatError::DspLayoutFraming | FormatError::DspLayoutMismatch { .. })
+    ));
     for e in [
         FormatError::DspLayoutFraming,
         FormatError::DspLayoutChecksum {
@@ -732,7 +784,12 @@ fn write_fuzz_seeds() {
         };
         let bytes = synthetic(&spec, 0).unwrap().to_bytes().unwrap();
         std::fs::write(dir.join(format!("file{seed}")), &bytes).unwrap();
-        std::fs::write(dir.join(format!("payload{seed}")), &bytes[PREAMBLE_LEN..]).unwrap();
+        let canonical = synthetic(&spec, 0).unwrap().to_bytes_canonical().unwrap();
+        std::fs::write(
+            dir.join(format!("payload{seed}")),
+            &canonical[PREAMBLE_LEN..],
+        )
+        .unwrap();
     }
     let frames =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/frame_decode");

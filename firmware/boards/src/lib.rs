@@ -115,6 +115,59 @@ mod logger {
 /// xorshift32: tiny, deterministic.
 pub struct Rng(pub u32);
 
+/// Bytes aligned to 8, for a model file embedded with `include_bytes!`: the pre-laid blocks of
+/// its DSP section (`edgevae_shared::layout`) are 8-aligned from the file's first byte, and the
+/// kernels read them with LDM/LDRD, which need word alignment (a misaligned block runs the
+/// kernels that read the canonical layout instead).
+#[repr(C, align(8))]
+pub struct Aligned<T: ?Sized>(pub T);
+
+/// int8 weights as the bytes the model file holds.
+pub fn i8_bytes(w: &[i8]) -> &[u8] {
+    // SAFETY: i8 and u8 have the same size and alignment, and every bit pattern is valid.
+    unsafe { core::slice::from_raw_parts(w.as_ptr() as *const u8, w.len()) }
+}
+
+/// Words as their little-endian bytes (word-aligned: how a pre-laid block sits in a file).
+pub fn word_bytes(w: &[u32]) -> &[u8] {
+    // SAFETY: a u32 slice viewed as its bytes (u8 has no alignment requirement).
+    unsafe { core::slice::from_raw_parts(w.as_ptr() as *const u8, w.len() * 4) }
+}
+
+/// The words of a dense 16-input layer's pre-laid block (`n_out` outputs, the parameters of `p`)
+/// into `out` (its bytes returned), or `None` when `out` is too short.
+pub fn dense16_block<'a, const N: usize>(
+    w: &[i8],
+    p: &Params<N>,
+    n_out: usize,
+    out: &'a mut [u32],
+) -> Option<&'a [u8]> {
+    let words = out.get_mut(..edgevae_shared::layout::dense16_block_len(n_out) / 4)?;
+    let shift = i8_bytes(&p.shift);
+    for (j, d) in words.iter_mut().enumerate() {
+        *d = edgevae_shared::layout::dense16_word(i8_bytes(w), &p.bias, &p.mult, shift, j);
+    }
+    Some(word_bytes(words))
+}
+
+/// The words of a (transposed) convolution's pre-laid GEMM block into `out` (its bytes
+/// returned), or `None` when `out` is too short.
+pub fn gemm_block<'a>(
+    w: &[i8],
+    g: edgevae_shared::layout::GemmGeom,
+    out: &'a mut [u32],
+) -> Option<&'a [u8]> {
+    let words = out.get_mut(..g.block_len() / 4)?;
+    let mut it = words.iter_mut();
+    edgevae_shared::layout::gemm_words(i8_bytes(w), g, |v| {
+        if let Some(d) = it.next() {
+            *d = v;
+        }
+        true
+    });
+    Some(word_bytes(words))
+}
+
 impl Rng {
     pub fn next_u32(&mut self) -> u32 {
         let mut x = self.0;

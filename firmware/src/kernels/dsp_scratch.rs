@@ -306,6 +306,30 @@ pub(crate) fn narrow_t_bytes(in_shape: Shape, out_shape: Shape, geom: ConvGeom) 
         .saturating_add(4)
 }
 
+/// True when the DSP (transposed) convolution with `avail` bytes of scratch runs the im2col GEMM,
+/// the path that reads a pre-laid block (`edgevae_shared::layout::gemm_words`) instead of
+/// widening the weights per chunk; with less scratch it runs the direct kernels, which read the
+/// canonical int8 weights.
+pub fn gemm_runs(
+    in_shape: Shape,
+    out_shape: Shape,
+    geom: ConvGeom,
+    transpose: bool,
+    avail: usize,
+) -> bool {
+    if out_shape.c < MIN_GEMM_CHANNELS {
+        return false;
+    }
+    if transpose {
+        let s = geom.stride.max(1);
+        let k = geom.kh.div_ceil(s) * geom.kw.div_ceil(s) * in_shape.c;
+        gemm_chunk(k, out_shape.h.div_ceil(s) * out_shape.w.div_ceil(s), avail) > 0
+    } else {
+        let k = geom.kh * geom.kw * in_shape.c;
+        in_shape.c > 1 && gemm_chunk(k, out_shape.h * out_shape.w, avail) > 0
+    }
+}
+
 /// Scratch bytes [`dense`](super::dense) runs fastest with: the input widened to int16 (groups of four), plus
 /// alignment; none for 16 inputs (widened on the stack).
 pub fn dense_scratch_size(n_in: usize, n_out: usize) -> usize {

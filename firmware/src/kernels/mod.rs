@@ -399,4 +399,92 @@ pub fn dense(
     )
 }
 
+/// The DSP path's pre-laid kernel `$dsp` (the block passed after `$before`) where it is compiled
+/// in; elsewhere the fast path's `$fast` on the canonical weights, the block unused.
+macro_rules! prelaid_call {
+    ($dsp:ident, $fast:ident, $block:ident; $($before:expr),*; $($after:expr),*) => {{
+        #[cfg(all(
+            not(feature = "force-scalar"),
+            target_arch = "arm",
+            target_endian = "little",
+            any(target_feature = "dsp", all(target_os = "none", target_abi = "eabihf"))
+        ))]
+        return dsp::$dsp($($before,)* $block, $($after),*);
+        #[allow(unreachable_code)]
+        {
+            let _ = $block;
+            fast::$fast($($before,)* $($after),*)
+        }
+    }};
+}
+
+/// [`conv2d`] with the layer's pre-laid block from the model file (`Model::dsp_block`, see
+/// `edgevae_shared::layout::gemm_words`; empty when it has none). The Cortex-M DSP path's GEMM
+/// reads a word-aligned block's int16 weights as they are instead of widening them per chunk;
+/// every other path, and any block that does not fit the call, reads the canonical `weights`.
+/// The result is the same on every path.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_prelaid(
+    input: &[i8],
+    in_shape: Shape,
+    input_zp: i32,
+    weights: &[i8],
+    prelaid: &[u8],
+    geom: ConvGeom,
+    stage: &OutputStage,
+    output: &mut [i8],
+    out_shape: Shape,
+    scratch: &mut [u8],
+) -> Result<(), KernelError> {
+    prelaid_call!(
+        conv2d_prelaid, conv2d, prelaid;
+        input, in_shape, input_zp, weights; geom, stage, output, out_shape, scratch
+    )
+}
+
+/// [`conv_transpose2d`] with the layer's pre-laid block (one part per output phase), as
+/// [`conv2d_prelaid`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose2d_prelaid(
+    input: &[i8],
+    in_shape: Shape,
+    input_zp: i32,
+    weights: &[i8],
+    prelaid: &[u8],
+    geom: ConvGeom,
+    stage: &OutputStage,
+    output: &mut [i8],
+    out_shape: Shape,
+    scratch: &mut [u8],
+) -> Result<(), KernelError> {
+    prelaid_call!(
+        conv_transpose2d_prelaid, conv_transpose2d, prelaid;
+        input, in_shape, input_zp, weights; geom, stage, output, out_shape, scratch
+    )
+}
+
+/// [`dense`] with the layer's pre-laid block from the model file (`Model::dsp_block`, see
+/// `edgevae_shared::layout`; empty when it has none). The Cortex-M DSP path runs a dense layer
+/// with 16 inputs from a word-aligned block (int16 weights in its loop's order, no widening);
+/// every other path, and any block that does not fit the call, runs [`dense`] on the canonical
+/// `weights`. The result is the same on every path: a block the parser accepted is derived from
+/// those weights and parameters.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_prelaid(
+    input: &[i8],
+    input_zp: i32,
+    weights: &[i8],
+    prelaid: &[u8],
+    n_in: usize,
+    n_out: usize,
+    stage: &OutputStage,
+    output: &mut [i8],
+    scratch: &mut [u8],
+) -> Result<(), KernelError> {
+    prelaid_call!(
+        dense_prelaid, dense, prelaid;
+        input, input_zp, weights; n_in, n_out, stage, output, scratch
+    )
+}
+
 pub use scalar::{apply_lut, quantize_pixels};

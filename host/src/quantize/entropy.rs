@@ -230,7 +230,7 @@ pub fn add_entropy(bytes: &[u8], vae: &Vae, train: &Dataset) -> Result<Vec<u8>, 
     let levels = allocated_levels(&tables, &g);
     let mut owned = OwnedModel::from_model(&model);
     owned.entropy = Some(build_entropy(&model, &z, &levels));
-    owned.to_bytes().map_err(Error::from)
+    super::model_file_bytes(&owned)
 }
 
 /// The int8 latents of `images` as the device computes them (scalar reference, in parallel).

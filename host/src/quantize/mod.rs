@@ -126,8 +126,16 @@ pub fn quantize_bytes(
     let q = quantize_model(fm, &images, cal, name)?;
     let mut m = q.model;
     let arena = declare_arena(&mut m)?;
-    let bytes = m.to_bytes()?;
+    let bytes = model_file_bytes(&m)?;
     Ok((bytes, arena))
+}
+
+/// The model file of `m` (its arena declared): the canonical layers plus the pre-laid DSP
+/// section (`edgevae_shared::layout`) with the blocks the Cortex-M kernels read with the
+/// scratch this arena leaves ([`edgevae_firmware::engine::prelaid_pays`]).
+pub fn model_file_bytes(m: &OwnedModel) -> Result<Vec<u8>, Error> {
+    let scratch = (m.header.arena_bytes as u64).saturating_sub(m.activation_bytes()?) as usize;
+    Ok(m.to_bytes_with(|_, _, l| edgevae_firmware::engine::prelaid_pays(l, scratch))?)
 }
 
 /// Mean PSNR over the first `n` test images: float (reconstruction from mu, rounded to uint8) and

@@ -104,9 +104,30 @@ fn main() -> ! {
             if rf != rs || rf.is_err() || fo != ro {
                 defmt::println!(
                     "MISMATCH {} case {}: in {} out {} {} zp {} results {}/{}",
-                    name, done, is, os, g, zp, rf, rs
+                    name,
+                    done,
+                    is,
+                    os,
+                    g,
+                    zp,
+                    rf,
+                    rs
                 );
                 print_differences(fo, ro);
+                ok = false;
+                break;
+            }
+            // The GEMM from a pre-laid block (`edgevae_shared::layout::gemm_words`), with the
+            // full scratch and a random shorter one (then other paths ignore the block).
+            if !prelaid_conv_matches(x, is, zp, w, g, &stage, os, transpose, size, &mut r, ro) {
+                defmt::println!(
+                    "MISMATCH {} case {} (pre-laid): in {} out {} {}",
+                    name,
+                    done,
+                    is,
+                    os,
+                    g
+                );
                 ok = false;
                 break;
             }
@@ -149,6 +170,14 @@ fn main() -> ! {
         let zp = r.range(-128, 127);
         let mut pbig: Params<{ 4 * 3136 }> = Params::random(&mut r, n_out, n_in);
         pbig.shift.iter_mut().skip(n_out).for_each(|s| *s = 0);
+        if n_in == 16 && done % 2 == 1 {
+            // Every shift in the pre-laid block's domain (-31..=-1), so the block applies.
+            for s in pbig.shift[..n_out].iter_mut() {
+                if !(-31..=-1).contains(s) {
+                    *s = -1 - (r.next_u32() % 31) as i8;
+                }
+            }
+        }
         let stage = pbig.stage();
         let (x, w) = (&mut x[..n_in.min(MAX_IN)], &mut w[..]);
         let mut wbig = [0i8; 3136 * 16];
@@ -179,10 +208,18 @@ fn main() -> ! {
             let rf2 = dsp::dense(x, zp, w, n_in, n_out, &stage, fs, &mut scratch[..short]);
             short_ok = rf2 == rs && fs == ro;
         }
+        if n_in == 16 && short_ok {
+            short_ok = prelaid_matches(x, zp, w, n_out, &pbig, ro);
+        }
         if rf != rs || rf.is_err() || fo != ro || !short_ok {
             defmt::println!(
                 "MISMATCH dense case {}: {} -> {} zp {} results {}/{}",
-                done, n_in, n_out, zp, rf, rs
+                done,
+                n_in,
+                n_out,
+                zp,
+                rf,
+                rs
             );
             print_differences(fo, ro);
             ok = false;
@@ -220,4 +257,97 @@ fn print_differences(dsp: &[i8], scalar: &[i8]) {
             defmt::println!("  index {}: dsp {} scalar {}", i, a, b);
         }
     }
+}
+
+/// The dense 16-input kernel from a pre-laid block (`edgevae_shared::layout`), word-aligned and
+/// (where the parameters allow a block) misaligned by 2 bytes (then it falls back): both must
+/// give the reference output `expected`.
+fn prelaid_matches(
+    x: &[i8],
+    zp: i32,
+    w: &[i8],
+    n_out: usize,
+    p: &Params<{ 4 * 3136 }>,
+    expected: &[i8],
+) -> bool {
+    use edgevae_shared::layout::{dense16_block_len, dense16_eligible, write_dense16_block};
+    let shift = edgevae_boards::i8_bytes(&p.shift[..n_out]);
+    let w8 = edgevae_boards::i8_bytes(w);
+    let mut words = [0u32; 1568 * 22 + 1];
+    // SAFETY: a u32 array viewed as its bytes.
+    let bytes =
+        unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr() as *mut u8, words.len() * 4) };
+    let len = dense16_block_len(n_out);
+    let eligible = dense16_eligible(16, n_out, shift);
+    let stage = p.stage();
+    let mut ok = true;
+    for offset in [0, 2] {
+        let block = &mut bytes[offset..offset + len];
+        write_dense16_block(w8, &p.bias, &p.mult, shift, n_out, block);
+        let mut out = [0x5Ai8; 3136];
+        let out = &mut out[..n_out];
+        let block: &[u8] = if eligible || offset != 0 { block } else { &[] };
+        let r = dsp::dense_prelaid(x, zp, w, block, 16, n_out, &stage, out, &mut []);
+        if r.is_err() || out != expected {
+            defmt::println!(
+                "MISMATCH pre-laid dense 16 -> {} (block offset {}, eligible {}): {}",
+                n_out,
+                offset,
+                eligible,
+                r
+            );
+            print_differences(out, expected);
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// A (transposed) convolution from its pre-laid GEMM block, with `size` bytes of scratch and a
+/// random shorter scratch: both must give the reference output `expected`.
+#[allow(clippy::too_many_arguments)]
+fn prelaid_conv_matches(
+    x: &[i8],
+    is: Shape,
+    zp: i32,
+    w: &[i8],
+    g: ConvGeom,
+    stage: &edgevae_firmware::kernels::OutputStage,
+    os: Shape,
+    transpose: bool,
+    size: usize,
+    r: &mut Rng,
+    expected: &[i8],
+) -> bool {
+    use edgevae_shared::layout::GemmGeom;
+    let gg = GemmGeom {
+        kh: g.kh,
+        kw: g.kw,
+        stride: g.stride,
+        ic: is.c,
+        oc: os.c,
+        transpose,
+    };
+    let mut words = [0u32; 8192];
+    let Some(block) = edgevae_boards::gemm_block(w, gg, &mut words) else {
+        return true; // larger than this check's buffer
+    };
+    let mut scratch = [0u8; MAX_SCRATCH];
+    let mut out = [0i8; MAX_OUT];
+    let out = &mut out[..os.len()];
+    let short = r.next_u32() as usize % size.max(1);
+    for n in [size, short] {
+        out.fill(0x5A);
+        let sc = &mut scratch[..n.min(MAX_SCRATCH)];
+        let res = if transpose {
+            dsp::conv_transpose2d_prelaid(x, is, zp, w, block, g, stage, out, os, sc)
+        } else {
+            dsp::conv2d_prelaid(x, is, zp, w, block, g, stage, out, os, sc)
+        };
+        if res.is_err() || out != expected {
+            print_differences(out, expected);
+            return false;
+        }
+    }
+    true
 }

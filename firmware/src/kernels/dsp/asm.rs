@@ -358,6 +358,109 @@ pub(super) unsafe fn dense16_pairs(job: &Dense16, relu: bool) -> u32 {
     }
 }
 
+/// Work of [`dense16_prelaid`]: the widened input (the `put_row` layout, words 0..8), then the
+/// pre-laid blocks of the output pairs (`edgevae_shared::layout`, word-aligned). `#[repr(C)]`:
+/// the assembly reads fixed offsets.
+#[repr(C)]
+pub(super) struct Dense16Prelaid {
+    /// Input `x - zp` as int16 pairs, `[(x0, x2), (x1, x3), (x4, x6), …]`.
+    pub x: [u32; 8],
+    /// First word of the first pair's block (4-byte aligned).
+    pub blocks: *const u32,
+    /// One past the last pair's block (`blocks` + 22 words a pair, at least one pair).
+    pub end: *const u32,
+    pub out: *mut i8,
+    pub zp: i32,
+}
+
+// Dense layer with 16 inputs from pre-laid blocks (`edgevae_shared::layout::dense16_word`), two
+// outputs an iteration: LDM of the two biases into the accumulators, 4 × (LDRD of two input words,
+// LDM of four int16 weight words, 4 SMLAD), LDM of [2m_a, e_a, 2m_b, e_b], then per output
+//   t = SMMLAR(a, 2m, (a & (2m >> 31)) - [a < 0])   (the sign of 2m is the m ≥ 2^30 mask, see `Rq`)
+//   q = (t >> e) + carry                            (ASRS by the low byte of e, ADC with the zp)
+// then SSAT #8 (no ReLU) or USAT #8, + zp, SSAT #8 (ReLU: clamp to [zp, 127]), two STRB.
+// 42 instructions a pair (46 with ReLU) for 32 MACs. The blocks were checked against the canonical
+// layer when the model was parsed (every e in 1..=31), so there is no per-channel fallback.
+// r0 job/x, r1 blocks, r2 end, r3 r4 r6 r10 weights / requantisation words, r5 out, r7 zp,
+// r8 r9 accumulators, r11 SMMLAR addend, r12 lr input words.
+core::arch::global_asm!(
+    ".macro EDGEVAE_DENSE16P name, relu",
+    ".section .text.\\name,\"ax\",%progbits",
+    ".global \\name",
+    ".type \\name,%function",
+    ".p2align 2",
+    ".thumb_func",
+    "\\name:",
+    "push {{r4-r11, lr}}",
+    "ldr r1, [r0, #32]",
+    "ldr r2, [r0, #36]",
+    "ldr r5, [r0, #40]",
+    "ldr r7, [r0, #44]",
+    "1:",
+    "ldm r1!, {{r8, r9}}",
+    ".irp k, 0, 8, 16, 24",
+    "ldrd r12, lr, [r0, #\\k]",
+    "ldm r1!, {{r3, r4, r6, r10}}",
+    "smlad r8, r3, r12, r8",
+    "smlad r8, r4, lr, r8",
+    "smlad r9, r6, r12, r9",
+    "smlad r9, r10, lr, r9",
+    ".endr",
+    "ldm r1!, {{r3, r4, r6, r10}}",
+    ".irp acc, r8, r9",
+    ".ifc \\acc, r8",
+    "and r11, \\acc, r3, asr #31",
+    "add r11, r11, \\acc, asr #31",
+    "smmlar \\acc, \\acc, r3, r11",
+    "asrs \\acc, \\acc, r4",
+    ".else",
+    "and r11, \\acc, r6, asr #31",
+    "add r11, r11, \\acc, asr #31",
+    "smmlar \\acc, \\acc, r6, r11",
+    "asrs \\acc, \\acc, r10",
+    ".endif",
+    ".if \\relu",
+    "adc \\acc, \\acc, #0",
+    "usat \\acc, #8, \\acc",
+    "add \\acc, \\acc, r7",
+    ".else",
+    "adc \\acc, \\acc, r7",
+    ".endif",
+    "ssat \\acc, #8, \\acc",
+    ".endr",
+    "strb r8, [r5], #1",
+    "strb r9, [r5], #1",
+    "cmp r1, r2",
+    "bne 1b",
+    "pop {{r4-r11, pc}}",
+    ".size \\name, . - \\name",
+    ".endm",
+    "EDGEVAE_DENSE16P edgevae_dsp_dense16_prelaid, 0",
+    "EDGEVAE_DENSE16P edgevae_dsp_dense16_prelaid_relu, 1",
+);
+
+extern "C" {
+    fn edgevae_dsp_dense16_prelaid(job: *const Dense16Prelaid);
+    fn edgevae_dsp_dense16_prelaid_relu(job: *const Dense16Prelaid);
+}
+
+/// Runs every pair of `job`.
+///
+/// # Safety
+/// `blocks` must be 4-byte aligned, `end - blocks` a non-zero multiple of 22 words, all of them
+/// readable, and `out` writable for 2 bytes per 22 words.
+#[inline(always)]
+pub(super) unsafe fn dense16_prelaid(job: &Dense16Prelaid, relu: bool) {
+    // SAFETY: the caller's contract; the functions follow the AAPCS and save what they use.
+    unsafe {
+        if relu {
+            edgevae_dsp_dense16_prelaid_relu(job)
+        } else {
+            edgevae_dsp_dense16_prelaid(job)
+        }
+    }
+}
+
 /// Two output channels over `words` words of int8 pixels and weights, all widened on the fly:
 /// returns `acc` plus `[Σ w0·(x - zp), Σ w1·(x - zp)]`, with `zz` = `zp` in both halfwords.
 /// Used where no scratch is left for widened copies. Slices shorter than `4 · words` bytes

@@ -10,6 +10,7 @@ pub use crate::kernels::dsp_scratch::{
 use crate::kernels::dsp_scratch::{
     gemm_chunk, ic1_channels, narrow_t_bytes, CHUNK, MIN_GEMM_CHANNELS,
 };
+use edgevae_shared::layout::GemmGeom;
 
 /// One phase of a (transposed) convolution: the taps `ky0, ky0 + kstep, … < kh` (same for x) and
 /// how an output coordinate and a tap map to an input coordinate.
@@ -54,6 +55,61 @@ pub fn conv2d(
     in_shape: Shape,
     input_zp: i32,
     weights: &[i8],
+    geom: ConvGeom,
+    stage: &OutputStage,
+    output: &mut [i8],
+    out_shape: Shape,
+    scratch: &mut [u8],
+) -> Result<(), KernelError> {
+    conv2d_prelaid(
+        input,
+        in_shape,
+        input_zp,
+        weights,
+        &[],
+        geom,
+        stage,
+        output,
+        out_shape,
+        scratch,
+    )
+}
+
+/// The words of a pre-laid GEMM block (`edgevae_shared::layout::gemm_words`) when `prelaid` is
+/// one for this geometry and word-aligned; empty otherwise (the GEMM widens the weights).
+fn gemm_block(
+    prelaid: &[u8],
+    in_shape: Shape,
+    out_shape: Shape,
+    geom: ConvGeom,
+    transpose: bool,
+) -> &[u32] {
+    let g = GemmGeom {
+        kh: geom.kh,
+        kw: geom.kw,
+        stride: geom.stride,
+        ic: in_shape.c,
+        oc: out_shape.c,
+        transpose,
+    };
+    if prelaid.is_empty() || prelaid.len() != g.block_len() {
+        return &[];
+    }
+    // SAFETY: every bit pattern is a valid u32; `align_to` returns an aligned, in-bounds middle.
+    match unsafe { prelaid.align_to::<u32>() } {
+        (&[], words, &[]) => words,
+        _ => &[],
+    }
+}
+
+/// [`conv2d`] with the layer's pre-laid block (see [`crate::kernels::conv2d_prelaid`]).
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_prelaid(
+    input: &[i8],
+    in_shape: Shape,
+    input_zp: i32,
+    weights: &[i8],
+    prelaid: &[u8],
     geom: ConvGeom,
     stage: &OutputStage,
     output: &mut [i8],
@@ -107,8 +163,9 @@ pub fn conv2d(
         out_shape,
         chunk,
     };
+    let pre = gemm_block(prelaid, in_shape, out_shape, geom, false);
     let pixels = (0..out_shape.h).flat_map(|oy| (0..out_shape.w).map(move |ox| (oy, ox)));
-    gemm(&ctx, phase, pixels, output, scratch_words(scratch))
+    gemm(&ctx, phase, pixels, output, scratch_words(scratch), pre)
 }
 
 /// See [`crate::kernels::conv_transpose2d`].
@@ -118,6 +175,35 @@ pub fn conv_transpose2d(
     in_shape: Shape,
     input_zp: i32,
     weights: &[i8],
+    geom: ConvGeom,
+    stage: &OutputStage,
+    output: &mut [i8],
+    out_shape: Shape,
+    scratch: &mut [u8],
+) -> Result<(), KernelError> {
+    conv_transpose2d_prelaid(
+        input,
+        in_shape,
+        input_zp,
+        weights,
+        &[],
+        geom,
+        stage,
+        output,
+        out_shape,
+        scratch,
+    )
+}
+
+/// [`conv_transpose2d`] with the layer's pre-laid block (see
+/// [`crate::kernels::conv2d_prelaid`]).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_transpose2d_prelaid(
+    input: &[i8],
+    in_shape: Shape,
+    input_zp: i32,
+    weights: &[i8],
+    prelaid: &[u8],
     geom: ConvGeom,
     stage: &OutputStage,
     output: &mut [i8],
@@ -157,6 +243,7 @@ pub fn conv_transpose2d(
         chunk,
     };
     let words = scratch_words(scratch);
+    let mut pre = gemm_block(prelaid, in_shape, out_shape, geom, true);
     for ry in 0..s {
         for rx in 0..s {
             // Outputs with (o + pad) % s == r take the taps r, r + s, ….
@@ -176,7 +263,11 @@ pub fn conv_transpose2d(
             let pixels = (oy0..out_shape.h)
                 .step_by(s)
                 .flat_map(move |oy| (ox0..ow).step_by(s).map(move |ox| (oy, ox)));
-            gemm(&ctx, phase, pixels, output, words)?;
+            // This phase's part of the block: k8 words a pair of channels.
+            let len = padded_k(phase.k_len(in_shape.c)) * out_shape.c.div_ceil(2);
+            let (here, rest) = pre.split_at_checked(len).unwrap_or((&[], &[]));
+            pre = rest;
+            gemm(&ctx, phase, pixels, output, words, here)?;
         }
     }
     Ok(())
@@ -232,13 +323,16 @@ struct Ctx<'a, 'b> {
     chunk: usize,
 }
 
-/// im2col GEMM of one phase over the given output pixels.
+/// im2col GEMM of one phase over the given output pixels. `pre` is the phase's pre-laid weights
+/// (`k8` words a pair of channels, the layout `widen_weights` makes), or empty: then each chunk
+/// widens the weights of each pair into the scratch.
 fn gemm(
     ctx: &Ctx,
     phase: Phase,
     pixels: impl Iterator<Item = (usize, usize)>,
     output: &mut [i8],
     words: &mut [u32],
+    pre: &[u32],
 ) -> Result<(), KernelError> {
     let (ic, oc_n) = (ctx.in_shape.c, ctx.out_shape.c);
     let k = phase.k_len(ic);
@@ -283,8 +377,14 @@ fn gemm(
         for oc0 in (0..oc_n).step_by(2) {
             // An odd last channel runs as a pair with itself; the duplicate is discarded.
             let oc1 = (oc0 + 1).min(oc_n - 1);
-            widen_weights(ctx, phase, oc0, wbuf, 0, k, k8);
-            widen_weights(ctx, phase, oc1, wbuf, 1, k, k8);
+            let w: &[u32] = match pre.get(oc0 / 2 * k8..(oc0 / 2 + 1) * k8) {
+                Some(w) => w,
+                None => {
+                    widen_weights(ctx, phase, oc0, wbuf, 0, k, k8);
+                    widen_weights(ctx, phase, oc1, wbuf, 1, k, k8);
+                    wbuf
+                }
+            };
             let (b0, b1) = (ctx.stage.bias.get(oc0), ctx.stage.bias.get(oc1));
             let (q0, q1) = (Rq::new(ctx.stage, oc0), Rq::new(ctx.stage, oc1));
             for b in 0..blocks {
@@ -292,7 +392,7 @@ fn gemm(
                 let Some(block) = cols.get(at..at + 2 * w_words) else {
                     break;
                 };
-                let acc = asm::block_2x2(wbuf, block, w_words, [b0, b0, b1, b1]);
+                let acc = asm::block_2x2(w, block, w_words, [b0, b0, b1, b1]);
                 // acc = [oc0·px0, oc0·px1, oc1·px0, oc1·px1]; an odd last pixel's twin is garbage.
                 let pixels = chunk.get(2 * b..n.min(2 * b + 2)).unwrap_or(&[]);
                 for ((&(oy, ox), &a0), &a1) in pixels.iter().zip(&acc[..2]).zip(&acc[2..]) {

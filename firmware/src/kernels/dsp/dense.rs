@@ -1,10 +1,13 @@
 //! Dense layer: the input is widened once; two output channels share each input load. Sixteen
 //! inputs (the decoder's first layer) run one assembly loop with the input on the stack
-//! ([`asm::dense16_pairs`]) and need no scratch.
+//! ([`asm::dense16_pairs`]) and need no scratch; with the model file's pre-laid block
+//! (`edgevae_shared::layout`: int16 weights in the loop's order, bias and requantisation words
+//! beside them) the loop is [`asm::dense16_prelaid`], with no widening of weights.
 
 use super::super::{validate_dense, KernelError, OutputStage};
 use super::{asm, dot2_tail, put_row, scratch_words, store_pair, Rq};
 use crate::kernels::dsp_scratch::dense_scratch_for;
+use edgevae_shared::layout::{dense16_block_len, DENSE16_INPUTS, DENSE16_PAIR_WORDS};
 
 /// See [`crate::kernels::dense`].
 #[allow(clippy::too_many_arguments)]
@@ -65,6 +68,84 @@ pub fn dense(
         }
         if let Some(o1) = o.get_mut(1) {
             *o1 = Rq::new(stage, oc1).apply(tail_dot(w1, a1), stage);
+        }
+    }
+    Ok(())
+}
+
+/// See [`crate::kernels::dense_prelaid`]: the pre-laid loop ([`asm::dense16_prelaid`]) where
+/// `prelaid` is a word-aligned dense 16-input block for `n_out` outputs and the clamp is plain
+/// int8 or a fused ReLU; [`dense`] otherwise.
+#[allow(clippy::too_many_arguments)]
+pub fn dense_prelaid(
+    input: &[i8],
+    input_zp: i32,
+    weights: &[i8],
+    prelaid: &[u8],
+    n_in: usize,
+    n_out: usize,
+    stage: &OutputStage,
+    output: &mut [i8],
+    scratch: &mut [u8],
+) -> Result<(), KernelError> {
+    let relu = stage.act_min == stage.output_zp && stage.act_min != -128;
+    let clamp_ok = stage.act_max == 127 && (relu || stage.act_min == -128);
+    let pairs = n_out / 2;
+    let block_ok = n_in == DENSE16_INPUTS
+        && pairs > 0
+        && prelaid.len() == dense16_block_len(n_out)
+        && (prelaid.as_ptr() as usize).is_multiple_of(4);
+    let (true, true, Some(x), Some(out)) = (
+        clamp_ok,
+        block_ok,
+        input.get(..DENSE16_INPUTS),
+        output.get_mut(..n_out),
+    ) else {
+        return dense(
+            input, input_zp, weights, n_in, n_out, stage, output, scratch,
+        );
+    };
+    // The block carries the blocked channels' bias and requantisation (checked against the
+    // canonical arrays when the model was parsed), so only what the rest of the call reads is
+    // validated here: zero points, clamp, lengths, and the odd last channel's shift; a call that
+    // fails goes to `dense`, whose full validation names the error. (A full `validate_dense`
+    // costs ≈ 4 instructions a channel, 0.25/MAC of this layer.)
+    let last_shift_ok = n_out % 2 == 0
+        || stage
+            .shift
+            .get(n_out - 1)
+            .is_some_and(|s| (-31..=30).contains(s));
+    if !(-128..=127).contains(&input_zp)
+        || weights.len() < DENSE16_INPUTS * n_out
+        || stage.bias.len() < n_out
+        || stage.multiplier.len() < n_out
+        || stage.shift.len() < n_out
+        || !last_shift_ok
+        || stage.validate(0).is_err()
+    {
+        // The full validation names the error.
+        return dense(
+            input, input_zp, weights, n_in, n_out, stage, output, scratch,
+        );
+    }
+    let blocks = prelaid.as_ptr() as *const u32;
+    let mut job = asm::Dense16Prelaid {
+        x: [0; 8],
+        blocks,
+        // SAFETY: `prelaid` is `pairs` blocks of DENSE16_PAIR_WORDS words; one past its end.
+        end: unsafe { blocks.add(pairs * DENSE16_PAIR_WORDS) },
+        out: out.as_mut_ptr(),
+        zp: stage.output_zp,
+    };
+    put_row::<1>(&mut job.x, 0, 0, x, input_zp);
+    // SAFETY: `prelaid` is 4-byte aligned and exactly `pairs ≥ 1` blocks long (checked above),
+    // and `out` holds `n_out ≥ 2 · pairs` bytes.
+    unsafe { asm::dense16_prelaid(&job, relu) };
+    if n_out % 2 == 1 {
+        let oc = n_out - 1;
+        let v = one_output(x, input_zp, weights, DENSE16_INPUTS, stage, oc);
+        if let Some(o) = out.get_mut(oc) {
+            *o = v;
         }
     }
     Ok(())

@@ -31,10 +31,10 @@ use super::OutputStage;
 
 pub use crate::kernels::dsp_scratch::{dense_scratch_for, dense_scratch_size};
 pub use conv::{
-    conv2d, conv2d_scratch_for, conv2d_scratch_size, conv_transpose2d,
-    conv_transpose2d_scratch_for, conv_transpose2d_scratch_size,
+    conv2d, conv2d_prelaid, conv2d_scratch_for, conv2d_scratch_size, conv_transpose2d,
+    conv_transpose2d_prelaid, conv_transpose2d_scratch_for, conv_transpose2d_scratch_size,
 };
-pub use dense::dense;
+pub use dense::{dense, dense_prelaid};
 
 /// Words of int16 pairs from the scratch bytes: the aligned middle of `scratch`.
 fn scratch_words(scratch: &mut [u8]) -> &mut [u32] {
