@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use edgevae_firmware::engine::{required_arena, Scalar};
-use edgevae_shared::format::{Activation, Model, Op};
+use edgevae_shared::format::{Activation, Model, Op, Section};
 
 use crate::data::{self, Split, IMAGE_SIDE};
 use crate::error::Error;
@@ -30,6 +30,23 @@ pub fn inspect(bytes: &[u8]) -> Result<String, edgevae_shared::FormatError> {
         bytes.len(),
         m.crc()
     );
+    let sections = [
+        (Section::Encoder, m.encoder().len()),
+        (Section::Decoder, m.decoder().len()),
+    ];
+    let blocks: Vec<usize> = sections
+        .iter()
+        .flat_map(|&(sec, n)| (0..n).filter_map(move |i| m.dsp_block(sec, i)))
+        .map(<[u8]>::len)
+        .collect();
+    if !blocks.is_empty() {
+        let _ = writeln!(
+            s,
+            "pre-laid   {} DSP blocks, {} bytes (flag FLAG_DSP_LAYOUT)",
+            blocks.len(),
+            blocks.iter().sum::<usize>()
+        );
+    }
     let _ = writeln!(
         s,
         "input      {}x{}x{} uint8 (scale {:.6}, zp {})",

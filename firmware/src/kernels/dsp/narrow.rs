@@ -16,6 +16,7 @@ use crate::kernels::dsp_scratch::{ic1_asm_channels, ic1_channels, ic1_words, nar
 /// See [`crate::kernels::conv_transpose2d`]; the caller has validated the call and checked the
 /// scratch length against `dsp_scratch::narrow_t_bytes`.
 #[allow(clippy::too_many_arguments)]
+#[inline(never)]
 pub(super) fn conv_transpose2d_narrow(
     input: &[i8],
     in_shape: Shape,
