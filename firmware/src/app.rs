@@ -34,16 +34,9 @@ pub struct Stats {
 pub const fn kernel_path() -> KernelPath {
     if cfg!(feature = "force-scalar") {
         KernelPath::Scalar
-    } else if cfg!(all(
-        target_arch = "arm",
-        target_endian = "little",
-        any(
-            target_feature = "dsp",
-            all(target_os = "none", target_abi = "eabihf")
-        )
-    )) {
+    } else if cfg!(edgevae_dsp) {
         KernelPath::CortexMDsp
-    } else if cfg!(target_arch = "aarch64") {
+    } else if cfg!(edgevae_neon) {
         KernelPath::Neon
     } else {
         KernelPath::Scalar

@@ -1,6 +1,7 @@
 //! Fixed-point int8 kernels: a portable reference (`scalar`) and fast paths behind one interface.
 //!
-//! The top-level functions dispatch at compile time:
+//! The top-level functions dispatch at compile time (the cfgs `edgevae_dsp` and `edgevae_neon`,
+//! decided once in the crate's `build.rs`):
 //! - `dsp` (SMLAD/SXTB16 through inline `asm!`) on little-endian 32-bit Arm with the DSP extension
 //!   and a hard-float ABI (thumbv7em-none-eabihf and friends; see `kernels::dsp`, compiled on those targets only);
 //! - `neon` on little-endian aarch64 (SDOT where enabled, see `neon`);
@@ -18,14 +19,10 @@ pub mod dsp_scratch;
 pub mod neon_scratch;
 pub mod scalar;
 
-#[cfg(all(
-    target_arch = "arm",
-    target_endian = "little",
-    any(target_feature = "dsp", all(target_os = "none", target_abi = "eabihf"))
-))]
+#[cfg(edgevae_dsp)]
 pub mod dsp;
 
-#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+#[cfg(edgevae_neon)]
 pub mod neon;
 
 pub use scalar::requantize;
@@ -270,30 +267,12 @@ pub(crate) fn validate_dense(
     stage.validate(n_out)
 }
 
-#[cfg(all(
-    not(feature = "force-scalar"),
-    target_arch = "arm",
-    target_endian = "little",
-    any(target_feature = "dsp", all(target_os = "none", target_abi = "eabihf"))
-))]
+// `edgevae_dsp` / `edgevae_neon`: the predicates of `build.rs`.
+#[cfg(all(not(feature = "force-scalar"), edgevae_dsp))]
 use dsp as fast;
-#[cfg(all(
-    not(feature = "force-scalar"),
-    target_arch = "aarch64",
-    target_endian = "little"
-))]
+#[cfg(all(not(feature = "force-scalar"), edgevae_neon))]
 use neon as fast;
-#[cfg(any(
-    feature = "force-scalar",
-    not(any(
-        all(target_arch = "aarch64", target_endian = "little"),
-        all(
-            target_arch = "arm",
-            target_endian = "little",
-            any(target_feature = "dsp", all(target_os = "none", target_abi = "eabihf"))
-        )
-    ))
-))]
+#[cfg(any(feature = "force-scalar", not(any(edgevae_dsp, edgevae_neon))))]
 use scalar as fast;
 
 /// True where the compiled fast path takes scratch of any length: the Cortex-M DSP kernels (they
@@ -301,17 +280,7 @@ use scalar as fast;
 /// (which run the reference loop for a layer whose scratch is short).
 const SCRATCH_OPTIONAL: bool = cfg!(all(
     not(feature = "force-scalar"),
-    target_endian = "little",
-    any(
-        target_arch = "aarch64",
-        all(
-            target_arch = "arm",
-            any(
-                target_feature = "dsp",
-                all(target_os = "none", target_abi = "eabihf")
-            )
-        )
-    )
+    any(edgevae_dsp, edgevae_neon)
 ));
 
 /// Scratch bytes `conv2d` needs at least for these shapes, on the path compiled in (0 on every
@@ -403,12 +372,7 @@ pub fn dense(
 /// in; elsewhere the fast path's `$fast` on the canonical weights, the block unused.
 macro_rules! prelaid_call {
     ($dsp:ident, $fast:ident, $block:ident; $($before:expr),*; $($after:expr),*) => {{
-        #[cfg(all(
-            not(feature = "force-scalar"),
-            target_arch = "arm",
-            target_endian = "little",
-            any(target_feature = "dsp", all(target_os = "none", target_abi = "eabihf"))
-        ))]
+        #[cfg(all(not(feature = "force-scalar"), edgevae_dsp))]
         return dsp::$dsp($($before,)* $block, $($after),*);
         #[allow(unreachable_code)]
         {

@@ -34,9 +34,10 @@ pub fn inspect(bytes: &[u8]) -> Result<String, edgevae_shared::FormatError> {
         (Section::Encoder, m.encoder().len()),
         (Section::Decoder, m.decoder().len()),
     ];
+    let model = &m;
     let blocks: Vec<usize> = sections
         .iter()
-        .flat_map(|&(sec, n)| (0..n).filter_map(move |i| m.dsp_block(sec, i)))
+        .flat_map(|&(sec, n)| (0..n).filter_map(move |i| model.dsp_block(sec, i)))
         .map(<[u8]>::len)
         .collect();
     if !blocks.is_empty() {
