@@ -9,7 +9,7 @@ use edgevae_firmware::kernels::{ConvGeom, KernelError, OutputStage, Shape as KSh
 use edgevae_shared::build::{
     synthetic, OwnedActivation, OwnedLayer, OwnedModel, SyntheticSpec, XorShift,
 };
-use edgevae_shared::format::{Model, Op, Shape};
+use edgevae_shared::format::{Model, Op, Section, Shape};
 use proptest::prelude::*;
 
 fn at(s: Shape, y: usize, x: usize, c: usize) -> usize {
@@ -181,7 +181,17 @@ fn with_scratch(spec: &SyntheticSpec) -> OwnedModel {
 
 #[test]
 fn default_architecture_matches_reference() {
-    let (latents, pixels) = check_model(&with_scratch(&SyntheticSpec::seed_architecture(42)), 1);
+    // Its file carries pre-laid blocks (dense 16 → 3136, conv2, convT1), which the fast engine
+    // hands to the kernels' `*_prelaid` entry points (read on the Cortex-M DSP path, ignored here).
+    let m = with_scratch(&SyntheticSpec::seed_architecture(42));
+    let bytes = m.to_bytes().unwrap();
+    let model = Model::from_bytes(&bytes).unwrap();
+    let blocks = (0..model.encoder().len())
+        .filter_map(|i| model.dsp_block(Section::Encoder, i))
+        .chain((0..model.decoder().len()).filter_map(|i| model.dsp_block(Section::Decoder, i)))
+        .count();
+    assert_eq!(blocks, 3);
+    let (latents, pixels) = check_model(&m, 1);
     // The synthetic parameters exercise the arithmetic: outputs are spread, not saturated.
     assert!(latents.len() > 8, "latent values {latents:?}");
     assert!(pixels.len() > 16, "{} distinct pixel values", pixels.len());
