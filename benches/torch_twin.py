@@ -47,16 +47,24 @@ class Vae(nn.Module):
         return (bce + kl) / x.shape[0]
 
 
+def sync(dev):
+    """Waits for queued GPU work (edgevae bench reads a parameter back for the same reason)."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
 def bench(channels_last, pixels, args):
     torch.manual_seed(0)
-    model = Vae(args.latent)
+    dev = torch.device(args.device)
+    model = Vae(args.latent).to(dev)
+    pixels = pixels.to(dev)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     n = pixels.shape[0]
 
     def batch(s, b):
-        idx = torch.arange(s * b, (s + 1) * b) % n
+        idx = torch.arange(s * b, (s + 1) * b, device=dev) % n
         return pixels[idx].contiguous(memory_format=fmt)
 
     train = []
@@ -64,11 +72,12 @@ def bench(channels_last, pixels, args):
         start = time.perf_counter()
         for s in range(args.steps):
             x = batch(s, args.batch)
-            eps = torch.randn(args.batch, args.latent)
+            eps = torch.randn(args.batch, args.latent, device=dev)
             opt.zero_grad(set_to_none=True)
             loss = model.loss(x, eps)
             loss.backward()
             opt.step()
+        sync(dev)
         if r > 0:
             train.append(args.steps * args.batch / (time.perf_counter() - start))
     model.eval()
@@ -78,7 +87,9 @@ def bench(channels_last, pixels, args):
             start = time.perf_counter()
             for s in range(args.steps):
                 x = batch(s, args.infer_batch)
-                torch.sigmoid(model.decode(model.encode(x)[0]))
+                # Back to the host, as edgevae bench reads every batch back (a no-op on the CPU).
+                torch.sigmoid(model.decode(model.encode(x)[0])).cpu()
+            sync(dev)
             if r > 0:
                 infer.append(args.steps * args.infer_batch / (time.perf_counter() - start))
     return statistics.median(train), statistics.median(infer)
@@ -92,6 +103,7 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--latent", type=int, default=16)
     p.add_argument("--layout", choices=["default", "channels_last"], default="default")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda for a GPU twin of --backend cuda/wgpu")
     args = p.parse_args()
     # Pixels do not change the throughput: the same synthetic pattern edgevae bench falls back to.
     n = 10_000
@@ -101,6 +113,7 @@ def main():
     print(json.dumps({
         "impl": "pytorch " + torch.__version__,
         "layout": args.layout,
+        "device": args.device,
         "threads": torch.get_num_threads(),
         "train_images_per_s": round(tr),
         "infer_images_per_s": round(inf),

@@ -18,6 +18,8 @@ cargo check --locked -p edgevae --no-default-features --features ndarray
 
 step "GPU backend builds: cargo check -p edgevae --features wgpu (the GPU is chosen at run time)"
 cargo check --locked -p edgevae --features wgpu
+# A training step on a software Vulkan device (lavapipe), opt-in: see scripts/gpu_smoke.sh.
+if [ "${EDGEVAE_GPU_SMOKE:-0}" = 1 ]; then bash scripts/gpu_smoke.sh; fi
 
 step "host: cargo test --workspace"
 cargo test --workspace --locked

@@ -8,6 +8,13 @@ use edgevae::Error;
 
 mod cli;
 
+/// mimalloc instead of the system allocator: training allocates and frees multi-megabyte tensors
+/// every step, and glibc's malloc returns them to the kernel (munmap) and faults them back in
+/// (mmap + page zeroing). On the 2-core bench machine that system time was 5 of 8 seconds of
+/// `edgevae bench`; see benches/BENCH.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(version, about = "Train and evaluate the edgevae convolutional VAE")]
 struct Cli {
