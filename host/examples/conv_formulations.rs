@@ -3,7 +3,8 @@
 //! as im2col + one GEMM from Burn tensor ops in NHWC (strided slices for the stride-2
 //! convolutions; the four output phases of each transposed convolution as 2×2 convolutions,
 //! i.e. sub-pixel convolution), and checks both give the same values.
-//! `cargo run --release -p edgevae --example conv_formulations`; results in benches/BENCH.md.
+//! `cargo run --release -p edgevae --example conv_formulations [-- BACKEND]`; results in
+//! benches/BENCH.md.
 
 use burn::prelude::*;
 use burn::tensor::module::{conv2d, conv_transpose2d};
@@ -98,6 +99,7 @@ fn compare(
         for _ in 0..5 {
             let t = Instant::now();
             for _ in 0..10 {
+                // Reading the gradients back waits for queued GPU work.
                 let xg = if xgrad {
                     x.clone().require_grad()
                 } else {
@@ -116,7 +118,12 @@ fn compare(
 }
 
 fn main() {
-    // The default backend (flex), with autodiff.
+    // The backend named by the first argument (as `--backend` takes it), else flex; with autodiff.
+    if let Some(name) = std::env::args().nth(1) {
+        use clap::ValueEnum;
+        let backend = edgevae::Backend::from_str(&name, true).expect("a backend name");
+        edgevae::backend::select(backend).expect("a backend this build has");
+    }
     let dev = edgevae::backend::train_device();
     let n = 128;
     let normal =

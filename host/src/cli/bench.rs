@@ -24,6 +24,10 @@ pub struct BenchArgs {
     repeats: usize,
     #[arg(long, default_value_t = 16)]
     latent: usize,
+    /// Also print where a training step goes (data, forward, backward, optimiser), waiting for
+    /// the device after each phase.
+    #[arg(long)]
+    phases: bool,
 }
 
 pub fn run_bench(a: BenchArgs) -> Result<(), Error> {
@@ -40,6 +44,7 @@ pub fn run_bench(a: BenchArgs) -> Result<(), Error> {
         steps: a.steps,
         repeats: a.repeats,
         latent: a.latent,
+        phases: a.phases,
     };
     let r = edgevae::train::bench::run(&cfg, &pixels)?;
     println!(
@@ -54,5 +59,12 @@ pub fn run_bench(a: BenchArgs) -> Result<(), Error> {
         a.repeats,
         a.steps
     );
+    if let Some(p) = r.phases {
+        println!(
+            "training step, ms (device synchronised between phases): data {:.2}, forward {:.2}, \
+             backward {:.2}, optimizer {:.2}",
+            p.data, p.forward, p.backward, p.optimizer
+        );
+    }
     Ok(())
 }

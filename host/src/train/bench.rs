@@ -24,6 +24,24 @@ pub struct BenchConfig {
     pub repeats: usize,
     /// Latent size of the model.
     pub latent: usize,
+    /// Also time the phases of a training step ([`StepPhases`]), synchronising the device
+    /// between them.
+    pub phases: bool,
+}
+
+/// Mean milliseconds per training step spent in each phase (after the timed repetitions, over
+/// `steps` more steps, waiting for the device after each phase: on a GPU this serialises work
+/// that otherwise overlaps, so the sum exceeds the step time of the throughput figure).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepPhases {
+    /// Building the batch and the noise on the host and moving them to the device.
+    pub data: f64,
+    /// The loss: encoder, sampling, decoder, likelihood and KL.
+    pub forward: f64,
+    /// Gradients of every parameter.
+    pub backward: f64,
+    /// The Adam update.
+    pub optimizer: f64,
 }
 
 /// Medians of the timed repetitions, in images per second.
@@ -33,6 +51,8 @@ pub struct BenchResult {
     pub train: f64,
     /// Inference images per second (encode `mu`, decode).
     pub infer: f64,
+    /// Where a training step goes, when asked for.
+    pub phases: Option<StepPhases>,
 }
 
 /// Times training and inference of the seed network on `pixels` (images in [0, 1], 28×28).
@@ -74,6 +94,39 @@ pub fn run(cfg: &BenchConfig, pixels: &[f32]) -> Result<BenchResult, Error> {
         }
     }
 
+    let mut phases = None;
+    if cfg.phases {
+        let sync = |device: &Device| {
+            device
+                .sync()
+                .map_err(|e| Error::Invalid(format!("bench: the device failed: {e:?}")))
+        };
+        let mut p = StepPhases::default();
+        let mut lap = Instant::now();
+        let mut split = |into: &mut f64| {
+            *into += lap.elapsed().as_secs_f64() * 1e3 / cfg.steps as f64;
+            lap = Instant::now();
+        };
+        sync(&device)?;
+        split(&mut 0.0);
+        for s in 0..cfg.steps {
+            let x = batch_tensor(pixels, &batch_idx(s, cfg.batch), &device);
+            let eps = crate::rng::normal_tensor(&mut rng, cfg.batch, cfg.latent, &device);
+            sync(&device)?;
+            split(&mut p.data);
+            let terms = model.loss(x, eps, 1.0, Likelihood::Bernoulli);
+            sync(&device)?;
+            split(&mut p.forward);
+            let grads = GradientsParams::from_grads(terms.loss.backward(), &model);
+            sync(&device)?;
+            split(&mut p.backward);
+            model = optim.step(train_cfg.learning_rate, model, grads);
+            sync(&device)?;
+            split(&mut p.optimizer);
+        }
+        phases = Some(p);
+    }
+
     let valid = model.valid();
     let plain = crate::compute_device();
     let mut infer_rates = Vec::new();
@@ -91,6 +144,7 @@ pub fn run(cfg: &BenchConfig, pixels: &[f32]) -> Result<BenchResult, Error> {
     Ok(BenchResult {
         train: median(train_rates),
         infer: median(infer_rates),
+        phases,
     })
 }
 
