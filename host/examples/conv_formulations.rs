@@ -1,9 +1,11 @@
 //! Times the encoder's convolutions and the decoder's transposed convolutions (forward + backward,
-//! batch 128, the seed network's shapes) as Burn computes them, against the same functions written
+//! batch BATCH, default 128, the seed network's shapes) as Burn computes them, against the same functions written
 //! as im2col + one GEMM from Burn tensor ops in NHWC (strided slices for the stride-2
 //! convolutions; the four output phases of each transposed convolution as 2×2 convolutions,
 //! i.e. sub-pixel convolution), and checks both give the same values.
-//! `cargo run --release -p edgevae --example conv_formulations [-- BACKEND]`; results in
+//! Then times forward + backward of the seed model's parts at batch BATCH (default 128): the
+//! two dense layers alone, the encoder, the decoder and the whole loss.
+//! `cargo run --release -p edgevae --example conv_formulations [-- BACKEND [BATCH]]`; results in
 //! benches/BENCH.md.
 
 use burn::prelude::*;
@@ -125,7 +127,9 @@ fn main() {
         edgevae::backend::select(backend).expect("a backend this build has");
     }
     let dev = edgevae::backend::train_device();
-    let n = 128;
+    let n: usize = std::env::args()
+        .nth(2)
+        .map_or(128, |b| b.parse().expect("a batch size"));
     let normal =
         |shape: [usize; 4], s: f64| Tensor::<4>::random(shape, Distribution::Normal(0.0, s), &dev);
     for (ic, oc, side) in [(64usize, 32usize, 7usize), (32, 1, 14)] {
@@ -149,5 +153,77 @@ fn main() {
             normal([oc, ic, 3, 3], 0.1),
         );
         compare(&name, x, w, b, xgrad, &burn, &conv_gemm);
+    }
+    model_parts(&dev, n);
+}
+
+/// Forward + backward of the encoder (Σ mu + Σ logvar), of the decoder (Σ logits²) and of the
+/// training loss, each best of 5 × 10.
+fn model_parts(dev: &Device, batch: usize) {
+    use edgevae::model::{Likelihood, VaeConfig};
+    let model = edgevae::train::init_model(&VaeConfig::new(), dev, 0);
+    let x = Tensor::<4>::random([batch, 1, 28, 28], Distribution::Uniform(0.0, 1.0), dev);
+    let z = Tensor::<2>::random([batch, 16], Distribution::Normal(0.0, 1.0), dev);
+    let h = Tensor::<2>::random([batch, 3136], Distribution::Normal(0.0, 1.0), dev);
+    use burn::tensor::activation::relu;
+    let parts: [(&str, &dyn Fn() -> Tensor<1>); 9] = [
+        ("enc1 alone, sum", &|| model.enc1.forward(x.clone()).sum()),
+        ("enc1 alone, sum of squares", &|| {
+            let y = model.enc1.forward(x.clone());
+            (y.clone() * y).sum()
+        }),
+        ("enc1, relu, enc2", &|| {
+            model
+                .enc2
+                .forward(relu(model.enc1.forward(x.clone())))
+                .sum()
+        }),
+        ("enc1, relu, enc2, relu, flatten", &|| {
+            relu(model.enc2.forward(relu(model.enc1.forward(x.clone()))))
+                .reshape([batch, 3136])
+                .sum()
+        }),
+        ("dense 3136->16 (fc_mu)", &|| {
+            model.fc_mu.forward(h.clone()).sum()
+        }),
+        ("dense 16->3136 (dec_fc)", &|| {
+            model.dec_fc.forward(z.clone()).sum()
+        }),
+        ("encoder", &|| {
+            let (mu, logvar) = model.encode(x.clone());
+            mu.sum() + logvar.sum()
+        }),
+        ("decoder", &|| {
+            let y = model.decode(z.clone());
+            (y.clone() * y).sum()
+        }),
+        ("loss", &|| {
+            model
+                .loss(x.clone(), z.clone(), 1.0, Likelihood::Bernoulli)
+                .loss
+        }),
+    ];
+    println!("seed model, batch {batch}:");
+    for (name, f) in parts {
+        let mut best = [f64::MAX; 2];
+        for _ in 0..5 {
+            let (mut fwd, mut bwd) = (0.0, 0.0);
+            for _ in 0..10 {
+                let t = Instant::now();
+                let y = f();
+                dev.sync().expect("device");
+                fwd += t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                let _grads = y.backward();
+                dev.sync().expect("device");
+                bwd += t.elapsed().as_secs_f64();
+            }
+            best = [best[0].min(fwd / 10.0), best[1].min(bwd / 10.0)];
+        }
+        println!(
+            "  {name}: forward {:.2} ms, backward {:.2} ms",
+            best[0] * 1e3,
+            best[1] * 1e3
+        );
     }
 }
