@@ -387,13 +387,6 @@ impl<'a> Scratch<'a> {
         // in-bounds middle.
         unsafe { self.0.align_to_mut::<u32>().1 }
     }
-
-    /// The first `n` bytes (all of them when fewer are lent) as a shorter scratch.
-    #[inline(always)]
-    pub fn take(self, n: usize) -> Self {
-        let n = n.min(self.0.len());
-        Scratch(&mut self.0[..n])
-    }
 }
 
 /// Everything a convolution-like kernel checks before it touches memory. After `Ok`, every index

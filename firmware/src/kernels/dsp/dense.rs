@@ -39,7 +39,11 @@ pub fn dense(call: DenseCall<'_>, scratch: Scratch<'_>) -> Result<(), KernelErro
         .into_words()
         .get_mut(..2 * groups)
         .ok_or(KernelError::ScratchTooSmall)?;
-    let (head, tail) = input[..n_in].split_at(main);
+    // Validated lengths; `get` keeps the checks out of the code (no panic path).
+    let (head, tail) = input
+        .get(..n_in)
+        .and_then(|x| x.split_at_checked(main))
+        .unwrap_or((&[], &[]));
     put_row::<1>(x, 0, 0, head, input_zp);
     let x = &*x;
     let row = |oc: usize| weights.get(oc * n_in..(oc + 1) * n_in).unwrap_or(&[]);
@@ -52,7 +56,7 @@ pub fn dense(call: DenseCall<'_>, scratch: Scratch<'_>) -> Result<(), KernelErro
                 acc.wrapping_add((w as i32).wrapping_mul(v as i32 - input_zp))
             })
     };
-    let mut outs = output[..n_out].chunks_mut(2);
+    let mut outs = output.get_mut(..n_out).unwrap_or(&mut []).chunks_mut(2);
     for oc0 in (0..n_out).step_by(2) {
         let oc1 = (oc0 + 1).min(n_out - 1);
         let (w0, w1) = (row(oc0), row(oc1));

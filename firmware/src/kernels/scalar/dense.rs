@@ -30,14 +30,16 @@ pub(crate) fn dense_with(call: DenseCall<'_>, dot: impl Fn(i32, &[i8], &[i8], i3
     if n_out == 0 {
         return;
     }
-    let input = &input[..n_in];
+    // Validated lengths; `get` keeps the checks out of the code (no panic path).
+    let input = input.get(..n_in).unwrap_or(&[]);
+    let output = output.get_mut(..n_out).unwrap_or(&mut []);
     if n_in == 0 {
-        for (oc, o) in output[..n_out].iter_mut().enumerate() {
+        for (oc, o) in output.iter_mut().enumerate() {
             *o = stage.apply(stage.bias.get(oc), oc);
         }
         return;
     }
-    for (oc, (o, row)) in output[..n_out]
+    for (oc, (o, row)) in output
         .iter_mut()
         .zip(weights.chunks_exact(n_in))
         .enumerate()
