@@ -248,10 +248,19 @@ pub type ConvTCall<'a> = Checked<'a, Conv<true>>;
 /// A validated fully connected call.
 pub type DenseCall<'a> = Checked<'a, DenseParams>;
 
+/// A checked call taken apart: parameters, input, weights, output stage, output.
+pub(crate) type Parts<'a, P> = (P, &'a [i8], &'a [i8], &'a OutputStage<'a>, &'a mut [i8]);
+
 impl<'a, P: Copy> Checked<'a, P> {
     /// The validated parameters.
     pub fn params(&self) -> P {
         self.p
+    }
+
+    /// The call taken apart, to run it.
+    #[inline(always)]
+    pub(crate) fn into_parts(self) -> Parts<'a, P> {
+        (self.p, self.input, self.weights, self.stage, self.output)
     }
 
     /// Puts a checked call back together from the parts a path took out of one (for a path that
@@ -276,6 +285,12 @@ impl<'a, P: Copy> Checked<'a, P> {
 }
 
 impl ConvParams {
+    /// `(in_shape, out_shape, geom, input_zp)`.
+    #[inline(always)]
+    pub fn parts(&self) -> (Shape, Shape, ConvGeom, i32) {
+        (self.in_shape, self.out_shape, self.geom, self.input_zp)
+    }
+
     /// Validates a [`conv2d`] call: stride and kernel ≥ 1, int8 zero points and clamps, shifts in
     /// [-31, 30], `out_shape` the one the geometry gives, and slices long enough.
     #[inline]
@@ -318,6 +333,12 @@ impl ConvParams {
 }
 
 impl DenseParams {
+    /// `(n_in, n_out, input_zp)`.
+    #[inline(always)]
+    pub fn parts(&self) -> (usize, usize, i32) {
+        (self.n_in, self.n_out, self.input_zp)
+    }
+
     /// Validates a [`dense`] call: int8 zero points and clamps, shifts in [-31, 30], slices long
     /// enough.
     #[inline]

@@ -93,19 +93,8 @@ pub fn conv2d_prelaid(
     if p.in_shape.c != 1 && p.out_shape.c < MIN_GEMM_CHANNELS {
         return scalar::conv2d(call, scratch);
     }
-    let Checked {
-        p:
-            Conv(ConvParams {
-                in_shape,
-                out_shape,
-                geom,
-                input_zp,
-            }),
-        input,
-        weights,
-        stage,
-        output,
-    } = call;
+    let (Conv(p), input, weights, stage, output) = call.into_parts();
+    let (in_shape, out_shape, geom, input_zp) = p.parts();
     let scratch = scratch.into_bytes();
     let k = geom.kh * geom.kw * in_shape.c;
     let chunk = gemm_chunk(k, out_shape.h * out_shape.w, scratch.len());
@@ -163,19 +152,8 @@ pub fn conv_transpose2d_prelaid(
     prelaid: &[u8],
     scratch: Scratch<'_>,
 ) -> Result<(), KernelError> {
-    let Checked {
-        p:
-            Conv(ConvParams {
-                in_shape,
-                out_shape,
-                geom,
-                input_zp,
-            }),
-        input,
-        weights,
-        stage,
-        output,
-    } = call;
+    let (Conv(p), input, weights, stage, output) = call.into_parts();
+    let (in_shape, out_shape, geom, input_zp) = p.parts();
     let scratch = scratch.into_bytes();
     let s = geom.stride.max(1);
     // The chunk that fits for the largest sub-kernel fits every phase.

@@ -11,17 +11,8 @@ use edgevae_shared::layout::{dense16_block_len, DENSE16_INPUTS, DENSE16_PAIR_WOR
 
 /// See [`crate::kernels::dense`].
 pub fn dense(call: DenseCall<'_>, scratch: Scratch<'_>) -> Result<(), KernelError> {
-    let DenseCall {
-        p: DenseParams {
-            n_in,
-            n_out,
-            input_zp,
-        },
-        input,
-        weights,
-        stage,
-        output,
-    } = call;
+    let (p, input, weights, stage, output) = call.into_parts();
+    let (n_in, n_out, input_zp) = p.parts();
     if n_out == 0 {
         return Ok(());
     }

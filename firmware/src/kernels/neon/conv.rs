@@ -23,7 +23,7 @@ use core::arch::aarch64::*;
 use core::num::NonZeroUsize;
 
 use super::super::neon_scratch::{layout, transpose_taps, Layout, NB};
-use super::super::{Checked, Conv, ConvGeom, ConvParams, KernelError, OutputStage, Scratch, Shape};
+use super::super::{Checked, Conv, ConvGeom, KernelError, OutputStage, Scratch, Shape};
 use super::gemm::{
     bytes4, interleave4, mac, micro, micro_lanes, reduce4, transpose4, Chan, Common,
 };
@@ -56,19 +56,8 @@ pub(crate) unsafe fn conv<const DOT: bool, const TRANSPOSE: bool>(
     call: Checked<'_, Conv<TRANSPOSE>>,
     scratch: Scratch<'_>,
 ) -> Result<(), KernelError> {
-    let Checked {
-        p:
-            Conv(ConvParams {
-                in_shape,
-                out_shape,
-                geom,
-                input_zp,
-            }),
-        input,
-        weights,
-        stage,
-        output,
-    } = call;
+    let (Conv(p), input, weights, stage, output) = call.into_parts();
+    let (in_shape, out_shape, geom, input_zp) = p.parts();
     let scratch = scratch.into_bytes();
     let transpose = TRANSPOSE;
     let (ic, oc_n) = (in_shape.c, out_shape.c);

@@ -1,6 +1,6 @@
 //! Reference 2-D convolution.
 
-use super::super::{Conv, ConvCall, ConvGeom, ConvParams, KernelError, Scratch, Shape};
+use super::super::{Conv, ConvCall, ConvGeom, KernelError, Scratch, Shape};
 
 /// The reference needs no scratch.
 pub fn conv2d_scratch_size(_in_shape: Shape, _out_shape: Shape, _geom: ConvGeom) -> usize {
@@ -24,19 +24,8 @@ pub fn conv2d(call: ConvCall<'_>, _scratch: Scratch<'_>) -> Result<(), KernelErr
 /// The reference loop nest with a pluggable per-tap dot product (the NEON path reuses it).
 #[inline(always)]
 pub(crate) fn conv2d_with(call: ConvCall<'_>, dot: impl Fn(i32, &[i8], &[i8], i32) -> i32) {
-    let ConvCall {
-        p:
-            Conv(ConvParams {
-                in_shape,
-                out_shape,
-                geom,
-                input_zp,
-            }),
-        input,
-        weights,
-        stage,
-        output,
-    } = call;
+    let (Conv(p), input, weights, stage, output) = call.into_parts();
+    let (in_shape, out_shape, geom, input_zp) = p.parts();
     let (ic, oc_n) = (in_shape.c, out_shape.c);
     if oc_n == 0 {
         return;

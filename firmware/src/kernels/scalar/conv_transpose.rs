@@ -1,7 +1,7 @@
 //! Reference transposed 2-D convolution, computed per output pixel as the phase convolution that
 //! produces it (gather form; no zero insertion).
 
-use super::super::{Conv, ConvGeom, ConvParams, ConvTCall, KernelError, Scratch, Shape};
+use super::super::{Conv, ConvGeom, ConvTCall, KernelError, Scratch, Shape};
 use super::conv::dot_tap;
 
 /// The reference needs no scratch.
@@ -25,19 +25,8 @@ pub(crate) fn conv_transpose2d_with(
     call: ConvTCall<'_>,
     dot: impl Fn(i32, &[i8], &[i8], i32) -> i32,
 ) {
-    let ConvTCall {
-        p:
-            Conv(ConvParams {
-                in_shape,
-                out_shape,
-                geom,
-                input_zp,
-            }),
-        input,
-        weights,
-        stage,
-        output,
-    } = call;
+    let (Conv(p), input, weights, stage, output) = call.into_parts();
+    let (in_shape, out_shape, geom, input_zp) = p.parts();
     let (ic, oc_n) = (in_shape.c, out_shape.c);
     if oc_n == 0 {
         return;

@@ -1,6 +1,6 @@
 //! Reference fully connected layer.
 
-use super::super::{DenseCall, DenseParams, KernelError, Scratch};
+use super::super::{DenseCall, KernelError, Scratch};
 
 /// The reference needs no scratch.
 pub fn dense_scratch_size(_n_in: usize, _n_out: usize) -> usize {
@@ -16,17 +16,8 @@ pub fn dense(call: DenseCall<'_>, _scratch: Scratch<'_>) -> Result<(), KernelErr
 /// The reference loop with a pluggable dot product (the NEON path reuses it).
 #[inline(always)]
 pub(crate) fn dense_with(call: DenseCall<'_>, dot: impl Fn(i32, &[i8], &[i8], i32) -> i32) {
-    let DenseCall {
-        p: DenseParams {
-            n_in,
-            n_out,
-            input_zp,
-        },
-        input,
-        weights,
-        stage,
-        output,
-    } = call;
+    let (p, input, weights, stage, output) = call.into_parts();
+    let (n_in, n_out, input_zp) = p.parts();
     if n_out == 0 {
         return;
     }
