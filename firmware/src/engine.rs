@@ -509,14 +509,15 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
             let w = l.weights_i8();
             let block = model.dsp_block(section, index).filter(|_| K::PRELAID);
             let scratch = Scratch::new(&mut *scratch);
+            let conv = |geom| ConvParams {
+                in_shape: i,
+                out_shape: o,
+                geom,
+                input_zp: zp,
+            };
             match (l.op, geom(l.op)) {
                 (Op::Conv2d { .. }, Some(g)) => {
-                    let p = ConvParams {
-                        in_shape: i,
-                        out_shape: o,
-                        geom: g,
-                        input_zp: zp,
-                    };
+                    let p = conv(g);
                     match block {
                         Some(b) => {
                             kernels::conv2d_prelaid(&p, input, w, b, &stage, output, scratch)
@@ -527,12 +528,7 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
                     }
                 }
                 (Op::ConvTranspose2d { .. }, Some(g)) => {
-                    let p = ConvParams {
-                        in_shape: i,
-                        out_shape: o,
-                        geom: g,
-                        input_zp: zp,
-                    };
+                    let p = conv(g);
                     match block {
                         Some(b) => kernels::conv_transpose2d_prelaid(
                             &p, input, w, b, &stage, output, scratch,

@@ -301,14 +301,7 @@ impl ConvParams {
         stage: &'a OutputStage<'a>,
         output: &'a mut [i8],
     ) -> Result<ConvCall<'a>, KernelError> {
-        validate_conv(self, input, weights, stage, output, false)?;
-        Ok(Checked {
-            p: Conv(*self),
-            input,
-            weights,
-            stage,
-            output,
-        })
+        self.checked(input, weights, stage, output)
     }
 
     /// Validates a [`conv_transpose2d`] call (as [`check`](Self::check), with the transposed
@@ -321,7 +314,18 @@ impl ConvParams {
         stage: &'a OutputStage<'a>,
         output: &'a mut [i8],
     ) -> Result<ConvTCall<'a>, KernelError> {
-        validate_conv(self, input, weights, stage, output, true)?;
+        self.checked(input, weights, stage, output)
+    }
+
+    #[inline(always)]
+    fn checked<'a, const TRANSPOSED: bool>(
+        &self,
+        input: &'a [i8],
+        weights: &'a [i8],
+        stage: &'a OutputStage<'a>,
+        output: &'a mut [i8],
+    ) -> Result<Checked<'a, Conv<TRANSPOSED>>, KernelError> {
+        validate_conv(self, input, weights, stage, output, TRANSPOSED)?;
         Ok(Checked {
             p: Conv(*self),
             input,
