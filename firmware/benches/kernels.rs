@@ -1,7 +1,9 @@
 //! Host benchmark of the kernels on the default model's layer shapes (the path compiled in:
 //! scalar on x86, NEON on aarch64). `cargo bench -p edgevae-firmware --bench kernels`
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use edgevae_firmware::kernels::{self, ConvGeom, LeI32, OutputStage, Shape};
+use edgevae_firmware::kernels::{
+    self, ConvGeom, ConvParams, DenseParams, LeI32, OutputStage, Scratch, Shape,
+};
 
 fn bytes(n: usize, seed: u32) -> Vec<i8> {
     let mut x = seed | 1;
@@ -105,16 +107,19 @@ fn bench(c: &mut Criterion) {
         };
         c.bench_function(name, |b| {
             b.iter(|| {
+                let p = ConvParams {
+                    in_shape: is,
+                    out_shape: os,
+                    geom: g,
+                    input_zp: 3,
+                };
                 f(
+                    &p,
                     black_box(&x),
-                    is,
-                    3,
                     &w,
-                    g,
                     &stage,
                     &mut out,
-                    os,
-                    &mut scratch,
+                    Scratch::new(&mut scratch),
                 )
                 .unwrap()
             })
@@ -126,15 +131,18 @@ fn bench(c: &mut Criterion) {
         let mut scratch = vec![0u8; kernels::dense_scratch_size(n_in, n_out)];
         c.bench_function(name, |b| {
             b.iter(|| {
-                kernels::dense(
-                    black_box(&x),
-                    3,
-                    &w,
+                let p = DenseParams {
                     n_in,
                     n_out,
+                    input_zp: 3,
+                };
+                kernels::dense(
+                    &p,
+                    black_box(&x),
+                    &w,
                     &stage,
                     &mut out,
-                    &mut scratch,
+                    Scratch::new(&mut scratch),
                 )
                 .unwrap()
             })

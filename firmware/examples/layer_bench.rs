@@ -9,7 +9,9 @@
 //! (`-cpu cortex-a72`).
 use edgevae_firmware::engine::layer_scratch;
 use edgevae_firmware::engine::Fast;
-use edgevae_firmware::kernels::{self, ConvGeom, LeI32, OutputStage, Shape};
+use edgevae_firmware::kernels::{
+    self, ConvGeom, ConvParams, DenseParams, LeI32, OutputStage, Scratch, Shape,
+};
 use edgevae_shared::format::{Activation, Op};
 use edgevae_shared::Model;
 
@@ -90,7 +92,20 @@ fn main() {
                     stride: stride as usize,
                     pad: pad as usize,
                 };
-                kernels::conv2d(&input, i, zp, w, g, &stage, &mut output, o, &mut scratch)
+                let p = ConvParams {
+                    in_shape: i,
+                    out_shape: o,
+                    geom: g,
+                    input_zp: zp,
+                };
+                kernels::conv2d(
+                    &p,
+                    &input,
+                    w,
+                    &stage,
+                    &mut output,
+                    Scratch::new(&mut scratch),
+                )
             }
             Op::ConvTranspose2d {
                 kh,
@@ -104,17 +119,32 @@ fn main() {
                     stride: stride as usize,
                     pad: pad as usize,
                 };
-                kernels::conv_transpose2d(&input, i, zp, w, g, &stage, &mut output, o, &mut scratch)
+                let p = ConvParams {
+                    in_shape: i,
+                    out_shape: o,
+                    geom: g,
+                    input_zp: zp,
+                };
+                kernels::conv_transpose2d(
+                    &p,
+                    &input,
+                    w,
+                    &stage,
+                    &mut output,
+                    Scratch::new(&mut scratch),
+                )
             }
             Op::Dense => kernels::dense(
+                &DenseParams {
+                    n_in: i.len(),
+                    n_out: o.len(),
+                    input_zp: zp,
+                },
                 &input,
-                zp,
                 w,
-                i.len(),
-                o.len(),
                 &stage,
                 &mut output,
-                &mut scratch,
+                Scratch::new(&mut scratch),
             ),
             _ => Ok(()),
         };

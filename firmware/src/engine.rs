@@ -24,7 +24,10 @@
 use edgevae_shared::entropy::CodingError;
 use edgevae_shared::format::{Activation, Layer, Model, Op, Section};
 
-use crate::kernels::{self, ConvGeom, KernelError, LeI32, OutputStage, Shape};
+use crate::kernels::{
+    self, ConvCall, ConvGeom, ConvParams, ConvTCall, DenseCall, DenseParams, KernelError, LeI32,
+    OutputStage, Scratch, Shape,
+};
 
 /// Why the engine refused to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,108 +144,49 @@ pub trait KernelSet {
     fn conv_transpose2d_scratch_size(i: Shape, o: Shape, g: ConvGeom) -> usize;
     /// Scratch bytes [`dense`](Self::dense) needs at least for `n_in` inputs and `n_out` outputs.
     fn dense_scratch_size(n_in: usize, n_out: usize) -> usize;
-    /// int8 2-D convolution, HWC activations with input zero point `zp`, weights `[oc][ky][kx][ic]`;
-    /// see [`kernels::conv2d`].
-    #[allow(clippy::too_many_arguments)]
-    fn conv2d(
-        input: &[i8],
-        i: Shape,
-        zp: i32,
-        w: &[i8],
-        g: ConvGeom,
-        st: &OutputStage,
-        out: &mut [i8],
-        o: Shape,
-        scratch: &mut [u8],
-    ) -> Result<(), KernelError>;
-    /// int8 transposed 2-D convolution (PyTorch semantics), weights `[oc][ky][kx][ic]`;
+    /// int8 2-D convolution (a call the front door checked, [`ConvParams::check`]); see
+    /// [`kernels::conv2d`].
+    fn conv2d(call: ConvCall<'_>, scratch: Scratch<'_>) -> Result<(), KernelError>;
+    /// int8 transposed 2-D convolution (PyTorch semantics, [`ConvParams::check_transposed`]);
     /// see [`kernels::conv_transpose2d`].
-    #[allow(clippy::too_many_arguments)]
-    fn conv_transpose2d(
-        input: &[i8],
-        i: Shape,
-        zp: i32,
-        w: &[i8],
-        g: ConvGeom,
-        st: &OutputStage,
-        out: &mut [i8],
-        o: Shape,
-        scratch: &mut [u8],
-    ) -> Result<(), KernelError>;
-    /// int8 fully connected layer, `n_in` → `n_out`, weights `[out][in]`;
-    /// see [`kernels::dense`].
-    #[allow(clippy::too_many_arguments)]
-    fn dense(
-        input: &[i8],
-        zp: i32,
-        w: &[i8],
-        n_in: usize,
-        n_out: usize,
-        st: &OutputStage,
-        out: &mut [i8],
-        scratch: &mut [u8],
-    ) -> Result<(), KernelError>;
+    fn conv_transpose2d(call: ConvTCall<'_>, scratch: Scratch<'_>) -> Result<(), KernelError>;
+    /// int8 fully connected layer ([`DenseParams::check`]); see [`kernels::dense`].
+    fn dense(call: DenseCall<'_>, scratch: Scratch<'_>) -> Result<(), KernelError>;
 }
 
 macro_rules! kernel_set {
-    ($name:ident, $path:path, $prelaid:literal, $doc:literal) => {
+    ($name:ident, $sizes:path, $path:path, $prelaid:literal, $doc:literal) => {
         #[doc = $doc]
         #[derive(Clone, Copy, Debug, Default)]
         pub struct $name;
         impl KernelSet for $name {
             const PRELAID: bool = $prelaid;
             fn conv2d_scratch_size(i: Shape, o: Shape, g: ConvGeom) -> usize {
-                use $path as k;
+                use $sizes as k;
                 k::conv2d_scratch_size(i, o, g)
             }
             fn conv_transpose2d_scratch_size(i: Shape, o: Shape, g: ConvGeom) -> usize {
-                use $path as k;
+                use $sizes as k;
                 k::conv_transpose2d_scratch_size(i, o, g)
             }
             fn dense_scratch_size(n_in: usize, n_out: usize) -> usize {
-                use $path as k;
+                use $sizes as k;
                 k::dense_scratch_size(n_in, n_out)
             }
-            fn conv2d(
-                input: &[i8],
-                i: Shape,
-                zp: i32,
-                w: &[i8],
-                g: ConvGeom,
-                st: &OutputStage,
-                out: &mut [i8],
-                o: Shape,
-                scratch: &mut [u8],
-            ) -> Result<(), KernelError> {
+            fn conv2d(call: ConvCall<'_>, scratch: Scratch<'_>) -> Result<(), KernelError> {
                 use $path as k;
-                k::conv2d(input, i, zp, w, g, st, out, o, scratch)
+                k::conv2d(call, scratch)
             }
             fn conv_transpose2d(
-                input: &[i8],
-                i: Shape,
-                zp: i32,
-                w: &[i8],
-                g: ConvGeom,
-                st: &OutputStage,
-                out: &mut [i8],
-                o: Shape,
-                scratch: &mut [u8],
+                call: ConvTCall<'_>,
+                scratch: Scratch<'_>,
             ) -> Result<(), KernelError> {
                 use $path as k;
-                k::conv_transpose2d(input, i, zp, w, g, st, out, o, scratch)
+                k::conv_transpose2d(call, scratch)
             }
-            fn dense(
-                input: &[i8],
-                zp: i32,
-                w: &[i8],
-                n_in: usize,
-                n_out: usize,
-                st: &OutputStage,
-                out: &mut [i8],
-                scratch: &mut [u8],
-            ) -> Result<(), KernelError> {
+            fn dense(call: DenseCall<'_>, scratch: Scratch<'_>) -> Result<(), KernelError> {
                 use $path as k;
-                k::dense(input, zp, w, n_in, n_out, st, out, scratch)
+                k::dense(call, scratch)
             }
         }
     };
@@ -251,11 +195,13 @@ macro_rules! kernel_set {
 kernel_set!(
     Fast,
     crate::kernels,
+    crate::kernels::fast,
     true,
     "The fast path compiled for this target (DSP, NEON or scalar)."
 );
 kernel_set!(
     Scalar,
+    crate::kernels::scalar,
     crate::kernels::scalar,
     false,
     "The portable scalar reference kernels."
@@ -562,25 +508,49 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
             let (i, o) = (shape(l.input), shape(l.output));
             let w = l.weights_i8();
             let block = model.dsp_block(section, index).filter(|_| K::PRELAID);
+            let scratch = Scratch::new(&mut *scratch);
+            let conv = |geom| ConvParams {
+                in_shape: i,
+                out_shape: o,
+                geom,
+                input_zp: zp,
+            };
             match (l.op, geom(l.op)) {
-                (Op::Conv2d { .. }, Some(g)) => match block {
-                    Some(b) => {
-                        kernels::conv2d_prelaid(input, i, zp, w, b, g, &stage, output, o, scratch)
+                (Op::Conv2d { .. }, Some(g)) => {
+                    let p = conv(g);
+                    match block {
+                        Some(b) => {
+                            kernels::conv2d_prelaid(&p, input, w, b, &stage, output, scratch)
+                        }
+                        None => p
+                            .check(input, w, &stage, output)
+                            .and_then(|c| K::conv2d(c, scratch)),
                     }
-                    None => K::conv2d(input, i, zp, w, g, &stage, output, o, scratch),
-                },
-                (Op::ConvTranspose2d { .. }, Some(g)) => match block {
-                    Some(b) => kernels::conv_transpose2d_prelaid(
-                        input, i, zp, w, b, g, &stage, output, o, scratch,
-                    ),
-                    None => K::conv_transpose2d(input, i, zp, w, g, &stage, output, o, scratch),
-                },
-                (Op::Dense, _) => match block {
-                    Some(b) => kernels::dense_prelaid(
-                        input, zp, w, b, in_len, out_len, &stage, output, scratch,
-                    ),
-                    _ => K::dense(input, zp, w, in_len, out_len, &stage, output, scratch),
-                },
+                }
+                (Op::ConvTranspose2d { .. }, Some(g)) => {
+                    let p = conv(g);
+                    match block {
+                        Some(b) => kernels::conv_transpose2d_prelaid(
+                            &p, input, w, b, &stage, output, scratch,
+                        ),
+                        None => p
+                            .check_transposed(input, w, &stage, output)
+                            .and_then(|c| K::conv_transpose2d(c, scratch)),
+                    }
+                }
+                (Op::Dense, _) => {
+                    let p = DenseParams {
+                        n_in: in_len,
+                        n_out: out_len,
+                        input_zp: zp,
+                    };
+                    match block {
+                        Some(b) => kernels::dense_prelaid(&p, input, w, b, &stage, output, scratch),
+                        _ => p
+                            .check(input, w, &stage, output)
+                            .and_then(|c| K::dense(c, scratch)),
+                    }
+                }
                 _ => Err(KernelError::BadParams),
             }
             .map_err(err)?;

@@ -5,7 +5,9 @@
 use edgevae_firmware::engine::{required_arena, Engine, EngineError, Fast, KernelSet, Scalar};
 use edgevae_firmware::kernels::requantize;
 #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-use edgevae_firmware::kernels::{ConvGeom, KernelError, OutputStage, Shape as KShape};
+use edgevae_firmware::kernels::{
+    ConvCall, ConvGeom, ConvTCall, DenseCall, KernelError, Scratch, Shape as KShape,
+};
 use edgevae_shared::build::{
     synthetic, OwnedActivation, OwnedLayer, OwnedModel, SyntheticSpec, XorShift,
 };
@@ -292,17 +294,14 @@ impl KernelSet for NeonDot {
     fn dense_scratch_size(n_in: usize, n_out: usize) -> usize {
         neon_dot::dense_scratch_size(n_in, n_out)
     }
-    #[rustfmt::skip]
-    fn conv2d(x: &[i8], i: KShape, zp: i32, w: &[i8], g: ConvGeom, st: &OutputStage, out: &mut [i8], o: KShape, scratch: &mut [u8]) -> Result<(), KernelError> {
-        neon_dot::conv2d(x, i, zp, w, g, st, out, o, scratch)
+    fn conv2d(call: ConvCall<'_>, scratch: Scratch<'_>) -> Result<(), KernelError> {
+        neon_dot::conv2d(call, scratch)
     }
-    #[rustfmt::skip]
-    fn conv_transpose2d(x: &[i8], i: KShape, zp: i32, w: &[i8], g: ConvGeom, st: &OutputStage, out: &mut [i8], o: KShape, scratch: &mut [u8]) -> Result<(), KernelError> {
-        neon_dot::conv_transpose2d(x, i, zp, w, g, st, out, o, scratch)
+    fn conv_transpose2d(call: ConvTCall<'_>, scratch: Scratch<'_>) -> Result<(), KernelError> {
+        neon_dot::conv_transpose2d(call, scratch)
     }
-    #[rustfmt::skip]
-    fn dense(x: &[i8], zp: i32, w: &[i8], n_in: usize, n_out: usize, st: &OutputStage, out: &mut [i8], scratch: &mut [u8]) -> Result<(), KernelError> {
-        neon_dot::dense(x, zp, w, n_in, n_out, st, out, scratch)
+    fn dense(call: DenseCall<'_>, scratch: Scratch<'_>) -> Result<(), KernelError> {
+        neon_dot::dense(call, scratch)
     }
 }
 

@@ -6,7 +6,9 @@
 //! Host: `cargo test -p edgevae-firmware --test kernels`
 //! NEON: `cargo test -p edgevae-firmware --target aarch64-unknown-linux-gnu --test kernels`
 
-use edgevae_firmware::kernels::{self, ConvGeom, KernelError, LeI32, OutputStage, Shape};
+use edgevae_firmware::kernels::{
+    self, ConvGeom, ConvParams, DenseParams, KernelError, LeI32, OutputStage, Scratch, Shape,
+};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------- independent reference
@@ -336,11 +338,32 @@ fn dense_case() -> impl Strategy<Value = DenseCase> {
 /// The same tests for every implementation of the kernel interface (tract style): each result must
 /// equal the scalar reference's, which must equal the naive one's.
 macro_rules! kernel_suite {
-    ($suite:ident, $($path:tt)+) => {
+    ($suite:ident, $kind:ident, $($path:tt)+) => {
         mod $suite {
             use super::*;
-            use $($path)+ as k;
             use edgevae_firmware::kernels::scalar;
+            kernel_adapter!($kind, $($path)+);
+
+            /// The reference, through the front door's check.
+            mod reference {
+                use super::*;
+                pub fn conv2d(p: &ConvParams, x: &[i8], w: &[i8], st: &OutputStage, out: &mut [i8]) -> Result<(), KernelError> {
+                    scalar::conv2d(p.check(x, w, st, out)?, Scratch::none())
+                }
+                pub fn conv_transpose2d(p: &ConvParams, x: &[i8], w: &[i8], st: &OutputStage, out: &mut [i8]) -> Result<(), KernelError> {
+                    scalar::conv_transpose2d(p.check_transposed(x, w, st, out)?, Scratch::none())
+                }
+                pub fn dense(p: &DenseParams, x: &[i8], w: &[i8], st: &OutputStage, out: &mut [i8]) -> Result<(), KernelError> {
+                    scalar::dense(p.check(x, w, st, out)?, Scratch::none())
+                }
+            }
+
+            fn cp(is: Shape, os: Shape, g: ConvGeom, zp: i32) -> ConvParams {
+                ConvParams { in_shape: is, out_shape: os, geom: g, input_zp: zp }
+            }
+            fn dp(n_in: usize, n_out: usize, zp: i32) -> DenseParams {
+                DenseParams { n_in, n_out, input_zp: zp }
+            }
 
             fn run_conv(c: &ConvCase, transpose: bool) -> (Vec<i8>, Vec<i8>) {
                 let stage = c.p.stage();
@@ -354,14 +377,15 @@ macro_rules! kernel_suite {
                 let mut fast = vec![0x5Ai8; c.os.len()];
                 let mut reference = vec![0x3Ci8; c.os.len()];
                 let f = if transpose { k::conv_transpose2d } else { k::conv2d };
-                let s = if transpose { scalar::conv_transpose2d } else { scalar::conv2d };
-                f(&c.x, c.is, c.zp, &c.w, c.g, &stage, &mut fast, c.os, &mut scratch).unwrap();
-                s(&c.x, c.is, c.zp, &c.w, c.g, &stage, &mut reference, c.os, &mut []).unwrap();
+                let s = if transpose { reference::conv_transpose2d } else { reference::conv2d };
+                let p = cp(c.is, c.os, c.g, c.zp);
+                f(&p, &c.x, &c.w, &stage, &mut fast, Scratch::new(&mut scratch)).unwrap();
+                s(&p, &c.x, &c.w, &stage, &mut reference).unwrap();
                 if size > 0 {
                     // Short scratch: refused, or (the NEON dispatcher) the reference loop's result.
                     let mut small = vec![0u8; size - 1];
                     let mut short = vec![0x5Ai8; c.os.len()];
-                    match f(&c.x, c.is, c.zp, &c.w, c.g, &stage, &mut short, c.os, &mut small) {
+                    match f(&p, &c.x, &c.w, &stage, &mut short, Scratch::new(&mut small)) {
                         Ok(()) => assert_eq!(short, reference, "short-scratch fallback"),
                         r => assert_eq!(r, Err(KernelError::ScratchTooSmall)),
                     }
@@ -398,8 +422,9 @@ macro_rules! kernel_suite {
                     let mut scratch = vec![0xA5u8; k::dense_scratch_size(c.n_in, c.n_out)];
                     let mut fast = vec![0x5Ai8; c.n_out];
                     let mut reference = vec![0x3Ci8; c.n_out];
-                    k::dense(&c.x, c.zp, &c.w, c.n_in, c.n_out, &stage, &mut fast, &mut scratch).unwrap();
-                    scalar::dense(&c.x, c.zp, &c.w, c.n_in, c.n_out, &stage, &mut reference, &mut []).unwrap();
+                    let p = dp(c.n_in, c.n_out, c.zp);
+                    k::dense(&p, &c.x, &c.w, &stage, &mut fast, Scratch::new(&mut scratch)).unwrap();
+                    reference::dense(&p, &c.x, &c.w, &stage, &mut reference).unwrap();
                     let naive = naive_dense(&c.x, c.zp, &c.w, c.n_in, c.n_out, &c.p);
                     prop_assert!(reference == naive, "scalar vs naive differ at {:?}", diff(&reference, &naive));
                     prop_assert!(fast == reference, "path vs scalar differ at {:?}", diff(&fast, &reference));
@@ -426,9 +451,9 @@ macro_rules! kernel_suite {
                     };
                     let mut out = vec![0i8; lens[2]];
                     let mut scratch = vec![0u8; lens[5] * 8];
-                    let _ = k::conv2d(&x, is, zp, &w, g, &stage, &mut out, os, &mut scratch);
-                    let _ = k::conv_transpose2d(&x, is, zp, &w, g, &stage, &mut out, os, &mut scratch);
-                    let _ = k::dense(&x, zp, &w, dims[0] * dims[1], dims[2] + dims[3], &stage, &mut out, &mut scratch);
+                    let _ = k::conv2d(&cp(is, os, g, zp), &x, &w, &stage, &mut out, Scratch::new(&mut scratch));
+                    let _ = k::conv_transpose2d(&cp(is, os, g, zp), &x, &w, &stage, &mut out, Scratch::new(&mut scratch));
+                    let _ = k::dense(&dp(dims[0] * dims[1], dims[2] + dims[3], zp), &x, &w, &stage, &mut out, Scratch::new(&mut scratch));
                     let _ = k::conv2d_scratch_size(is, os, g);
                     let _ = k::conv_transpose2d_scratch_size(is, os, g);
                     let _ = k::dense_scratch_size(lens[0], lens[1]);
@@ -461,8 +486,9 @@ macro_rules! kernel_suite {
                     let (x, w, p, zp) = (r.i8s(n_in), r.i8s(n_in * n_out), r.params(n_out, n_in), r.range(-128, 127) as i32);
                     let mut scratch = vec![0u8; k::dense_scratch_size(n_in, n_out)];
                     let (mut fast, mut reference) = (vec![0i8; n_out], vec![1i8; n_out]);
-                    k::dense(&x, zp, &w, n_in, n_out, &p.stage(), &mut fast, &mut scratch).unwrap();
-                    scalar::dense(&x, zp, &w, n_in, n_out, &p.stage(), &mut reference, &mut []).unwrap();
+                    let d = dp(n_in, n_out, zp);
+                    k::dense(&d, &x, &w, &p.stage(), &mut fast, Scratch::new(&mut scratch)).unwrap();
+                    reference::dense(&d, &x, &w, &p.stage(), &mut reference).unwrap();
                     assert!(fast == reference, "dense {n_in}->{n_out}: differ at {:?}", diff(&fast, &reference));
                 }
             }
@@ -479,7 +505,7 @@ macro_rules! kernel_suite {
                 let mut out = vec![0i8; os.len()];
                 let mut scratch = vec![0u8; k::conv2d_scratch_size(is, os, g)];
                 let conv = |x: &[i8], is, zp, w: &[i8], g, stage: &OutputStage, out: &mut [i8], os, scratch: &mut [u8]| {
-                    k::conv2d(x, is, zp, w, g, stage, out, os, scratch)
+                    k::conv2d(&cp(is, os, g, zp), x, w, stage, out, Scratch::new(scratch))
                 };
                 assert_eq!(conv(&x, is, 0, &w, g, &stage, &mut out, os, &mut scratch), Ok(()));
                 assert_eq!(conv(&x[1..], is, 0, &w, g, &stage, &mut out, os, &mut scratch), Err(KernelError::BufferTooSmall));
@@ -506,35 +532,63 @@ macro_rules! kernel_suite {
                 let (tis, tos) = (Shape { h: 3, w: 3, c: 3 }, Shape { h: 5, w: 5, c: 2 });
                 let mut tout = vec![0i8; tos.len()];
                 let mut ts = vec![0u8; k::conv_transpose2d_scratch_size(tis, tos, g)];
-                assert_eq!(k::conv_transpose2d(&x, tis, 0, &w, g, &stage, &mut tout, tos, &mut ts), Ok(()));
-                assert_eq!(k::conv_transpose2d(&x, tis, 0, &w, g, &stage, &mut tout, Shape { w: 6, ..tos }, &mut ts), Err(KernelError::ShapeMismatch));
-                assert_eq!(k::conv_transpose2d(&x[..26], tis, 0, &w, g, &stage, &mut tout, tos, &mut ts), Err(KernelError::BufferTooSmall));
-                assert_eq!(k::conv_transpose2d(&x, tis, 0, &w, g, &stage, &mut tout[..49], tos, &mut ts), Err(KernelError::BufferTooSmall));
+                assert_eq!(k::conv_transpose2d(&cp(tis, tos, g, 0), &x, &w, &stage, &mut tout, Scratch::new(&mut ts)), Ok(()));
+                assert_eq!(k::conv_transpose2d(&cp(tis, Shape { w: 6, ..tos }, g, 0), &x, &w, &stage, &mut tout, Scratch::new(&mut ts)), Err(KernelError::ShapeMismatch));
+                assert_eq!(k::conv_transpose2d(&cp(tis, tos, g, 0), &x[..26], &w, &stage, &mut tout, Scratch::new(&mut ts)), Err(KernelError::BufferTooSmall));
+                assert_eq!(k::conv_transpose2d(&cp(tis, tos, g, 0), &x, &w, &stage, &mut tout[..49], Scratch::new(&mut ts)), Err(KernelError::BufferTooSmall));
 
                 // Dense.
                 let mut ds = vec![0u8; k::dense_scratch_size(27, 2)];
-                assert_eq!(k::dense(&x, 0, &w, 27, 2, &stage, &mut out, &mut ds), Ok(()));
-                assert_eq!(k::dense(&x[..26], 0, &w, 27, 2, &stage, &mut out, &mut ds), Err(KernelError::BufferTooSmall));
-                assert_eq!(k::dense(&x, 0, &w[..53], 27, 2, &stage, &mut out, &mut ds), Err(KernelError::BufferTooSmall));
-                assert_eq!(k::dense(&x, 0, &w, 27, 2, &stage, &mut out[..1], &mut ds), Err(KernelError::BufferTooSmall));
-                assert_eq!(k::dense(&x, -129, &w, 27, 2, &stage, &mut out, &mut ds), Err(KernelError::BadParams));
-                assert_eq!(k::dense(&x, 0, &w, usize::MAX, 2, &stage, &mut out, &mut ds), Err(KernelError::ShapeMismatch));
+                assert_eq!(k::dense(&dp(27, 2, 0), &x, &w, &stage, &mut out, Scratch::new(&mut ds)), Ok(()));
+                assert_eq!(k::dense(&dp(27, 2, 0), &x[..26], &w, &stage, &mut out, Scratch::new(&mut ds)), Err(KernelError::BufferTooSmall));
+                assert_eq!(k::dense(&dp(27, 2, 0), &x, &w[..53], &stage, &mut out, Scratch::new(&mut ds)), Err(KernelError::BufferTooSmall));
+                assert_eq!(k::dense(&dp(27, 2, 0), &x, &w, &stage, &mut out[..1], Scratch::new(&mut ds)), Err(KernelError::BufferTooSmall));
+                assert_eq!(k::dense(&dp(27, 2, -129), &x, &w, &stage, &mut out, Scratch::new(&mut ds)), Err(KernelError::BadParams));
+                assert_eq!(k::dense(&dp(usize::MAX, 2, 0), &x, &w, &stage, &mut out, Scratch::new(&mut ds)), Err(KernelError::ShapeMismatch));
                 if !ds.is_empty() {
-                    assert_eq!(k::dense(&x, 0, &w, 27, 2, &stage, &mut out, &mut ds[1..]), Err(KernelError::ScratchTooSmall));
+                    assert_eq!(k::dense(&dp(27, 2, 0), &x, &w, &stage, &mut out, Scratch::new(&mut ds[1..])), Err(KernelError::ScratchTooSmall));
                 }
             }
         }
     };
 }
 
-kernel_suite!(scalar_path, edgevae_firmware::kernels::scalar);
-kernel_suite!(dispatched_path, edgevae_firmware::kernels);
+/// `k`: the implementation under test with the front door's signatures. `front`: the front door
+/// itself; `path`: a path module (which takes checked calls), behind the front door's check.
+macro_rules! kernel_adapter {
+    (front, $($path:tt)+) => {
+        use $($path)+ as k;
+    };
+    (path, $($path:tt)+) => {
+        mod k {
+            use super::*;
+            use $($path)+ as path;
+            pub use path::{conv2d_scratch_size, conv_transpose2d_scratch_size, dense_scratch_size};
+            pub fn conv2d(p: &ConvParams, x: &[i8], w: &[i8], st: &OutputStage, out: &mut [i8], s: Scratch<'_>) -> Result<(), KernelError> {
+                path::conv2d(p.check(x, w, st, out)?, s)
+            }
+            pub fn conv_transpose2d(p: &ConvParams, x: &[i8], w: &[i8], st: &OutputStage, out: &mut [i8], s: Scratch<'_>) -> Result<(), KernelError> {
+                path::conv_transpose2d(p.check_transposed(x, w, st, out)?, s)
+            }
+            pub fn dense(p: &DenseParams, x: &[i8], w: &[i8], st: &OutputStage, out: &mut [i8], s: Scratch<'_>) -> Result<(), KernelError> {
+                path::dense(p.check(x, w, st, out)?, s)
+            }
+        }
+    };
+}
+
+kernel_suite!(scalar_path, path, edgevae_firmware::kernels::scalar);
+kernel_suite!(dispatched_path, front, edgevae_firmware::kernels);
 #[cfg(target_arch = "aarch64")]
-kernel_suite!(neon_path, edgevae_firmware::kernels::neon);
+kernel_suite!(neon_path, path, edgevae_firmware::kernels::neon);
 #[cfg(target_arch = "aarch64")]
-kernel_suite!(neon_plain_path, edgevae_firmware::kernels::neon::plain);
+kernel_suite!(
+    neon_plain_path,
+    path,
+    edgevae_firmware::kernels::neon::plain
+);
 #[cfg(target_arch = "aarch64")]
-kernel_suite!(neon_dot_path, super::neon_dot);
+kernel_suite!(neon_dot_path, path, super::neon_dot);
 
 /// The SDOT kernels behind the suite's safe signatures (shared with `engine.rs`).
 #[cfg(target_arch = "aarch64")]

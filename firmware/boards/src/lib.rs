@@ -283,3 +283,64 @@ impl Ticks {
         }
     }
 }
+
+/// The DSP and scalar paths behind the front door's check (`ConvParams::check` and friends), with
+/// the front door's signatures: what `kernels::conv2d` does, with the path named, so the boards'
+/// binaries compare and time the two paths (the check included, as in the engine).
+pub mod checked {
+    use edgevae_firmware::kernels::{
+        dsp, scalar, ConvGeom, ConvParams, DenseParams, KernelError, OutputStage, Scratch, Shape,
+    };
+
+    /// The parameters of a (transposed) convolution.
+    pub fn conv_params(in_shape: Shape, out_shape: Shape, geom: ConvGeom, zp: i32) -> ConvParams {
+        ConvParams {
+            in_shape,
+            out_shape,
+            geom,
+            input_zp: zp,
+        }
+    }
+
+    /// The parameters of a dense layer.
+    pub fn dense_params(n_in: usize, n_out: usize, zp: i32) -> DenseParams {
+        DenseParams {
+            n_in,
+            n_out,
+            input_zp: zp,
+        }
+    }
+
+    macro_rules! checked {
+        ($name:ident, $params:ty, $path:ident :: $f:ident, $check:ident) => {
+            /// The path's kernel behind the front door's check.
+            #[inline(never)]
+            pub fn $name(
+                p: &$params,
+                x: &[i8],
+                w: &[i8],
+                st: &OutputStage,
+                out: &mut [i8],
+                s: Scratch,
+            ) -> Result<(), KernelError> {
+                $path::$f(p.$check(x, w, st, out)?, s)
+            }
+        };
+    }
+    checked!(dsp_conv2d, ConvParams, dsp::conv2d, check);
+    checked!(scalar_conv2d, ConvParams, scalar::conv2d, check);
+    checked!(
+        dsp_conv_transpose2d,
+        ConvParams,
+        dsp::conv_transpose2d,
+        check_transposed
+    );
+    checked!(
+        scalar_conv_transpose2d,
+        ConvParams,
+        scalar::conv_transpose2d,
+        check_transposed
+    );
+    checked!(dsp_dense, DenseParams, dsp::dense, check);
+    checked!(scalar_dense, DenseParams, scalar::dense, check);
+}

@@ -7,8 +7,11 @@
 //! - `neon` on little-endian aarch64 (SDOT where enabled, see `neon`);
 //! - `scalar` elsewhere, and everywhere with the cargo feature `force-scalar`.
 //!
-//! Every kernel validates its shapes, slice lengths and parameters up front (one shared validation,
-//! so every path answers a bad call with the same error) and never panics afterwards. All paths are
+//! The front door: every entry point takes the call's shapes, geometry and zero point as one
+//! [`ConvParams`] or [`DenseParams`], its data as slices beside the [`OutputStage`], and scratch as
+//! one [`Scratch`] handle. It validates the call once ([`ConvParams::check`] and friends) and
+//! hands the path compiled in a [`Checked`] call, which only validation constructs: the scalar,
+//! DSP and NEON paths all take that one type and check nothing again. Nothing panics afterwards. All paths are
 //! bit-exact against `scalar`; accumulation wraps modulo 2^32 (the exporter proves no overflow, and
 //! wrapping keeps the paths identical even where that proof would be wrong).
 //!
@@ -195,20 +198,238 @@ fn conv_transpose_out_dim(input: usize, k: usize, stride: usize, pad: usize) -> 
     full.checked_sub(pad.checked_mul(2)?).filter(|&n| n > 0)
 }
 
+/// Shapes, geometry and input zero point of a convolution or transposed convolution: everything
+/// about the call but its data.
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ConvParams {
+    /// Input activation shape (HWC).
+    pub in_shape: Shape,
+    /// Output activation shape (HWC); must be the one `geom` produces from `in_shape`.
+    pub out_shape: Shape,
+    /// Kernel size, stride and padding.
+    pub geom: ConvGeom,
+    /// Input zero point, within [-128, 127].
+    pub input_zp: i32,
+}
+
+/// Sizes and input zero point of a fully connected layer.
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DenseParams {
+    /// Inputs.
+    pub n_in: usize,
+    /// Outputs.
+    pub n_out: usize,
+    /// Input zero point, within [-128, 127].
+    pub input_zp: i32,
+}
+
+/// Plain (`false`) or transposed (`true`) convolution, as the type of a [`Checked`] call.
+#[derive(Clone, Copy, Debug)]
+pub struct Conv<const TRANSPOSED: bool>(pub ConvParams);
+
+/// A kernel call whose parameters and slices passed the front door's validation: every index
+/// the paths compute from it stays inside `input`, `weights` and `output`. Only the
+/// constructors ([`ConvParams::check`], [`ConvParams::check_transposed`], [`DenseParams::check`])
+/// make one, so a path that receives it need not check again.
+pub struct Checked<'a, P> {
+    pub(crate) p: P,
+    pub(crate) input: &'a [i8],
+    pub(crate) weights: &'a [i8],
+    pub(crate) stage: &'a OutputStage<'a>,
+    pub(crate) output: &'a mut [i8],
+}
+
+/// A validated 2-D convolution call.
+pub type ConvCall<'a> = Checked<'a, Conv<false>>;
+/// A validated transposed 2-D convolution call.
+pub type ConvTCall<'a> = Checked<'a, Conv<true>>;
+/// A validated fully connected call.
+pub type DenseCall<'a> = Checked<'a, DenseParams>;
+
+/// A checked call taken apart: parameters, input, weights, output stage, output.
+pub(crate) type Parts<'a, P> = (P, &'a [i8], &'a [i8], &'a OutputStage<'a>, &'a mut [i8]);
+
+impl<'a, P: Copy> Checked<'a, P> {
+    /// The validated parameters.
+    pub fn params(&self) -> P {
+        self.p
+    }
+
+    /// The call taken apart, to run it.
+    #[inline(always)]
+    pub(crate) fn into_parts(self) -> Parts<'a, P> {
+        (self.p, self.input, self.weights, self.stage, self.output)
+    }
+
+    /// Puts a checked call back together from the parts a path took out of one (for a path that
+    /// hands the call on to another after all). Only for the very parts of a [`Checked`] call.
+    #[allow(dead_code)]
+    #[inline(always)]
+    pub(crate) fn reassemble(
+        p: P,
+        input: &'a [i8],
+        weights: &'a [i8],
+        stage: &'a OutputStage<'a>,
+        output: &'a mut [i8],
+    ) -> Self {
+        Checked {
+            p,
+            input,
+            weights,
+            stage,
+            output,
+        }
+    }
+}
+
+impl ConvParams {
+    /// `(in_shape, out_shape, geom, input_zp)`.
+    #[inline(always)]
+    pub fn parts(&self) -> (Shape, Shape, ConvGeom, i32) {
+        (self.in_shape, self.out_shape, self.geom, self.input_zp)
+    }
+
+    /// Validates a [`conv2d`] call: stride and kernel ≥ 1, int8 zero points and clamps, shifts in
+    /// [-31, 30], `out_shape` the one the geometry gives, and slices long enough.
+    #[inline]
+    pub fn check<'a>(
+        &self,
+        input: &'a [i8],
+        weights: &'a [i8],
+        stage: &'a OutputStage<'a>,
+        output: &'a mut [i8],
+    ) -> Result<ConvCall<'a>, KernelError> {
+        self.checked(input, weights, stage, output)
+    }
+
+    /// Validates a [`conv_transpose2d`] call (as [`check`](Self::check), with the transposed
+    /// output size).
+    #[inline]
+    pub fn check_transposed<'a>(
+        &self,
+        input: &'a [i8],
+        weights: &'a [i8],
+        stage: &'a OutputStage<'a>,
+        output: &'a mut [i8],
+    ) -> Result<ConvTCall<'a>, KernelError> {
+        self.checked(input, weights, stage, output)
+    }
+
+    #[inline(always)]
+    fn checked<'a, const TRANSPOSED: bool>(
+        &self,
+        input: &'a [i8],
+        weights: &'a [i8],
+        stage: &'a OutputStage<'a>,
+        output: &'a mut [i8],
+    ) -> Result<Checked<'a, Conv<TRANSPOSED>>, KernelError> {
+        validate_conv(self, input, weights, stage, output, TRANSPOSED)?;
+        Ok(Checked {
+            p: Conv(*self),
+            input,
+            weights,
+            stage,
+            output,
+        })
+    }
+}
+
+impl DenseParams {
+    /// `(n_in, n_out, input_zp)`.
+    #[inline(always)]
+    pub fn parts(&self) -> (usize, usize, i32) {
+        (self.n_in, self.n_out, self.input_zp)
+    }
+
+    /// Validates a [`dense`] call: int8 zero points and clamps, shifts in [-31, 30], slices long
+    /// enough.
+    #[inline]
+    pub fn check<'a>(
+        &self,
+        input: &'a [i8],
+        weights: &'a [i8],
+        stage: &'a OutputStage<'a>,
+        output: &'a mut [i8],
+    ) -> Result<DenseCall<'a>, KernelError> {
+        validate_dense(self, input, weights, stage, output)?;
+        Ok(Checked {
+            p: *self,
+            input,
+            weights,
+            stage,
+            output,
+        })
+    }
+}
+
+/// Scratch memory lent to a kernel: bytes of any alignment, of which the paths that want words
+/// use the aligned middle.
+pub struct Scratch<'a>(&'a mut [u8]);
+
+impl<'a> Scratch<'a> {
+    /// Lends `bytes` as scratch.
+    #[inline(always)]
+    pub fn new(bytes: &'a mut [u8]) -> Self {
+        Scratch(bytes)
+    }
+
+    /// No scratch (the reference kernels, or a fast path's no-scratch kernels).
+    #[inline(always)]
+    pub fn none() -> Scratch<'static> {
+        Scratch(&mut [])
+    }
+
+    /// Bytes lent.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when no byte is lent.
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// True when at least `need` bytes are lent (a fast path's "enough for this plan").
+    #[inline(always)]
+    pub fn fits(&self, need: usize) -> bool {
+        self.0.len() >= need
+    }
+
+    /// The bytes, for the rest of the call.
+    #[inline(always)]
+    pub fn into_bytes(self) -> &'a mut [u8] {
+        self.0
+    }
+
+    /// Words from the aligned middle of the bytes (what the DSP kernels lay int16 pairs in).
+    #[inline(always)]
+    pub fn into_words(self) -> &'a mut [u32] {
+        // SAFETY: every bit pattern is a valid u32; `align_to_mut` only returns an aligned,
+        // in-bounds middle.
+        unsafe { self.0.align_to_mut::<u32>().1 }
+    }
+}
+
 /// Everything a convolution-like kernel checks before it touches memory. After `Ok`, every index
 /// the kernels compute stays inside `input`, `weights` and `output`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn validate_conv(
+fn validate_conv(
+    p: &ConvParams,
     input: &[i8],
-    in_shape: Shape,
-    input_zp: i32,
     weights: &[i8],
-    geom: ConvGeom,
     stage: &OutputStage,
     output: &[i8],
-    out_shape: Shape,
     transpose: bool,
 ) -> Result<(), KernelError> {
+    let ConvParams {
+        in_shape,
+        out_shape,
+        geom,
+        input_zp,
+    } = *p;
     if geom.kh == 0 || geom.kw == 0 || geom.stride == 0 || !(-128..=127).contains(&input_zp) {
         return Err(KernelError::BadParams);
     }
@@ -248,15 +469,18 @@ pub(crate) fn validate_conv(
     stage.validate(out_shape.c)
 }
 
-pub(crate) fn validate_dense(
+fn validate_dense(
+    p: &DenseParams,
     input: &[i8],
-    input_zp: i32,
     weights: &[i8],
-    n_in: usize,
-    n_out: usize,
     stage: &OutputStage,
     output: &[i8],
 ) -> Result<(), KernelError> {
+    let DenseParams {
+        n_in,
+        n_out,
+        input_zp,
+    } = *p;
     if !(-128..=127).contains(&input_zp) {
         return Err(KernelError::BadParams);
     }
@@ -268,12 +492,13 @@ pub(crate) fn validate_dense(
 }
 
 // `edgevae_dsp` / `edgevae_neon`: the predicates of `build.rs`.
+// `fast`: the path compiled in, with the paths' signatures (checked calls).
 #[cfg(all(not(feature = "force-scalar"), edgevae_dsp))]
-use dsp as fast;
+pub(crate) use dsp as fast;
 #[cfg(all(not(feature = "force-scalar"), edgevae_neon))]
-use neon as fast;
+pub(crate) use neon as fast;
 #[cfg(any(feature = "force-scalar", not(any(edgevae_dsp, edgevae_neon))))]
-use scalar as fast;
+pub(crate) use scalar as fast;
 
 /// True where the compiled fast path takes scratch of any length: the Cortex-M DSP kernels (they
 /// run faster with more, up to the `dsp_scratch::*_scratch_size` functions) and the NEON kernels
@@ -296,21 +521,19 @@ pub fn conv2d_scratch_size(in_shape: Shape, out_shape: Shape, geom: ConvGeom) ->
 /// `out[oy][ox][oc] = stage(bias[oc] + Σ w[oc][ky][kx][ic] · (in[oy*s-pad+ky][ox*s-pad+kx][ic] - input_zp))`,
 /// padding taps contributing nothing. `input`/`output` may be longer than their shapes (the
 /// prefix is used).
-#[allow(clippy::too_many_arguments)]
+///
+/// The one validation of the call ([`ConvParams::check`]) happens here; the path compiled in gets
+/// the checked call.
+#[inline]
 pub fn conv2d(
+    p: &ConvParams,
     input: &[i8],
-    in_shape: Shape,
-    input_zp: i32,
     weights: &[i8],
-    geom: ConvGeom,
     stage: &OutputStage,
     output: &mut [i8],
-    out_shape: Shape,
-    scratch: &mut [u8],
+    scratch: Scratch<'_>,
 ) -> Result<(), KernelError> {
-    fast::conv2d(
-        input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
-    )
+    fast::conv2d(p.check(input, weights, stage, output)?, scratch)
 }
 
 /// Scratch bytes `conv_transpose2d` needs at least for these shapes, on the path compiled in
@@ -325,21 +548,16 @@ pub fn conv_transpose2d_scratch_size(in_shape: Shape, out_shape: Shape, geom: Co
 /// int8 transposed 2-D convolution with PyTorch semantics (no kernel flip), weights
 /// `[oc][ky][kx][ic]`: `out[iy*s-pad+ky][ix*s-pad+kx][oc]` accumulates `w · (in[iy][ix] - input_zp)`.
 /// Output size `(in-1)*s - 2 pad + k`. Computed as s² phase convolutions with sub-kernels.
-#[allow(clippy::too_many_arguments)]
+#[inline]
 pub fn conv_transpose2d(
+    p: &ConvParams,
     input: &[i8],
-    in_shape: Shape,
-    input_zp: i32,
     weights: &[i8],
-    geom: ConvGeom,
     stage: &OutputStage,
     output: &mut [i8],
-    out_shape: Shape,
-    scratch: &mut [u8],
+    scratch: Scratch<'_>,
 ) -> Result<(), KernelError> {
-    fast::conv_transpose2d(
-        input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
-    )
+    fast::conv_transpose2d(p.check_transposed(input, weights, stage, output)?, scratch)
 }
 
 /// Scratch bytes `dense` needs at least, on the path compiled in (see [`conv2d_scratch_size`]).
@@ -352,32 +570,29 @@ pub fn dense_scratch_size(n_in: usize, n_out: usize) -> usize {
 
 /// int8 fully connected layer, weights `[out][in]`:
 /// `out[o] = stage(bias[o] + Σ w[o][i] · (in[i] - input_zp))`.
-#[allow(clippy::too_many_arguments)]
+#[inline]
 pub fn dense(
+    p: &DenseParams,
     input: &[i8],
-    input_zp: i32,
     weights: &[i8],
-    n_in: usize,
-    n_out: usize,
     stage: &OutputStage,
     output: &mut [i8],
-    scratch: &mut [u8],
+    scratch: Scratch<'_>,
 ) -> Result<(), KernelError> {
-    fast::dense(
-        input, input_zp, weights, n_in, n_out, stage, output, scratch,
-    )
+    fast::dense(p.check(input, weights, stage, output)?, scratch)
 }
 
-/// The DSP path's pre-laid kernel `$dsp` (the block passed after `$before`) where it is compiled
-/// in; elsewhere the fast path's `$fast` on the canonical weights, the block unused.
+/// The DSP path's pre-laid kernel `$dsp` (with the block) where it is compiled in; elsewhere the
+/// fast path's `$fast` on the canonical weights, the block unused.
 macro_rules! prelaid_call {
-    ($dsp:ident, $fast:ident, $block:ident; $($before:expr),*; $($after:expr),*) => {{
+    ($dsp:ident, $fast:ident, $call:expr, $block:ident, $scratch:ident) => {{
+        let call = $call;
         #[cfg(all(not(feature = "force-scalar"), edgevae_dsp))]
-        return dsp::$dsp($($before,)* $block, $($after),*);
+        return dsp::$dsp(call, $block, $scratch);
         #[allow(unreachable_code)]
         {
             let _ = $block;
-            fast::$fast($($before,)* $($after),*)
+            fast::$fast(call, $scratch)
         }
     }};
 }
@@ -387,43 +602,43 @@ macro_rules! prelaid_call {
 /// reads a word-aligned block's int16 weights as they are instead of widening them per chunk;
 /// every other path, and any block that does not fit the call, reads the canonical `weights`.
 /// The result is the same on every path.
-#[allow(clippy::too_many_arguments)]
+#[inline]
 pub fn conv2d_prelaid(
+    p: &ConvParams,
     input: &[i8],
-    in_shape: Shape,
-    input_zp: i32,
     weights: &[i8],
     prelaid: &[u8],
-    geom: ConvGeom,
     stage: &OutputStage,
     output: &mut [i8],
-    out_shape: Shape,
-    scratch: &mut [u8],
+    scratch: Scratch<'_>,
 ) -> Result<(), KernelError> {
     prelaid_call!(
-        conv2d_prelaid, conv2d, prelaid;
-        input, in_shape, input_zp, weights; geom, stage, output, out_shape, scratch
+        conv2d_prelaid,
+        conv2d,
+        p.check(input, weights, stage, output)?,
+        prelaid,
+        scratch
     )
 }
 
 /// [`conv_transpose2d`] with the layer's pre-laid block (one part per output phase), as
 /// [`conv2d_prelaid`].
-#[allow(clippy::too_many_arguments)]
+#[inline]
 pub fn conv_transpose2d_prelaid(
+    p: &ConvParams,
     input: &[i8],
-    in_shape: Shape,
-    input_zp: i32,
     weights: &[i8],
     prelaid: &[u8],
-    geom: ConvGeom,
     stage: &OutputStage,
     output: &mut [i8],
-    out_shape: Shape,
-    scratch: &mut [u8],
+    scratch: Scratch<'_>,
 ) -> Result<(), KernelError> {
     prelaid_call!(
-        conv_transpose2d_prelaid, conv_transpose2d, prelaid;
-        input, in_shape, input_zp, weights; geom, stage, output, out_shape, scratch
+        conv_transpose2d_prelaid,
+        conv_transpose2d,
+        p.check_transposed(input, weights, stage, output)?,
+        prelaid,
+        scratch
     )
 }
 
@@ -433,22 +648,25 @@ pub fn conv_transpose2d_prelaid(
 /// every other path, and any block that does not fit the call, runs [`dense`] on the canonical
 /// `weights`. The result is the same on every path: a block the parser accepted is derived from
 /// those weights and parameters.
-#[allow(clippy::too_many_arguments)]
+#[inline]
 pub fn dense_prelaid(
+    p: &DenseParams,
     input: &[i8],
-    input_zp: i32,
     weights: &[i8],
     prelaid: &[u8],
-    n_in: usize,
-    n_out: usize,
     stage: &OutputStage,
     output: &mut [i8],
-    scratch: &mut [u8],
+    scratch: Scratch<'_>,
 ) -> Result<(), KernelError> {
-    prelaid_call!(
-        dense_prelaid, dense, prelaid;
-        input, input_zp, weights; n_in, n_out, stage, output, scratch
-    )
+    // The DSP kernel checks a call with a block itself (a full check costs it ≈ 0.25
+    // instructions/MAC); it sends any other call through `dense`'s full check.
+    #[cfg(all(not(feature = "force-scalar"), edgevae_dsp))]
+    return dsp::dense_prelaid(p, input, weights, prelaid, stage, output, scratch);
+    #[allow(unreachable_code)]
+    {
+        let _ = prelaid;
+        dense(p, input, weights, stage, output, scratch)
+    }
 }
 
 pub use scalar::{apply_lut, quantize_pixels};

@@ -7,7 +7,7 @@ use edgevae_firmware::kernels::neon::dot;
 pub use edgevae_firmware::kernels::neon::dot::{
     conv2d_scratch_size, conv_transpose2d_scratch_size, dense_scratch_size,
 };
-use edgevae_firmware::kernels::{ConvGeom, KernelError, OutputStage, Shape};
+use edgevae_firmware::kernels::{ConvCall, ConvTCall, DenseCall, KernelError, Scratch};
 
 fn check() {
     assert!(
@@ -16,52 +16,20 @@ fn check() {
     );
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d(
-    x: &[i8],
-    is: Shape,
-    zp: i32,
-    w: &[i8],
-    g: ConvGeom,
-    st: &OutputStage,
-    out: &mut [i8],
-    os: Shape,
-    scratch: &mut [u8],
-) -> Result<(), KernelError> {
+pub fn conv2d(call: ConvCall<'_>, scratch: Scratch<'_>) -> Result<(), KernelError> {
     check();
     // SAFETY: FEAT_DotProd detected just above.
-    unsafe { dot::conv2d(x, is, zp, w, g, st, out, os, scratch) }
+    unsafe { dot::conv2d(call, scratch) }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn conv_transpose2d(
-    x: &[i8],
-    is: Shape,
-    zp: i32,
-    w: &[i8],
-    g: ConvGeom,
-    st: &OutputStage,
-    out: &mut [i8],
-    os: Shape,
-    scratch: &mut [u8],
-) -> Result<(), KernelError> {
+pub fn conv_transpose2d(call: ConvTCall<'_>, scratch: Scratch<'_>) -> Result<(), KernelError> {
     check();
     // SAFETY: FEAT_DotProd detected just above.
-    unsafe { dot::conv_transpose2d(x, is, zp, w, g, st, out, os, scratch) }
+    unsafe { dot::conv_transpose2d(call, scratch) }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn dense(
-    x: &[i8],
-    zp: i32,
-    w: &[i8],
-    n_in: usize,
-    n_out: usize,
-    st: &OutputStage,
-    out: &mut [i8],
-    scratch: &mut [u8],
-) -> Result<(), KernelError> {
+pub fn dense(call: DenseCall<'_>, scratch: Scratch<'_>) -> Result<(), KernelError> {
     check();
     // SAFETY: FEAT_DotProd detected just above.
-    unsafe { dot::dense(x, zp, w, n_in, n_out, st, out, scratch) }
+    unsafe { dot::dense(call, scratch) }
 }

@@ -7,8 +7,14 @@
 #![no_main]
 
 use cortex_m_rt::entry;
+use edgevae_boards::checked::{
+    conv_params, dense_params, dsp_conv2d, dsp_conv_transpose2d, dsp_dense, scalar_conv2d,
+    scalar_conv_transpose2d, scalar_dense,
+};
 use edgevae_boards::{exit, Params, Rng, Ticks};
-use edgevae_firmware::kernels::{dsp, scalar, ConvGeom, KernelError, OutputStage, Shape};
+use edgevae_firmware::kernels::{
+    dsp, ConvGeom, ConvParams, KernelError, OutputStage, Scratch, Shape,
+};
 
 /// Must match the `-icount shift` of the runner: one SysTick tick is 40 ns of virtual time
 /// (25 MHz), one instruction 2^SHIFT ns.
@@ -33,17 +39,9 @@ enum Layer {
     Dense(&'static str, usize, usize, bool),
 }
 
-type ConvFn = fn(
-    &[i8],
-    Shape,
-    i32,
-    &[i8],
-    ConvGeom,
-    &OutputStage,
-    &mut [i8],
-    Shape,
-    &mut [u8],
-) -> Result<(), KernelError>;
+/// A path's (transposed) convolution behind the front door's check.
+type ConvFn =
+    fn(&ConvParams, &[i8], &[i8], &OutputStage, &mut [i8], Scratch) -> Result<(), KernelError>;
 
 #[entry]
 fn main() -> ! {
@@ -227,22 +225,24 @@ fn main() -> ! {
         let (rd, rs, td, ts) = match *layer {
             Layer::Conv(_, is, os, g, _) | Layer::ConvT(_, is, os, g, _) => {
                 let (f, s): (ConvFn, ConvFn) = if matches!(layer, Layer::Conv(..)) {
-                    (dsp::conv2d, scalar::conv2d)
+                    (dsp_conv2d, scalar_conv2d)
                 } else {
-                    (dsp::conv_transpose2d, scalar::conv_transpose2d)
+                    (dsp_conv_transpose2d, scalar_conv_transpose2d)
                 };
+                let cp = conv_params(is, os, g, zp);
                 let a = ticks.now();
-                let rd = f(x, is, zp, w, g, &stage, od, os, sc);
+                let rd = f(&cp, x, w, &stage, od, Scratch::new(sc));
                 let b = ticks.now();
-                let rs = s(x, is, zp, w, g, &stage, os_, os, &mut []);
+                let rs = s(&cp, x, w, &stage, os_, Scratch::none());
                 let c = ticks.now();
                 (rd, rs, b - a, c - b)
             }
             Layer::Dense(_, i, o, _) => {
+                let dp = dense_params(i, o, zp);
                 let a = ticks.now();
-                let rd = dsp::dense(x, zp, w, i, o, &stage, od, sc);
+                let rd = dsp_dense(&dp, x, w, &stage, od, Scratch::new(sc));
                 let b = ticks.now();
-                let rs = scalar::dense(x, zp, w, i, o, &stage, os_, &mut []);
+                let rs = scalar_dense(&dp, x, w, &stage, os_, Scratch::none());
                 let c = ticks.now();
                 (rd, rs, b - a, c - b)
             }
@@ -255,14 +255,18 @@ fn main() -> ! {
         let mut smaller = [0u64; 2];
         for (t, n) in smaller.iter_mut().zip([budget.min(size), 0]) {
             od.fill(0x5A);
-            let sc = &mut scratch[..n];
+            let sc = Scratch::new(&mut scratch[..n]);
             let a = ticks.now();
             let r = match *layer {
-                Layer::Conv(_, is, os, g, _) => dsp::conv2d(x, is, zp, w, g, &stage, od, os, sc),
-                Layer::ConvT(_, is, os, g, _) => {
-                    dsp::conv_transpose2d(x, is, zp, w, g, &stage, od, os, sc)
+                Layer::Conv(_, is, os, g, _) => {
+                    dsp_conv2d(&conv_params(is, os, g, zp), x, w, &stage, od, sc)
                 }
-                Layer::Dense(_, i, o, _) => dsp::dense(x, zp, w, i, o, &stage, od, sc),
+                Layer::ConvT(_, is, os, g, _) => {
+                    dsp_conv_transpose2d(&conv_params(is, os, g, zp), x, w, &stage, od, sc)
+                }
+                Layer::Dense(_, i, o, _) => {
+                    dsp_dense(&dense_params(i, o, zp), x, w, &stage, od, sc)
+                }
             };
             *t = ticks.now() - a;
             if r.is_err() || od != os_ {
@@ -292,12 +296,15 @@ fn main() -> ! {
                 let mut t = [0u64; 2];
                 for (t, n) in t.iter_mut().zip([size, budget.min(size)]) {
                     od.fill(0x5A);
-                    let sc = &mut scratch[..n];
+                    let sc = Scratch::new(&mut scratch[..n]);
+                    let cp = conv_params(is, os, g, zp);
                     let a = ticks.now();
                     let r = if transpose {
-                        dsp::conv_transpose2d_prelaid(x, is, zp, w, bytes, g, &stage, od, os, sc)
+                        cp.check_transposed(x, w, &stage, od)
+                            .and_then(|c| dsp::conv_transpose2d_prelaid(c, bytes, sc))
                     } else {
-                        dsp::conv2d_prelaid(x, is, zp, w, bytes, g, &stage, od, os, sc)
+                        cp.check(x, w, &stage, od)
+                            .and_then(|c| dsp::conv2d_prelaid(c, bytes, sc))
                     };
                     *t = instr(ticks.now() - a);
                     if r.is_err() || od != os_ {
@@ -333,7 +340,15 @@ fn main() -> ! {
             let bytes = edgevae_boards::dense16_block(w, &p, o, &mut block[..]).unwrap_or(&[]);
             od.fill(0x5A);
             let a = ticks.now();
-            let r = dsp::dense_prelaid(x, zp, w, bytes, 16, o, &stage, od, &mut []);
+            let r = dsp::dense_prelaid(
+                &dense_params(16, o, zp),
+                x,
+                w,
+                bytes,
+                &stage,
+                od,
+                Scratch::none(),
+            );
             let t = instr(ticks.now() - a);
             if r.is_err() || od != os_ {
                 defmt::println!("{}: pre-laid dsp differs ({})", name, r);

@@ -6,8 +6,13 @@
 #![no_main]
 
 use cortex_m_rt::entry;
+use edgevae_boards::checked::{
+    dsp_conv2d, dsp_conv_transpose2d, scalar_conv2d, scalar_conv_transpose2d,
+};
 use edgevae_boards::{exit, Params, Rng};
-use edgevae_firmware::kernels::{dsp, scalar, ConvGeom, KernelError, Shape};
+use edgevae_firmware::kernels::{
+    dsp, scalar, ConvGeom, ConvParams, DenseParams, KernelError, OutputStage, Scratch, Shape,
+};
 
 const CASES: usize = 300;
 const MAX_IN: usize = 9 * 9 * 17;
@@ -74,6 +79,12 @@ fn main() -> ! {
                 c: oc,
             };
             let zp = r.range(-128, 127);
+            let cp = ConvParams {
+                in_shape: is,
+                out_shape: os,
+                geom: g,
+                input_zp: zp,
+            };
             let (x, w) = (&mut x[..is.len()], &mut w[..oc * g.kh * g.kw * is.c]);
             r.fill(x);
             r.fill(w);
@@ -84,14 +95,14 @@ fn main() -> ! {
             ro.fill(0x3C);
             let (f, s, size) = if transpose {
                 (
-                    dsp::conv_transpose2d as Conv,
-                    scalar::conv_transpose2d as Conv,
+                    dsp_conv_transpose2d as Conv,
+                    scalar_conv_transpose2d as Conv,
                     dsp::conv_transpose2d_scratch_size(is, os, g),
                 )
             } else {
                 (
-                    dsp::conv2d as Conv,
-                    scalar::conv2d as Conv,
+                    dsp_conv2d as Conv,
+                    scalar_conv2d as Conv,
                     dsp::conv2d_scratch_size(is, os, g),
                 )
             };
@@ -99,8 +110,8 @@ fn main() -> ! {
                 defmt::println!("{}: scratch {} > {}", name, size, MAX_SCRATCH);
                 exit(false);
             }
-            let rf = f(x, is, zp, w, g, &stage, fo, os, &mut scratch[..size]);
-            let rs = s(x, is, zp, w, g, &stage, ro, os, &mut []);
+            let rf = f(&cp, x, w, &stage, fo, Scratch::new(&mut scratch[..size]));
+            let rs = s(&cp, x, w, &stage, ro, Scratch::none());
             if rf != rs || rf.is_err() || fo != ro {
                 defmt::println!(
                     "MISMATCH {} case {}: in {} out {} {} zp {} results {}/{}",
@@ -119,7 +130,7 @@ fn main() -> ! {
             }
             // The GEMM from a pre-laid block (`edgevae_shared::layout::gemm_words`), with the
             // full scratch and a random shorter one (then other paths ignore the block).
-            if !prelaid_conv_matches(x, is, zp, w, g, &stage, os, transpose, size, &mut r, ro) {
+            if !prelaid_conv_matches(&cp, x, w, &stage, transpose, &mut r, ro) {
                 defmt::println!(
                     "MISMATCH {} case {} (pre-laid): in {} out {} {}",
                     name,
@@ -139,7 +150,7 @@ fn main() -> ! {
                     break;
                 }
                 fo.fill(0x5A);
-                let rf = f(x, is, zp, w, g, &stage, fo, os, &mut scratch[..short]);
+                let rf = f(&cp, x, w, &stage, fo, Scratch::new(&mut scratch[..short]));
                 if rf != rs || fo != ro {
                     defmt::println!(
                         "MISMATCH {} case {} with {} of {} scratch bytes: {}",
@@ -198,14 +209,25 @@ fn main() -> ! {
         fo.fill(0x5A);
         ro.fill(0x3C);
         let size = dsp::dense_scratch_size(n_in, n_out);
-        let rf = dsp::dense(x, zp, w, n_in, n_out, &stage, fo, &mut scratch[..size]);
-        let rs = scalar::dense(x, zp, w, n_in, n_out, &stage, ro, &mut []);
+        let dp = DenseParams {
+            n_in,
+            n_out,
+            input_zp: zp,
+        };
+        let rf = dp
+            .check(x, w, &stage, fo)
+            .and_then(|c| dsp::dense(c, Scratch::new(&mut scratch[..size])));
+        let rs = dp
+            .check(x, w, &stage, ro)
+            .and_then(|c| scalar::dense(c, Scratch::none()));
         let mut short_ok = true;
         if size > 0 {
             let mut fs = [0x5Ai8; 3136];
             let fs = &mut fs[..n_out];
             let short = r.next_u32() as usize % size;
-            let rf2 = dsp::dense(x, zp, w, n_in, n_out, &stage, fs, &mut scratch[..short]);
+            let rf2 = dp
+                .check(x, w, &stage, fs)
+                .and_then(|c| dsp::dense(c, Scratch::new(&mut scratch[..short])));
             short_ok = rf2 == rs && fs == ro;
         }
         if n_in == 16 && short_ok {
@@ -238,17 +260,9 @@ fn main() -> ! {
     exit(ok)
 }
 
-type Conv = fn(
-    &[i8],
-    Shape,
-    i32,
-    &[i8],
-    ConvGeom,
-    &edgevae_firmware::kernels::OutputStage,
-    &mut [i8],
-    Shape,
-    &mut [u8],
-) -> Result<(), KernelError>;
+/// A path's (transposed) convolution behind the front door's check.
+type Conv =
+    fn(&ConvParams, &[i8], &[i8], &OutputStage, &mut [i8], Scratch) -> Result<(), KernelError>;
 
 /// Every index where the DSP output differs from the scalar one, with both values.
 fn print_differences(dsp: &[i8], scalar: &[i8]) {
@@ -287,7 +301,12 @@ fn prelaid_matches(
         let mut out = [0x5Ai8; 3136];
         let out = &mut out[..n_out];
         let block: &[u8] = if eligible || offset != 0 { block } else { &[] };
-        let r = dsp::dense_prelaid(x, zp, w, block, 16, n_out, &stage, out, &mut []);
+        let dp = DenseParams {
+            n_in: 16,
+            n_out,
+            input_zp: zp,
+        };
+        let r = dsp::dense_prelaid(&dp, x, w, block, &stage, out, Scratch::none());
         if r.is_err() || out != expected {
             defmt::println!(
                 "MISMATCH pre-laid dense 16 -> {} (block offset {}, eligible {}): {}",
@@ -303,23 +322,24 @@ fn prelaid_matches(
     ok
 }
 
-/// A (transposed) convolution from its pre-laid GEMM block, with `size` bytes of scratch and a
-/// random shorter scratch: both must give the reference output `expected`.
-#[allow(clippy::too_many_arguments)]
+/// A (transposed) convolution from its pre-laid GEMM block, with the full scratch the DSP path
+/// asks for and a random shorter scratch: both must give the reference output `expected`.
 fn prelaid_conv_matches(
+    p: &ConvParams,
     x: &[i8],
-    is: Shape,
-    zp: i32,
     w: &[i8],
-    g: ConvGeom,
-    stage: &edgevae_firmware::kernels::OutputStage,
-    os: Shape,
+    stage: &OutputStage,
     transpose: bool,
-    size: usize,
     r: &mut Rng,
     expected: &[i8],
 ) -> bool {
     use edgevae_shared::layout::GemmGeom;
+    let (is, os, g) = (p.in_shape, p.out_shape, p.geom);
+    let size = if transpose {
+        dsp::conv_transpose2d_scratch_size(is, os, g)
+    } else {
+        dsp::conv2d_scratch_size(is, os, g)
+    };
     let gg = GemmGeom {
         kh: g.kh,
         kw: g.kw,
@@ -339,10 +359,13 @@ fn prelaid_conv_matches(
     for n in [size, short] {
         out.fill(0x5A);
         let sc = &mut scratch[..n.min(MAX_SCRATCH)];
+        let sc = Scratch::new(sc);
         let res = if transpose {
-            dsp::conv_transpose2d_prelaid(x, is, zp, w, block, g, stage, out, os, sc)
+            p.check_transposed(x, w, stage, out)
+                .and_then(|c| dsp::conv_transpose2d_prelaid(c, block, sc))
         } else {
-            dsp::conv2d_prelaid(x, is, zp, w, block, g, stage, out, os, sc)
+            p.check(x, w, stage, out)
+                .and_then(|c| dsp::conv2d_prelaid(c, block, sc))
         };
         if res.is_err() || out != expected {
             print_differences(out, expected);

@@ -1,6 +1,9 @@
 //! Convolution and transposed convolution as phase-wise im2col GEMMs (2 channels × 2 pixels).
 
-use super::super::{scalar, validate_conv, ConvGeom, KernelError, OutputStage, Shape};
+use super::super::{
+    scalar, Checked, Conv, ConvCall, ConvGeom, ConvParams, ConvTCall, KernelError, OutputStage,
+    Scratch, Shape,
+};
 use super::{asm, put_row, put_zeros, scratch_words, Rq};
 use crate::kernels::dsp_scratch::padded_k;
 pub use crate::kernels::dsp_scratch::{
@@ -49,30 +52,8 @@ impl Phase {
 }
 
 /// See [`crate::kernels::conv2d`].
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d(
-    input: &[i8],
-    in_shape: Shape,
-    input_zp: i32,
-    weights: &[i8],
-    geom: ConvGeom,
-    stage: &OutputStage,
-    output: &mut [i8],
-    out_shape: Shape,
-    scratch: &mut [u8],
-) -> Result<(), KernelError> {
-    conv2d_prelaid(
-        input,
-        in_shape,
-        input_zp,
-        weights,
-        &[],
-        geom,
-        stage,
-        output,
-        out_shape,
-        scratch,
-    )
+pub fn conv2d(call: ConvCall<'_>, scratch: Scratch<'_>) -> Result<(), KernelError> {
+    conv2d_prelaid(call, &[], scratch)
 }
 
 /// The words of a pre-laid GEMM block (`edgevae_shared::layout::gemm_words`) when `prelaid` is
@@ -103,27 +84,18 @@ fn gemm_block(
 }
 
 /// [`conv2d`] with the layer's pre-laid block (see [`crate::kernels::conv2d_prelaid`]).
-#[allow(clippy::too_many_arguments)]
 pub fn conv2d_prelaid(
-    input: &[i8],
-    in_shape: Shape,
-    input_zp: i32,
-    weights: &[i8],
+    call: ConvCall<'_>,
     prelaid: &[u8],
-    geom: ConvGeom,
-    stage: &OutputStage,
-    output: &mut [i8],
-    out_shape: Shape,
-    scratch: &mut [u8],
+    scratch: Scratch<'_>,
 ) -> Result<(), KernelError> {
-    if in_shape.c != 1 && out_shape.c < MIN_GEMM_CHANNELS {
-        return scalar::conv2d(
-            input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
-        );
+    let Conv(p) = call.p;
+    if p.in_shape.c != 1 && p.out_shape.c < MIN_GEMM_CHANNELS {
+        return scalar::conv2d(call, scratch);
     }
-    validate_conv(
-        input, in_shape, input_zp, weights, geom, stage, output, out_shape, false,
-    )?;
+    let (Conv(p), input, weights, stage, output) = call.into_parts();
+    let (in_shape, out_shape, geom, input_zp) = p.parts();
+    let scratch = scratch.into_bytes();
     let k = geom.kh * geom.kw * in_shape.c;
     let chunk = gemm_chunk(k, out_shape.h * out_shape.w, scratch.len());
     if in_shape.c == 1
@@ -169,50 +141,20 @@ pub fn conv2d_prelaid(
 }
 
 /// See [`crate::kernels::conv_transpose2d`].
-#[allow(clippy::too_many_arguments)]
-pub fn conv_transpose2d(
-    input: &[i8],
-    in_shape: Shape,
-    input_zp: i32,
-    weights: &[i8],
-    geom: ConvGeom,
-    stage: &OutputStage,
-    output: &mut [i8],
-    out_shape: Shape,
-    scratch: &mut [u8],
-) -> Result<(), KernelError> {
-    conv_transpose2d_prelaid(
-        input,
-        in_shape,
-        input_zp,
-        weights,
-        &[],
-        geom,
-        stage,
-        output,
-        out_shape,
-        scratch,
-    )
+pub fn conv_transpose2d(call: ConvTCall<'_>, scratch: Scratch<'_>) -> Result<(), KernelError> {
+    conv_transpose2d_prelaid(call, &[], scratch)
 }
 
 /// [`conv_transpose2d`] with the layer's pre-laid block (see
 /// [`crate::kernels::conv2d_prelaid`]).
-#[allow(clippy::too_many_arguments)]
 pub fn conv_transpose2d_prelaid(
-    input: &[i8],
-    in_shape: Shape,
-    input_zp: i32,
-    weights: &[i8],
+    call: ConvTCall<'_>,
     prelaid: &[u8],
-    geom: ConvGeom,
-    stage: &OutputStage,
-    output: &mut [i8],
-    out_shape: Shape,
-    scratch: &mut [u8],
+    scratch: Scratch<'_>,
 ) -> Result<(), KernelError> {
-    validate_conv(
-        input, in_shape, input_zp, weights, geom, stage, output, out_shape, true,
-    )?;
+    let (Conv(p), input, weights, stage, output) = call.into_parts();
+    let (in_shape, out_shape, geom, input_zp) = p.parts();
+    let scratch = scratch.into_bytes();
     let s = geom.stride.max(1);
     // The chunk that fits for the largest sub-kernel fits every phase.
     let k = geom.kh.div_ceil(s) * geom.kw.div_ceil(s) * in_shape.c;
@@ -294,22 +236,24 @@ fn no_scratch(
         );
         return Ok(());
     }
-    let reference = if transpose {
-        scalar::conv_transpose2d
-    } else {
-        scalar::conv2d
-    };
-    reference(
-        input,
+    let p = ConvParams {
         in_shape,
-        input_zp,
-        weights,
-        geom,
-        stage,
-        output,
         out_shape,
-        &mut [],
-    )
+        geom,
+        input_zp,
+    };
+    // The parts of the checked call this path was given.
+    if transpose {
+        scalar::conv_transpose2d(
+            Checked::reassemble(Conv(p), input, weights, stage, output),
+            Scratch::none(),
+        )
+    } else {
+        scalar::conv2d(
+            Checked::reassemble(Conv(p), input, weights, stage, output),
+            Scratch::none(),
+        )
+    }
 }
 
 struct Ctx<'a, 'b> {

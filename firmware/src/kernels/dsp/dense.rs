@@ -4,24 +4,15 @@
 //! (`edgevae_shared::layout`: int16 weights in the loop's order, bias and requantisation words
 //! beside them) the loop is [`asm::dense16_prelaid`], with no widening of weights.
 
-use super::super::{validate_dense, KernelError, OutputStage};
-use super::{asm, dot2_tail, put_row, scratch_words, store_pair, Rq};
+use super::super::{DenseCall, DenseParams, KernelError, OutputStage, Scratch};
+use super::{asm, dot2_tail, put_row, store_pair, Rq};
 use crate::kernels::dsp_scratch::dense_scratch_for;
 use edgevae_shared::layout::{dense16_block_len, DENSE16_INPUTS, DENSE16_PAIR_WORDS};
 
 /// See [`crate::kernels::dense`].
-#[allow(clippy::too_many_arguments)]
-pub fn dense(
-    input: &[i8],
-    input_zp: i32,
-    weights: &[i8],
-    n_in: usize,
-    n_out: usize,
-    stage: &OutputStage,
-    output: &mut [i8],
-    scratch: &mut [u8],
-) -> Result<(), KernelError> {
-    validate_dense(input, input_zp, weights, n_in, n_out, stage, output)?;
+pub fn dense(call: DenseCall<'_>, scratch: Scratch<'_>) -> Result<(), KernelError> {
+    let (p, input, weights, stage, output) = call.into_parts();
+    let (n_in, n_out, input_zp) = p.parts();
     if n_out == 0 {
         return Ok(());
     }
@@ -35,10 +26,15 @@ pub fn dense(
     }
     let groups = n_in / 4;
     let main = groups * 4;
-    let x = scratch_words(scratch)
+    let x = scratch
+        .into_words()
         .get_mut(..2 * groups)
         .ok_or(KernelError::ScratchTooSmall)?;
-    let (head, tail) = input[..n_in].split_at(main);
+    // Validated lengths; `get` keeps the checks out of the code (no panic path).
+    let (head, tail) = input
+        .get(..n_in)
+        .and_then(|x| x.split_at_checked(main))
+        .unwrap_or((&[], &[]));
     put_row::<1>(x, 0, 0, head, input_zp);
     let x = &*x;
     let row = |oc: usize| weights.get(oc * n_in..(oc + 1) * n_in).unwrap_or(&[]);
@@ -51,7 +47,7 @@ pub fn dense(
                 acc.wrapping_add((w as i32).wrapping_mul(v as i32 - input_zp))
             })
     };
-    let mut outs = output[..n_out].chunks_mut(2);
+    let mut outs = output.get_mut(..n_out).unwrap_or(&mut []).chunks_mut(2);
     for oc0 in (0..n_out).step_by(2) {
         let oc1 = (oc0 + 1).min(n_out - 1);
         let (w0, w1) = (row(oc0), row(oc1));
@@ -75,19 +71,24 @@ pub fn dense(
 
 /// See [`crate::kernels::dense_prelaid`]: the pre-laid loop ([`asm::dense16_prelaid`]) where
 /// `prelaid` is a word-aligned dense 16-input block for `n_out` outputs and the clamp is plain
-/// int8 or a fused ReLU; [`dense`] otherwise.
-#[allow(clippy::too_many_arguments)]
+/// int8 or a fused ReLU; [`crate::kernels::dense`] (the front door's full validation) otherwise.
+///
+/// The one kernel that takes the call unchecked: the block carries the blocked channels' bias and
+/// requantisation, so it checks only what the rest of the call reads (see below).
 pub fn dense_prelaid(
+    p: &DenseParams,
     input: &[i8],
-    input_zp: i32,
     weights: &[i8],
     prelaid: &[u8],
-    n_in: usize,
-    n_out: usize,
     stage: &OutputStage,
     output: &mut [i8],
-    scratch: &mut [u8],
+    scratch: Scratch<'_>,
 ) -> Result<(), KernelError> {
+    let DenseParams {
+        n_in,
+        n_out,
+        input_zp,
+    } = *p;
     let relu = stage.act_min == stage.output_zp && stage.act_min != -128;
     let clamp_ok = stage.act_max == 127 && (relu || stage.act_min == -128);
     let pairs = n_out / 2;
@@ -101,14 +102,12 @@ pub fn dense_prelaid(
         input.get(..DENSE16_INPUTS),
         output.get_mut(..n_out),
     ) else {
-        return dense(
-            input, input_zp, weights, n_in, n_out, stage, output, scratch,
-        );
+        return crate::kernels::dense(p, input, weights, stage, output, scratch);
     };
     // The block carries the blocked channels' bias and requantisation (checked against the
     // canonical arrays when the model was parsed), so only what the rest of the call reads is
     // validated here: zero points, clamp, lengths, and the odd last channel's shift; a call that
-    // fails goes to `dense`, whose full validation names the error. (A full `validate_dense`
+    // fails goes to the front door's `dense`, whose full validation names the error. (A full `validate_dense`
     // costs ≈ 4 instructions a channel, 0.25/MAC of this layer.)
     let last_shift_ok = n_out % 2 == 0
         || stage
@@ -124,9 +123,7 @@ pub fn dense_prelaid(
         || stage.validate(0).is_err()
     {
         // The full validation names the error.
-        return dense(
-            input, input_zp, weights, n_in, n_out, stage, output, scratch,
-        );
+        return crate::kernels::dense(p, input, weights, stage, output, scratch);
     }
     let blocks = prelaid.as_ptr() as *const u32;
     let mut job = asm::Dense16Prelaid {

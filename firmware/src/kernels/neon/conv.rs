@@ -23,7 +23,7 @@ use core::arch::aarch64::*;
 use core::num::NonZeroUsize;
 
 use super::super::neon_scratch::{layout, transpose_taps, Layout, NB};
-use super::super::{validate_conv, ConvGeom, KernelError, OutputStage, Shape};
+use super::super::{Checked, Conv, ConvGeom, KernelError, OutputStage, Scratch, Shape};
 use super::gemm::{
     bytes4, interleave4, mac, micro, micro_lanes, reduce4, transpose4, Chan, Common,
 };
@@ -51,23 +51,15 @@ impl Phase {
 ///
 /// # Safety
 /// With `DOT`, the CPU implements FEAT_DotProd.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(crate) unsafe fn conv<const DOT: bool>(
-    input: &[i8],
-    in_shape: Shape,
-    input_zp: i32,
-    weights: &[i8],
-    geom: ConvGeom,
-    stage: &OutputStage,
-    output: &mut [i8],
-    out_shape: Shape,
-    scratch: &mut [u8],
-    transpose: bool,
+pub(crate) unsafe fn conv<const DOT: bool, const TRANSPOSE: bool>(
+    call: Checked<'_, Conv<TRANSPOSE>>,
+    scratch: Scratch<'_>,
 ) -> Result<(), KernelError> {
-    validate_conv(
-        input, in_shape, input_zp, weights, geom, stage, output, out_shape, transpose,
-    )?;
+    let (Conv(p), input, weights, stage, output) = call.into_parts();
+    let (in_shape, out_shape, geom, input_zp) = p.parts();
+    let scratch = scratch.into_bytes();
+    let transpose = TRANSPOSE;
     let (ic, oc_n) = (in_shape.c, out_shape.c);
     if oc_n == 0 {
         return Ok(());

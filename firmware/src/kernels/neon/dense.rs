@@ -5,7 +5,7 @@
 
 use core::arch::aarch64::*;
 
-use super::super::{validate_dense, KernelError, OutputStage};
+use super::super::{DenseCall, KernelError, OutputStage};
 use super::gemm::{bytes4, le_i32x4, mac, reduce4, sdot_lane, transpose4, Chan, Common};
 
 /// Longest input for which [`short_rows`] is used: there the lane reduction of the general
@@ -83,18 +83,10 @@ fn tail16(src: &[i8]) -> int8x16_t {
 
 /// # Safety
 /// With `DOT`, the CPU implements FEAT_DotProd.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(crate) unsafe fn dense<const DOT: bool>(
-    input: &[i8],
-    input_zp: i32,
-    weights: &[i8],
-    n_in: usize,
-    n_out: usize,
-    stage: &OutputStage,
-    output: &mut [i8],
-) -> Result<(), KernelError> {
-    validate_dense(input, input_zp, weights, n_in, n_out, stage, output)?;
+pub(crate) unsafe fn dense<const DOT: bool>(call: DenseCall<'_>) -> Result<(), KernelError> {
+    let (p, input, weights, stage, output) = call.into_parts();
+    let (n_in, n_out, input_zp) = p.parts();
     let (body, rest) = (n_in - n_in % 16, n_in % 16);
     let x = input.as_ptr();
     let xt = tail16(input.get(body..n_in).unwrap_or(&[]));

@@ -29,7 +29,7 @@ mod gemm;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use super::{ConvGeom, KernelError, OutputStage, Shape};
+use super::{Conv, ConvCall, ConvTCall, DenseCall, KernelError, Scratch};
 
 pub use super::neon_scratch::{
     conv2d_scratch_size, conv_transpose2d_scratch_size, dense_scratch_size,
@@ -69,99 +69,50 @@ macro_rules! dispatch {
 }
 
 /// See [`crate::kernels::conv2d`].
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d(
-    input: &[i8],
-    in_shape: Shape,
-    input_zp: i32,
-    weights: &[i8],
-    geom: ConvGeom,
-    stage: &OutputStage,
-    output: &mut [i8],
-    out_shape: Shape,
-    scratch: &mut [u8],
-) -> Result<(), KernelError> {
+pub fn conv2d(call: ConvCall<'_>, scratch: Scratch<'_>) -> Result<(), KernelError> {
+    let Conv(p) = call.p;
     // Short scratch (a model whose declared arena keeps the Cortex-M budget): the reference loop.
-    if scratch.len() < conv2d_scratch_size(in_shape, out_shape, geom) {
-        return super::scalar::conv2d(
-            input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
-        );
+    if !scratch.fits(conv2d_scratch_size(p.in_shape, p.out_shape, p.geom)) {
+        return super::scalar::conv2d(call, scratch);
     }
-    dispatch!(conv2d(
-        input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch
-    ))
+    dispatch!(conv2d(call, scratch))
 }
 
 /// See [`crate::kernels::conv_transpose2d`].
-#[allow(clippy::too_many_arguments)]
-pub fn conv_transpose2d(
-    input: &[i8],
-    in_shape: Shape,
-    input_zp: i32,
-    weights: &[i8],
-    geom: ConvGeom,
-    stage: &OutputStage,
-    output: &mut [i8],
-    out_shape: Shape,
-    scratch: &mut [u8],
-) -> Result<(), KernelError> {
-    if scratch.len() < conv_transpose2d_scratch_size(in_shape, out_shape, geom) {
-        return super::scalar::conv_transpose2d(
-            input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
-        );
+pub fn conv_transpose2d(call: ConvTCall<'_>, scratch: Scratch<'_>) -> Result<(), KernelError> {
+    let Conv(p) = call.p;
+    if !scratch.fits(conv_transpose2d_scratch_size(
+        p.in_shape,
+        p.out_shape,
+        p.geom,
+    )) {
+        return super::scalar::conv_transpose2d(call, scratch);
     }
-    dispatch!(conv_transpose2d(
-        input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch
-    ))
+    dispatch!(conv_transpose2d(call, scratch))
 }
 
 /// See [`crate::kernels::dense`].
-#[allow(clippy::too_many_arguments)]
-pub fn dense(
-    input: &[i8],
-    input_zp: i32,
-    weights: &[i8],
-    n_in: usize,
-    n_out: usize,
-    stage: &OutputStage,
-    output: &mut [i8],
-    scratch: &mut [u8],
-) -> Result<(), KernelError> {
-    dispatch!(dense(
-        input, input_zp, weights, n_in, n_out, stage, output, scratch
-    ))
+pub fn dense(call: DenseCall<'_>, scratch: Scratch<'_>) -> Result<(), KernelError> {
+    dispatch!(dense(call, scratch))
 }
 
 /// Generates one path's entry points (`$unsafety`: `unsafe` for SDOT).
 macro_rules! path {
     ($(#[$attr:meta])* $dot:literal, $($unsafety:ident)?) => {
         pub use super::{conv2d_scratch_size, conv_transpose2d_scratch_size, dense_scratch_size};
-        use super::{ConvGeom, KernelError, OutputStage, Shape};
+        use super::{ConvCall, ConvTCall, DenseCall, KernelError, Scratch};
 
         /// See [`crate::kernels::conv2d`].
         ///
         /// # Safety
         /// In `dot`, the CPU implements FEAT_DotProd (`plain`: no requirement).
         $(#[$attr])*
-        #[allow(clippy::too_many_arguments)]
         pub $($unsafety)? fn conv2d(
-            input: &[i8],
-            in_shape: Shape,
-            input_zp: i32,
-            weights: &[i8],
-            geom: ConvGeom,
-            stage: &OutputStage,
-            output: &mut [i8],
-            out_shape: Shape,
-            scratch: &mut [u8],
+            call: ConvCall<'_>,
+            scratch: Scratch<'_>,
         ) -> Result<(), KernelError> {
             // SAFETY: FEAT_DotProd, when `$dot`, is this function's contract.
-            unsafe {
-                super::conv::conv::<$dot>(
-                    input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
-                    false,
-                )
-            }
+            unsafe { super::conv::conv::<$dot, false>(call, scratch) }
         }
 
         /// See [`crate::kernels::conv_transpose2d`].
@@ -169,25 +120,12 @@ macro_rules! path {
         /// # Safety
         /// In `dot`, the CPU implements FEAT_DotProd (`plain`: no requirement).
         $(#[$attr])*
-        #[allow(clippy::too_many_arguments)]
         pub $($unsafety)? fn conv_transpose2d(
-            input: &[i8],
-            in_shape: Shape,
-            input_zp: i32,
-            weights: &[i8],
-            geom: ConvGeom,
-            stage: &OutputStage,
-            output: &mut [i8],
-            out_shape: Shape,
-            scratch: &mut [u8],
+            call: ConvTCall<'_>,
+            scratch: Scratch<'_>,
         ) -> Result<(), KernelError> {
             // SAFETY: as in `conv2d`.
-            unsafe {
-                super::conv::conv::<$dot>(
-                    input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
-                    true,
-                )
-            }
+            unsafe { super::conv::conv::<$dot, true>(call, scratch) }
         }
 
         /// See [`crate::kernels::dense`].
@@ -195,21 +133,12 @@ macro_rules! path {
         /// # Safety
         /// In `dot`, the CPU implements FEAT_DotProd (`plain`: no requirement).
         $(#[$attr])*
-        #[allow(clippy::too_many_arguments)]
         pub $($unsafety)? fn dense(
-            input: &[i8],
-            input_zp: i32,
-            weights: &[i8],
-            n_in: usize,
-            n_out: usize,
-            stage: &OutputStage,
-            output: &mut [i8],
-            _scratch: &mut [u8],
+            call: DenseCall<'_>,
+            _scratch: Scratch<'_>,
         ) -> Result<(), KernelError> {
             // SAFETY: as in `conv2d`.
-            unsafe {
-                super::dense::dense::<$dot>(input, input_zp, weights, n_in, n_out, stage, output)
-            }
+            unsafe { super::dense::dense::<$dot>(call) }
         }
     };
 }

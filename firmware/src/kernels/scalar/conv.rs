@@ -1,6 +1,6 @@
 //! Reference 2-D convolution.
 
-use super::super::{validate_conv, ConvGeom, KernelError, OutputStage, Shape};
+use super::super::{Conv, ConvCall, ConvGeom, KernelError, Scratch, Shape};
 
 /// The reference needs no scratch.
 pub fn conv2d_scratch_size(_in_shape: Shape, _out_shape: Shape, _geom: ConvGeom) -> usize {
@@ -16,43 +16,19 @@ pub(crate) fn dot_tap(acc: i32, w: &[i8], x: &[i8], zp: i32) -> i32 {
 }
 
 /// See [`crate::kernels::conv2d`].
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d(
-    input: &[i8],
-    in_shape: Shape,
-    input_zp: i32,
-    weights: &[i8],
-    geom: ConvGeom,
-    stage: &OutputStage,
-    output: &mut [i8],
-    out_shape: Shape,
-    _scratch: &mut [u8],
-) -> Result<(), KernelError> {
-    conv2d_with(
-        input, in_shape, input_zp, weights, geom, stage, output, out_shape, dot_tap,
-    )
+pub fn conv2d(call: ConvCall<'_>, _scratch: Scratch<'_>) -> Result<(), KernelError> {
+    conv2d_with(call, dot_tap);
+    Ok(())
 }
 
 /// The reference loop nest with a pluggable per-tap dot product (the NEON path reuses it).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(crate) fn conv2d_with(
-    input: &[i8],
-    in_shape: Shape,
-    input_zp: i32,
-    weights: &[i8],
-    geom: ConvGeom,
-    stage: &OutputStage,
-    output: &mut [i8],
-    out_shape: Shape,
-    dot: impl Fn(i32, &[i8], &[i8], i32) -> i32,
-) -> Result<(), KernelError> {
-    validate_conv(
-        input, in_shape, input_zp, weights, geom, stage, output, out_shape, false,
-    )?;
+pub(crate) fn conv2d_with(call: ConvCall<'_>, dot: impl Fn(i32, &[i8], &[i8], i32) -> i32) {
+    let (Conv(p), input, weights, stage, output) = call.into_parts();
+    let (in_shape, out_shape, geom, input_zp) = p.parts();
     let (ic, oc_n) = (in_shape.c, out_shape.c);
     if oc_n == 0 {
-        return Ok(());
+        return;
     }
     let ConvGeom {
         kh,
@@ -63,7 +39,7 @@ pub(crate) fn conv2d_with(
     let mut out = output.chunks_exact_mut(oc_n);
     for oy in 0..out_shape.h {
         for ox in 0..out_shape.w {
-            let Some(px) = out.next() else { return Ok(()) };
+            let Some(px) = out.next() else { return };
             for (oc, o) in px.iter_mut().enumerate() {
                 let mut acc = stage.bias.get(oc);
                 for ky in 0..kh {
@@ -94,5 +70,4 @@ pub(crate) fn conv2d_with(
             }
         }
     }
-    Ok(())
 }

@@ -1,7 +1,7 @@
 //! Reference transposed 2-D convolution, computed per output pixel as the phase convolution that
 //! produces it (gather form; no zero insertion).
 
-use super::super::{validate_conv, ConvGeom, KernelError, OutputStage, Shape};
+use super::super::{Conv, ConvGeom, ConvTCall, KernelError, Scratch, Shape};
 use super::conv::dot_tap;
 
 /// The reference needs no scratch.
@@ -14,43 +14,22 @@ pub fn conv_transpose2d_scratch_size(
 }
 
 /// See [`crate::kernels::conv_transpose2d`].
-#[allow(clippy::too_many_arguments)]
-pub fn conv_transpose2d(
-    input: &[i8],
-    in_shape: Shape,
-    input_zp: i32,
-    weights: &[i8],
-    geom: ConvGeom,
-    stage: &OutputStage,
-    output: &mut [i8],
-    out_shape: Shape,
-    _scratch: &mut [u8],
-) -> Result<(), KernelError> {
-    conv_transpose2d_with(
-        input, in_shape, input_zp, weights, geom, stage, output, out_shape, dot_tap,
-    )
+pub fn conv_transpose2d(call: ConvTCall<'_>, _scratch: Scratch<'_>) -> Result<(), KernelError> {
+    conv_transpose2d_with(call, dot_tap);
+    Ok(())
 }
 
 /// The reference loop nest with a pluggable per-tap dot product (the NEON path reuses it).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn conv_transpose2d_with(
-    input: &[i8],
-    in_shape: Shape,
-    input_zp: i32,
-    weights: &[i8],
-    geom: ConvGeom,
-    stage: &OutputStage,
-    output: &mut [i8],
-    out_shape: Shape,
+    call: ConvTCall<'_>,
     dot: impl Fn(i32, &[i8], &[i8], i32) -> i32,
-) -> Result<(), KernelError> {
-    validate_conv(
-        input, in_shape, input_zp, weights, geom, stage, output, out_shape, true,
-    )?;
+) {
+    let (Conv(p), input, weights, stage, output) = call.into_parts();
+    let (in_shape, out_shape, geom, input_zp) = p.parts();
     let (ic, oc_n) = (in_shape.c, out_shape.c);
     if oc_n == 0 {
-        return Ok(());
+        return;
     }
     let ConvGeom {
         kh,
@@ -63,7 +42,7 @@ pub(crate) fn conv_transpose2d_with(
     let mut out = output.chunks_exact_mut(oc_n);
     for oy in 0..out_shape.h {
         for ox in 0..out_shape.w {
-            let Some(px) = out.next() else { return Ok(()) };
+            let Some(px) = out.next() else { return };
             // oy = iy*s - pad + ky: only ky ≡ oy + pad (mod s) reach this row (its phase).
             let (ty, tx) = (oy + pad, ox + pad);
             for (oc, o) in px.iter_mut().enumerate() {
@@ -91,5 +70,4 @@ pub(crate) fn conv_transpose2d_with(
             }
         }
     }
-    Ok(())
 }

@@ -1,6 +1,6 @@
 //! Reference fully connected layer.
 
-use super::super::{validate_dense, KernelError, OutputStage};
+use super::super::{DenseCall, KernelError, Scratch};
 
 /// The reference needs no scratch.
 pub fn dense_scratch_size(_n_in: usize, _n_out: usize) -> usize {
@@ -8,54 +8,29 @@ pub fn dense_scratch_size(_n_in: usize, _n_out: usize) -> usize {
 }
 
 /// See [`crate::kernels::dense`].
-#[allow(clippy::too_many_arguments)]
-pub fn dense(
-    input: &[i8],
-    input_zp: i32,
-    weights: &[i8],
-    n_in: usize,
-    n_out: usize,
-    stage: &OutputStage,
-    output: &mut [i8],
-    _scratch: &mut [u8],
-) -> Result<(), KernelError> {
-    dense_with(
-        input,
-        input_zp,
-        weights,
-        n_in,
-        n_out,
-        stage,
-        output,
-        super::conv::dot_tap,
-    )
+pub fn dense(call: DenseCall<'_>, _scratch: Scratch<'_>) -> Result<(), KernelError> {
+    dense_with(call, super::conv::dot_tap);
+    Ok(())
 }
 
 /// The reference loop with a pluggable dot product (the NEON path reuses it).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(crate) fn dense_with(
-    input: &[i8],
-    input_zp: i32,
-    weights: &[i8],
-    n_in: usize,
-    n_out: usize,
-    stage: &OutputStage,
-    output: &mut [i8],
-    dot: impl Fn(i32, &[i8], &[i8], i32) -> i32,
-) -> Result<(), KernelError> {
-    validate_dense(input, input_zp, weights, n_in, n_out, stage, output)?;
+pub(crate) fn dense_with(call: DenseCall<'_>, dot: impl Fn(i32, &[i8], &[i8], i32) -> i32) {
+    let (p, input, weights, stage, output) = call.into_parts();
+    let (n_in, n_out, input_zp) = p.parts();
     if n_out == 0 {
-        return Ok(());
+        return;
     }
-    let input = &input[..n_in];
+    // Validated lengths; `get` keeps the checks out of the code (no panic path).
+    let input = input.get(..n_in).unwrap_or(&[]);
+    let output = output.get_mut(..n_out).unwrap_or(&mut []);
     if n_in == 0 {
-        for (oc, o) in output[..n_out].iter_mut().enumerate() {
+        for (oc, o) in output.iter_mut().enumerate() {
             *o = stage.apply(stage.bias.get(oc), oc);
         }
-        return Ok(());
+        return;
     }
-    for (oc, (o, row)) in output[..n_out]
+    for (oc, (o, row)) in output
         .iter_mut()
         .zip(weights.chunks_exact(n_in))
         .enumerate()
@@ -63,5 +38,4 @@ pub(crate) fn dense_with(
         let acc = dot(stage.bias.get(oc), row, input, input_zp);
         *o = stage.apply(acc, oc);
     }
-    Ok(())
 }
