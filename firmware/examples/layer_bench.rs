@@ -7,21 +7,10 @@
 //! The input is a fixed pseudo-random pattern; the output is discarded. On aarch64 the SDOT
 //! kernels run where the CPU has them (`-cpu max`), the plain-NEON ones otherwise
 //! (`-cpu cortex-a72`).
-use edgevae_firmware::engine::layer_scratch;
-use edgevae_firmware::engine::Fast;
-use edgevae_firmware::kernels::{
-    self, ConvGeom, ConvParams, DenseParams, LeI32, OutputStage, Scratch, Shape,
-};
-use edgevae_shared::format::{Activation, Op};
+use edgevae_firmware::engine::{conv_geom, kernel_shape, layer_scratch, output_stage, Fast};
+use edgevae_firmware::kernels::{self, ConvParams, DenseParams, Scratch};
+use edgevae_shared::format::Op;
 use edgevae_shared::Model;
-
-fn shape(s: edgevae_shared::Shape) -> Shape {
-    Shape {
-        h: s.h as usize,
-        w: s.w as usize,
-        c: s.c as usize,
-    }
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -56,21 +45,11 @@ fn main() {
         eprintln!("no layer {index}");
         std::process::exit(2);
     };
-    let (i, o) = (shape(l.input), shape(l.output));
+    let (i, o) = (kernel_shape(l.input), kernel_shape(l.output));
     let input: Vec<i8> = (0..i.len()).map(|k| (k * 37 % 251) as i8).collect();
     let mut output = vec![0i8; o.len()];
     let mut scratch = vec![0u8; layer_scratch::<Fast>(l)];
-    let stage = OutputStage {
-        bias: LeI32(l.bias),
-        multiplier: LeI32(l.multiplier),
-        shift: l.shift_i8(),
-        output_zp: l.output_q.zero_point as i32,
-        act_min: match l.activation {
-            Activation::Relu => l.output_q.zero_point as i32,
-            _ => -128,
-        },
-        act_max: 127,
-    };
+    let stage = output_stage(l);
     let zp = l.input_q.zero_point as i32;
     let w = l.weights_i8();
     eprintln!(
@@ -79,62 +58,30 @@ fn main() {
         scratch.len()
     );
     for _ in 0..reps {
-        let r = match l.op {
-            Op::Conv2d {
-                kh,
-                kw,
-                stride,
-                pad,
-            } => {
-                let g = ConvGeom {
-                    kh: kh as usize,
-                    kw: kw as usize,
-                    stride: stride as usize,
-                    pad: pad as usize,
-                };
-                let p = ConvParams {
-                    in_shape: i,
-                    out_shape: o,
-                    geom: g,
-                    input_zp: zp,
-                };
-                kernels::conv2d(
-                    &p,
-                    &input,
-                    w,
-                    &stage,
-                    &mut output,
-                    Scratch::new(&mut scratch),
-                )
-            }
-            Op::ConvTranspose2d {
-                kh,
-                kw,
-                stride,
-                pad,
-            } => {
-                let g = ConvGeom {
-                    kh: kh as usize,
-                    kw: kw as usize,
-                    stride: stride as usize,
-                    pad: pad as usize,
-                };
-                let p = ConvParams {
-                    in_shape: i,
-                    out_shape: o,
-                    geom: g,
-                    input_zp: zp,
-                };
-                kernels::conv_transpose2d(
-                    &p,
-                    &input,
-                    w,
-                    &stage,
-                    &mut output,
-                    Scratch::new(&mut scratch),
-                )
-            }
-            Op::Dense => kernels::dense(
+        let conv = conv_geom(l.op).map(|geom| ConvParams {
+            in_shape: i,
+            out_shape: o,
+            geom,
+            input_zp: zp,
+        });
+        let r = match (l.op, conv) {
+            (Op::Conv2d { .. }, Some(p)) => kernels::conv2d(
+                &p,
+                &input,
+                w,
+                &stage,
+                &mut output,
+                Scratch::new(&mut scratch),
+            ),
+            (Op::ConvTranspose2d { .. }, Some(p)) => kernels::conv_transpose2d(
+                &p,
+                &input,
+                w,
+                &stage,
+                &mut output,
+                Scratch::new(&mut scratch),
+            ),
+            (Op::Dense, _) => kernels::dense(
                 &DenseParams {
                     n_in: i.len(),
                     n_out: o.len(),

@@ -207,7 +207,8 @@ kernel_set!(
     "The portable scalar reference kernels."
 );
 
-fn shape(s: edgevae_shared::Shape) -> Shape {
+/// A layer shape from the model file as the kernels take it.
+pub fn kernel_shape(s: edgevae_shared::Shape) -> Shape {
     Shape {
         h: s.h as usize,
         w: s.w as usize,
@@ -215,7 +216,23 @@ fn shape(s: edgevae_shared::Shape) -> Shape {
     }
 }
 
-fn geom(op: Op) -> Option<ConvGeom> {
+/// A layer's requantisation and clamp (a fused ReLU clamps at the output zero point).
+pub fn output_stage<'a>(l: &Layer<'a>) -> OutputStage<'a> {
+    OutputStage {
+        bias: LeI32(l.bias),
+        multiplier: LeI32(l.multiplier),
+        shift: l.shift_i8(),
+        output_zp: l.output_q.zero_point as i32,
+        act_min: match l.activation {
+            Activation::Relu => l.output_q.zero_point as i32,
+            _ => -128,
+        },
+        act_max: 127,
+    }
+}
+
+/// The kernel geometry of a (transposed) convolution; `None` for any other operator.
+pub fn conv_geom(op: Op) -> Option<ConvGeom> {
     match op {
         Op::Conv2d {
             kh,
@@ -244,8 +261,8 @@ fn geom(op: Op) -> Option<ConvGeom> {
 /// enough for its GEMM (with less, it runs the direct kernels on the canonical weights and the
 /// block would cost flash for nothing). The exporter writes the blocks this selects.
 pub fn prelaid_pays(layer: &Layer<'_>, scratch: usize) -> bool {
-    let (i, o) = (shape(layer.input), shape(layer.output));
-    match (layer.op, geom(layer.op)) {
+    let (i, o) = (kernel_shape(layer.input), kernel_shape(layer.output));
+    match (layer.op, conv_geom(layer.op)) {
         (Op::Dense, _) => true,
         (Op::Conv2d { .. }, Some(g)) => kernels::dsp_scratch::gemm_runs(i, o, g, false, scratch),
         (Op::ConvTranspose2d { .. }, Some(g)) => {
@@ -257,8 +274,8 @@ pub fn prelaid_pays(layer: &Layer<'_>, scratch: usize) -> bool {
 
 /// Scratch bytes one layer needs with kernel set `K`.
 pub fn layer_scratch<K: KernelSet>(l: &Layer<'_>) -> usize {
-    let (i, o) = (shape(l.input), shape(l.output));
-    match (l.op, geom(l.op)) {
+    let (i, o) = (kernel_shape(l.input), kernel_shape(l.output));
+    match (l.op, conv_geom(l.op)) {
         (Op::Conv2d { .. }, Some(g)) => K::conv2d_scratch_size(i, o, g),
         (Op::ConvTranspose2d { .. }, Some(g)) => K::conv_transpose2d_scratch_size(i, o, g),
         (Op::Dense, _) => K::dense_scratch_size(i.len(), o.len()),
@@ -287,8 +304,8 @@ pub fn required_arena<K: KernelSet>(model: &Model<'_>) -> usize {
 /// (computable on any target; `usize::MAX`: what it runs fastest with).
 pub fn layer_scratch_dsp(l: &Layer<'_>, avail: usize) -> usize {
     use crate::kernels::dsp_scratch as d;
-    let (i, o) = (shape(l.input), shape(l.output));
-    match (l.op, geom(l.op)) {
+    let (i, o) = (kernel_shape(l.input), kernel_shape(l.output));
+    match (l.op, conv_geom(l.op)) {
         (Op::Conv2d { .. }, Some(g)) => d::conv2d_scratch_for(i, o, g, avail),
         (Op::ConvTranspose2d { .. }, Some(g)) => d::conv_transpose2d_scratch_for(i, o, g, avail),
         (Op::Dense, _) => d::dense_scratch_for(i.len(), o.len(), avail),
@@ -299,8 +316,8 @@ pub fn layer_scratch_dsp(l: &Layer<'_>, avail: usize) -> usize {
 /// Scratch bytes one layer needs on the aarch64 NEON path (computable on any target).
 pub fn layer_scratch_neon(l: &Layer<'_>) -> usize {
     use crate::kernels::neon_scratch as n;
-    let (i, o) = (shape(l.input), shape(l.output));
-    match (l.op, geom(l.op)) {
+    let (i, o) = (kernel_shape(l.input), kernel_shape(l.output));
+    match (l.op, conv_geom(l.op)) {
         (Op::Conv2d { .. }, Some(g)) => n::conv2d_scratch_size(i, o, g),
         (Op::ConvTranspose2d { .. }, Some(g)) => n::conv_transpose2d_scratch_size(i, o, g),
         (Op::Dense, _) => n::dense_scratch_size(i.len(), o.len()),
@@ -492,20 +509,9 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
                 let (a, b) = ping.split_at_mut_checked(out_len).ok_or(bad)?;
                 (b.get(p - out_len - in_len..).ok_or(bad)?, a)
             };
-            let act_min = match l.activation {
-                Activation::Relu => l.output_q.zero_point as i32,
-                _ => -128,
-            };
-            let stage = OutputStage {
-                bias: LeI32(l.bias),
-                multiplier: LeI32(l.multiplier),
-                shift: l.shift_i8(),
-                output_zp: l.output_q.zero_point as i32,
-                act_min,
-                act_max: 127,
-            };
+            let stage = output_stage(l);
             let zp = l.input_q.zero_point as i32;
-            let (i, o) = (shape(l.input), shape(l.output));
+            let (i, o) = (kernel_shape(l.input), kernel_shape(l.output));
             let w = l.weights_i8();
             let block = model.dsp_block(section, index).filter(|_| K::PRELAID);
             let scratch = Scratch::new(&mut *scratch);
@@ -515,7 +521,7 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
                 geom,
                 input_zp: zp,
             };
-            match (l.op, geom(l.op)) {
+            match (l.op, conv_geom(l.op)) {
                 (Op::Conv2d { .. }, Some(g)) => {
                     let p = conv(g);
                     match block {
