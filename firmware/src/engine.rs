@@ -72,6 +72,14 @@ pub enum EngineError {
     },
     /// The entropy coder failed (the output buffer is too small for the bitstream).
     Coding(CodingError),
+    /// Not a fully convolutional model, or a frame it cannot take (a side that is zero, not a
+    /// multiple of the total stride, or past 65,535).
+    FrameSize {
+        /// Rows asked for.
+        rows: usize,
+        /// Columns asked for.
+        cols: usize,
+    },
 }
 
 /// [`KernelError`] in a form defmt can print.
@@ -127,6 +135,10 @@ impl core::fmt::Display for EngineError {
                 write!(f, "the model has no entropy-coding quality level {level}")
             }
             EngineError::Coding(e) => write!(f, "entropy coding: {e}"),
+            EngineError::FrameSize { rows, cols } => write!(
+                f,
+                "a {cols}x{rows} frame does not fit the model (not fully convolutional, or a side not a positive multiple of its total stride)"
+            ),
         }
     }
 }

@@ -7,4 +7,5 @@
 
 pub mod app;
 pub mod engine;
+pub mod frame;
 pub mod kernels;

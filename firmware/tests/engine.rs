@@ -334,3 +334,142 @@ fn shipped_models_declare_their_exact_arena_within_16_kib() {
         );
     }
 }
+
+// ---- Whole frames through fully convolutional models (format version 3) ----
+
+use edgevae_firmware::frame::{decode_frame, encode_frame, frame_buffer_len, frame_scratch_len};
+use edgevae_shared::build::{synthetic_frame, FrameSpec};
+
+/// The oracle on a frame: every layer of `layers` with its shapes scaled to the frame.
+fn reference_at(layers: &[OwnedLayer], x: Vec<i8>, rows: u16, cols: u16) -> Vec<i8> {
+    let (mut r, mut c) = (rows, cols);
+    let mut x = x;
+    for l in layers {
+        let mut l = l.clone();
+        let (oh, ow) = match l.op {
+            Op::Conv2d { stride, .. } => (r / stride as u16, c / stride as u16),
+            _ => (r * 2, c * 2),
+        };
+        l.input = Shape::new(r, c, l.input.c);
+        l.output = Shape::new(oh, ow, l.output.c);
+        x = reference_layer(&l, &x);
+        (r, c) = (oh, ow);
+    }
+    x
+}
+
+fn run_frame<K: KernelSet>(
+    model: &Model<'_>,
+    px: &[u8],
+    rows: usize,
+    cols: usize,
+) -> (Vec<i8>, Vec<u8>) {
+    let s = model.frame().unwrap().total_stride as usize;
+    let m = model.header().latent as usize;
+    let (lr, lc) = (rows / s, cols / s);
+    let n = frame_buffer_len(model, Section::Encoder, rows, cols).unwrap();
+    let sc = frame_scratch_len::<K>(model, Section::Encoder, rows, cols).unwrap();
+    let (mut a, mut b, mut scratch) = (vec![0i8; n], vec![0i8; n], vec![0u8; sc]);
+    let mut z = vec![0i8; lr * lc * m];
+    encode_frame::<K>(model, px, rows, cols, &mut z, &mut a, &mut b, &mut scratch).unwrap();
+    let n = frame_buffer_len(model, Section::Decoder, lr, lc).unwrap();
+    let sc = frame_scratch_len::<K>(model, Section::Decoder, lr, lc).unwrap();
+    let (mut a, mut b, mut scratch) = (vec![0i8; n], vec![0i8; n], vec![0u8; sc]);
+    let mut out = vec![0u8; px.len()];
+    decode_frame::<K>(model, &z, lr, lc, &mut out, &mut a, &mut b, &mut scratch).unwrap();
+    (z, out)
+}
+
+fn frame_pixels(n: usize, seed: u64) -> Vec<u8> {
+    let mut rng = XorShift(seed | 1);
+    (0..n).map(|_| rng.range(0, 255) as u8).collect()
+}
+
+#[test]
+fn nominal_frame_matches_the_engine() {
+    // On its nominal S×S frame a fully convolutional model is an ordinary model: the frame
+    // path and the engine must agree byte for byte.
+    for channels in [1u16, 3] {
+        let m = synthetic_frame(&FrameSpec::photo(channels, 5)).unwrap();
+        let bytes = m.to_bytes().unwrap();
+        let model = Model::from_bytes(&bytes).unwrap();
+        let s = model.frame().unwrap().total_stride as usize;
+        let px = frame_pixels(s * s * channels as usize, 9);
+        let (z, out) = run_frame::<Scalar>(&model, &px, s, s);
+        let mut arena = vec![0u8; model.header().arena_bytes as usize];
+        let mut engine = Engine::<Scalar>::new(&model, &mut arena).unwrap();
+        let mut z2 = vec![0i8; z.len()];
+        engine.encode(&px, &mut z2).unwrap();
+        assert_eq!(z, z2);
+        let mut out2 = vec![0u8; out.len()];
+        engine.decode(&z, &mut out2).unwrap();
+        assert_eq!(out, out2);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    /// Frames of random sizes (multiples of the stride, 1 to 5 latent rows and columns) through
+    /// random small fully convolutional models: the fast path and the scalar path equal the
+    /// oracle, latent and pixels.
+    #[test]
+    fn frames_match_reference(lr in 1usize..=5, lc in 1usize..=5, channels in prop::sample::select(vec![1u16, 3]),
+                              widths in prop::collection::vec(1u16..=12, 4), dec in prop::collection::vec(1u16..=12, 3),
+                              seed in any::<u64>()) {
+        let spec = FrameSpec { channels, encoder: widths, decoder: dec, max_width: 640, seed };
+        let m = synthetic_frame(&spec).unwrap();
+        let bytes = m.to_bytes().unwrap();
+        let model = Model::from_bytes(&bytes).unwrap();
+        let (rows, cols) = (lr * 16, lc * 16);
+        let px = frame_pixels(rows * cols * channels as usize, seed);
+        let x: Vec<i8> = px.iter().map(|&p| (p ^ 0x80) as i8).collect();
+        let z_ref = reference_at(&m.encoder, x, rows as u16, cols as u16);
+        let out_ref: Vec<u8> = reference_at(&m.decoder, z_ref.clone(), lr as u16, lc as u16)
+            .iter().map(|&q| q as u8).collect();
+        let (z, out) = run_frame::<Scalar>(&model, &px, rows, cols);
+        prop_assert_eq!(&z, &z_ref);
+        prop_assert_eq!(&out, &out_ref);
+        let (z, out) = run_frame::<Fast>(&model, &px, rows, cols);
+        prop_assert_eq!(&z, &z_ref);
+        prop_assert_eq!(&out, &out_ref);
+    }
+}
+
+#[test]
+fn frame_errors_are_typed() {
+    let m = synthetic_frame(&FrameSpec::photo(1, 3)).unwrap();
+    let bytes = m.to_bytes().unwrap();
+    let model = Model::from_bytes(&bytes).unwrap();
+    let (mut a, mut b, mut sc) = (vec![0i8; 1 << 16], vec![0i8; 1 << 16], vec![0u8; 1 << 16]);
+    let mut z = vec![0i8; 64];
+    for (rows, cols) in [(0, 16), (16, 0), (17, 16), (16, 24), (70_000, 16)] {
+        let px = vec![0u8; rows * cols];
+        let e = encode_frame::<Scalar>(&model, &px, rows, cols, &mut z, &mut a, &mut b, &mut sc);
+        assert_eq!(
+            e,
+            Err(EngineError::FrameSize { rows, cols }),
+            "{rows}x{cols}"
+        );
+        assert!(frame_buffer_len(&model, Section::Encoder, rows, cols).is_none());
+    }
+    // Wrong buffer lengths.
+    let px = vec![0u8; 16 * 16 - 1];
+    assert!(matches!(
+        encode_frame::<Scalar>(&model, &px, 16, 16, &mut z, &mut a, &mut b, &mut sc),
+        Err(EngineError::WrongLength { .. })
+    ));
+    let px = vec![0u8; 16 * 16];
+    let mut short = vec![0i8; 10];
+    assert!(matches!(
+        encode_frame::<Scalar>(&model, &px, 16, 16, &mut z, &mut short, &mut b, &mut sc),
+        Err(EngineError::Kernel { .. })
+    ));
+    // A model that is not fully convolutional.
+    let plain = synthetic(&SyntheticSpec::seed_architecture(1), 0).unwrap();
+    let bytes = plain.to_bytes().unwrap();
+    let plain = Model::from_bytes(&bytes).unwrap();
+    assert!(matches!(
+        encode_frame::<Scalar>(&plain, &px, 16, 16, &mut z, &mut a, &mut b, &mut sc),
+        Err(EngineError::FrameSize { .. })
+    ));
+}

@@ -61,6 +61,8 @@ pub struct OwnedModel {
     pub decoder: Vec<OwnedLayer>,
     /// The codec's entropy model (written as format version 2).
     pub entropy: Option<OwnedEntropy>,
+    /// Fully convolutional geometry (written as format version 3).
+    pub frame: Option<crate::format::Frame>,
 }
 
 /// Owned counterpart of [`Entropy`]: quality levels, coarsest first.
@@ -265,6 +267,7 @@ impl OwnedModel {
             encoder: heapless::Vec::new(),
             decoder: heapless::Vec::new(),
             entropy,
+            frame: self.frame,
         };
         for (l, b) in self.encoder.iter().zip(&enc) {
             body.encoder
@@ -339,6 +342,7 @@ impl OwnedModel {
                     .map(|l| OwnedLevel::from_level(l, m.header().latent_q.zero_point))
                     .collect(),
             }),
+            frame: m.frame().copied(),
         }
     }
 }
@@ -602,8 +606,134 @@ pub fn synthetic(spec: &SyntheticSpec, scratch: u32) -> Result<OwnedModel, Build
         encoder,
         decoder,
         entropy,
+        frame: None,
     };
     let need = m.activation_bytes()?;
     m.header.arena_bytes = (need as u32).saturating_add(scratch);
+    Ok(m)
+}
+
+/// Structure of a synthetic fully convolutional model ([`synthetic_frame`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameSpec {
+    /// Image channels (1 grey, 3 RGB).
+    pub channels: u16,
+    /// Output channels of the encoder's convolutions, the latent last: the first is 5×5/2
+    /// (pad 2), the others 3×3/2 (pad 1); ReLU on all but the latent.
+    pub encoder: Vec<u16>,
+    /// Output channels of the decoder's 4×4/2 transposed convolutions before the image one.
+    pub decoder: Vec<u16>,
+    /// Widest frame the model declares.
+    pub max_width: u16,
+    /// Seed of the parameters.
+    pub seed: u64,
+}
+
+impl FrameSpec {
+    /// The photo codec's structure (1 or 3 channels; 24/16 → 32 → 48 → 64, decoder 64/48/32)
+    /// at 640 pixels wide.
+    pub fn photo(channels: u16, seed: u64) -> Self {
+        FrameSpec {
+            channels,
+            encoder: vec![if channels == 1 { 24 } else { 16 }, 32, 48, 64],
+            decoder: vec![64, 48, 32],
+            max_width: 640,
+            seed,
+        }
+    }
+}
+
+/// The clamp table of a photo decoder's last layer: int8 `q` (scale 1/255, zero point −128)
+/// to the uint8 pixel `q + 128`.
+pub fn identity_pixel_table() -> Vec<u8> {
+    (0..=255u8).collect()
+}
+
+/// A valid fully convolutional model (format version 3) with pseudo-random parameters: the
+/// structure of `spec` at its nominal frame (total stride S = 2^encoder layers, S×S pixels),
+/// an entropy section of 3 levels over the latent channels, and the arena of the nominal frame.
+pub fn synthetic_frame(spec: &FrameSpec) -> Result<OwnedModel, BuildError> {
+    let mut rng = XorShift(spec.seed ^ 0xF4A3_E0C1_D2B5_9687);
+    let input_q = q(1.0 / 255.0, -128);
+    let s = 1u16 << spec.encoder.len().min(15);
+    let mut shape = Shape::new(s, s, spec.channels);
+    let mut cur_q = input_q;
+    let mut encoder = Vec::new();
+    for (i, &w) in spec.encoder.iter().enumerate() {
+        let last = i + 1 == spec.encoder.len();
+        let (k, p) = if i == 0 { (5, 2) } else { (3, 1) };
+        let op = Op::Conv2d {
+            kh: k,
+            kw: k,
+            stride: 2,
+            pad: p,
+        };
+        let out = Shape::new(shape.h / 2, shape.w / 2, w);
+        let act = if last {
+            OwnedActivation::None
+        } else {
+            OwnedActivation::Relu
+        };
+        let l = random_layer(&mut rng, op, shape, out, cur_q, act);
+        cur_q = l.output_q;
+        shape = out;
+        encoder.push(l);
+    }
+    let latent = shape.c;
+    let latent_q = cur_q;
+    let mut decoder = Vec::new();
+    let mut outs = spec.decoder.clone();
+    outs.push(spec.channels);
+    for (i, &c) in outs.iter().enumerate() {
+        let last = i + 1 == outs.len();
+        let out = Shape::new(shape.h * 2, shape.w * 2, c);
+        let act = if last {
+            OwnedActivation::Lut {
+                table: identity_pixel_table(),
+                out: q(1.0 / 255.0, -128),
+            }
+        } else {
+            OwnedActivation::Relu
+        };
+        let op = Op::ConvTranspose2d {
+            kh: 4,
+            kw: 4,
+            stride: 2,
+            pad: 1,
+        };
+        let mut l = random_layer(&mut rng, op, shape, out, cur_q, act);
+        if last {
+            l.output_q = q(1.0 / 255.0, -128);
+        }
+        cur_q = l.effective_output_q();
+        shape = out;
+        decoder.push(l);
+    }
+    let header = Header {
+        name: heapless::String::try_from("synthetic-frame").unwrap_or_default(),
+        input: Shape::new(s, s, spec.channels),
+        input_q,
+        latent,
+        latent_q,
+        arena_bytes: 0,
+    };
+    let entropy = Some(synthetic_entropy(
+        &mut rng,
+        latent as usize,
+        latent_q.zero_point,
+        3,
+    ));
+    let mut m = OwnedModel {
+        header,
+        encoder,
+        decoder,
+        entropy,
+        frame: Some(crate::format::Frame {
+            total_stride: s,
+            max_width: spec.max_width,
+        }),
+    };
+    let need = m.activation_bytes()?;
+    m.header.arena_bytes = need as u32;
     Ok(m)
 }

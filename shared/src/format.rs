@@ -3,7 +3,7 @@
 //! ```text
 //! offset size  field
 //!      0    4  magic  b"EVAE"
-//!      4    2  format version (u16 LE): 2 is written, 1 and 2 are read
+//!      4    2  format version (u16 LE): 2 (3 with a frame) is written, 1 to 3 are read
 //!      6    2  flags (u16 LE): 0, or FLAG_DSP_LAYOUT (1)
 //!      8    4  payload length in bytes (u32 LE)
 //!     12    4  CRC-32 (ISO-HDLC) of the payload (u32 LE)
@@ -35,6 +35,14 @@
 //! quality level, an integer quantization step and a 16-bit CDF table per latent dimension);
 //! version 1 files have none and still load (`entropy` is `None`).
 //!
+//! Version 3 appends a postcard [`Frame`] after the version 2 body: the model is fully
+//! convolutional. Its layers are stored with the shapes of a nominal frame of one latent
+//! position (S×S pixels for the total stride S, a 1×1×M latent), so every check above applies
+//! unchanged and the engine can run that nominal frame; a frame of H×W pixels (multiples of S)
+//! scales every layer's rows and columns ([`Layer::at_frame`]), which [`Frame`]'s checks
+//! guarantee is exact for every layer. Latent "dimensions" are then the M channels: the
+//! entropy section holds one step and table per channel, shared by every latent position.
+//!
 //! Multi-byte arrays inside layers (bias, multiplier) are little-endian `i32`s stored as bytes, read
 //! with `from_le_bytes`: the payload has no alignment.
 
@@ -49,8 +57,12 @@ pub use crate::layout::FLAG_DSP_LAYOUT;
 
 /// File magic.
 pub const MAGIC: [u8; 4] = *b"EVAE";
-/// The format version this crate writes.
-pub const FORMAT_VERSION: u16 = 2;
+/// The newest format version this crate writes and reads: 3 adds [`Frame`] (fully
+/// convolutional models that run on frames of any size). A model without a frame is written as
+/// version 2, byte for byte what earlier builds wrote.
+pub const FORMAT_VERSION: u16 = 3;
+/// The format version of models without a [`Frame`] (entropy section, no frame).
+pub const FORMAT_VERSION_V2: u16 = 2;
 /// The oldest format version this crate reads (no entropy section).
 pub const FORMAT_VERSION_V1: u16 = 1;
 /// Most quality levels in an entropy section.
@@ -219,6 +231,31 @@ impl<'a> Layer<'a> {
             _ => self.output_q,
         }
     }
+    /// This layer of a fully convolutional model ([`Frame`]) on an input of `rows × cols`: the
+    /// same parameters, the input and output shapes scaled by the stride (a convolution's
+    /// output is `rows / stride`, a transposed one's `rows · stride`). `None` for other
+    /// operators, an input that is not a multiple of a convolution's stride, or sizes past u16.
+    pub fn at_frame(&self, rows: u16, cols: u16) -> Option<Layer<'a>> {
+        let (oh, ow) = match self.op {
+            Op::Conv2d { stride, .. } if stride > 0 => {
+                let s = stride as u16;
+                if rows % s != 0 || cols % s != 0 {
+                    return None;
+                }
+                (rows / s, cols / s)
+            }
+            Op::ConvTranspose2d { stride, .. } => (
+                rows.checked_mul(stride as u16)?,
+                cols.checked_mul(stride as u16)?,
+            ),
+            _ => return None,
+        };
+        Some(Layer {
+            input: Shape::new(rows, cols, self.input.c),
+            output: Shape::new(oh, ow, self.output.c),
+            ..*self
+        })
+    }
     /// True for layers that compute (everything but `Reshape`).
     pub fn computes(&self) -> bool {
         !matches!(self.op, Op::Reshape)
@@ -271,6 +308,39 @@ pub struct ModelBody<'a> {
     /// The codec's entropy model (format version 2; `None` in version 1 files).
     #[serde(borrow)]
     pub entropy: Option<Entropy<'a>>,
+    /// Fully convolutional geometry (format version 3); serialised after the body, so the
+    /// body's own encoding is version 2's.
+    #[serde(skip)]
+    pub frame: Option<Frame>,
+}
+
+/// What makes a model fully convolutional (format version 3): it runs on frames of any size
+/// whose sides are multiples of `total_stride` (the host pads a frame to that by replicating
+/// its last row and column), up to `max_width` pixels wide on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Frame {
+    /// Product of the encoder's strides S: the latent map is (H/S, W/S, M) for an H×W frame.
+    pub total_stride: u16,
+    /// Widest frame (pixels) the device's row buffers are sized for.
+    pub max_width: u16,
+}
+
+impl Frame {
+    /// Input rows a layer reads above and below the rows that line up with one output row
+    /// (its halo): for a convolution `pad` above and `k − 1 − pad` below; for a transposed
+    /// convolution of stride `s`, the `ceil(k / s)` input rows that reach an output row, split
+    /// around it.
+    pub fn halo(op: Op) -> (u8, u8) {
+        match op {
+            Op::Conv2d { kh, pad, .. } => (pad, kh.saturating_sub(1).saturating_sub(pad)),
+            Op::ConvTranspose2d { kh, stride, .. } => {
+                let span = kh.div_ceil(stride.max(1));
+                (span / 2, span.saturating_sub(1).saturating_sub(span / 2))
+            }
+            _ => (0, 0),
+        }
+    }
 }
 
 /// The body of a version 1 file.
@@ -516,6 +586,19 @@ pub enum FormatError {
     Decode,
     /// Header: zero-sized image or latent.
     BadHeader,
+    /// Version 3 frame: zero total stride, a nominal frame that is not `total_stride` square,
+    /// a maximum width that is not a positive multiple of it, or a section whose strides do
+    /// not multiply to it.
+    FrameHeader,
+    /// Version 3: a layer that does not scale exactly with the frame (a dense or reshape layer,
+    /// a transposed convolution in the encoder or a strided convolution in the decoder, a
+    /// non-square kernel, or padding that does not map `n·stride` rows to `n`).
+    FrameLayer {
+        /// Section of the layer.
+        section: Section,
+        /// Layer index within its section, from 0.
+        index: u8,
+    },
     /// A section has no computing layer.
     EmptySection {
         /// The section without a computing layer.
@@ -658,7 +741,7 @@ impl fmt::Display for FormatError {
             TooShort { len } => write!(f, "file is {len} bytes, shorter than the {PREAMBLE_LEN}-byte preamble"),
             BadMagic => write!(f, "not an edgevae model (bad magic)"),
             UnsupportedVersion { found } => {
-                write!(f, "format version {found} is not supported (this build reads {FORMAT_VERSION_V1} and {FORMAT_VERSION})")
+                write!(f, "format version {found} is not supported (this build reads {FORMAT_VERSION_V1} to {FORMAT_VERSION})")
             }
             UnsupportedFlags { found } => write!(f, "unknown flags {found:#06x}"),
             Truncated { declared, available } => {
@@ -683,6 +766,8 @@ impl fmt::Display for FormatError {
             }
             Decode => write!(f, "payload does not decode as a model (corrupt, or too many layers)"),
             BadHeader => write!(f, "header has a zero-sized image or latent"),
+            FrameHeader => write!(f, "frame: total stride, nominal frame, maximum width or strides do not agree"),
+            FrameLayer { section, index } => write!(f, "{section} layer {index}: does not scale with the frame (fully convolutional models take only exact-stride convolutions)"),
             EmptySection { section } => write!(f, "{section} has no computing layer"),
             ZeroDimension { section, index } => write!(f, "{section} layer {index}: zero-sized shape"),
             BadGeometry { section, index } => {
@@ -781,7 +866,7 @@ impl<'a> Model<'a> {
             return Err(FormatError::BadMagic);
         }
         let version = read_u16(bytes, 4);
-        if version != FORMAT_VERSION && version != FORMAT_VERSION_V1 {
+        if !(FORMAT_VERSION_V1..=FORMAT_VERSION).contains(&version) {
             return Err(FormatError::UnsupportedVersion { found: version });
         }
         let flags = read_u16(bytes, 6);
@@ -817,10 +902,24 @@ impl<'a> Model<'a> {
                 encoder: v1.encoder,
                 decoder: v1.decoder,
                 entropy: None,
+                frame: None,
             };
             (body, left)
         } else {
             postcard::take_from_bytes::<ModelBody<'a>>(payload).map_err(|_| FormatError::Decode)?
+        };
+        let (body, left) = if version == FORMAT_VERSION {
+            let (frame, left) =
+                postcard::take_from_bytes::<Frame>(left).map_err(|_| FormatError::Decode)?;
+            (
+                ModelBody {
+                    frame: Some(frame),
+                    ..body
+                },
+                left,
+            )
+        } else {
+            (body, left)
         };
         if !left.is_empty() {
             return Err(FormatError::TrailingBytes { extra: left.len() });
@@ -873,6 +972,10 @@ impl<'a> Model<'a> {
     /// The codec's entropy model, if the file has one.
     pub fn entropy(&self) -> Option<&Entropy<'a>> {
         self.body.entropy.as_ref()
+    }
+    /// The fully convolutional geometry, for a version 3 model.
+    pub fn frame(&self) -> Option<&Frame> {
+        self.body.frame.as_ref()
     }
     /// Quality level `level` of the entropy model.
     pub fn level(&self, level: u8) -> Option<&EntropyLevel<'a>> {
@@ -1004,7 +1107,74 @@ pub fn validate(body: &ModelBody<'_>) -> Result<u64, FormatError> {
     if let Some(e) = &body.entropy {
         check_entropy(e, h.latent, h.latent_q.zero_point)?;
     }
+    if let Some(f) = &body.frame {
+        check_frame(f, body)?;
+    }
     Ok(needed)
+}
+
+/// A fully convolutional model: convolutions in the encoder, transposed convolutions (and
+/// stride-1 convolutions) in the decoder, square kernels, each mapping a multiple of its stride
+/// exactly (a convolution of `n·s` rows gives `n`, a transposed one of `n` gives `n·s`,
+/// whatever `n`), each section's strides multiplying to `total_stride`, the nominal frame
+/// `total_stride` square, and `max_width` a positive multiple of it.
+fn check_frame(f: &Frame, body: &ModelBody<'_>) -> Result<(), FormatError> {
+    let s = f.total_stride as u32;
+    let h = &body.header;
+    if s == 0
+        || h.input.h as u32 != s
+        || h.input.w as u32 != s
+        || f.max_width == 0
+        || f.max_width as u32 % s != 0
+    {
+        return Err(FormatError::FrameHeader);
+    }
+    for (section, layers) in [
+        (Section::Encoder, &body.encoder[..]),
+        (Section::Decoder, &body.decoder[..]),
+    ] {
+        let mut product = 1u32;
+        for (i, l) in layers.iter().enumerate() {
+            let exact = match l.op {
+                // n·s rows give n + floor((2p − k)/s) + 1: exactly n iff k − s ≤ 2p < k.
+                Op::Conv2d {
+                    kh,
+                    kw,
+                    stride,
+                    pad,
+                } => {
+                    let (k, st, p) = (kh as u32, stride as u32, 2 * pad as u32);
+                    // The decoder may refine at one resolution (stride 1), not downsample.
+                    (section == Section::Encoder || stride == 1) && kh == kw && p < k && k <= p + st
+                }
+                // n rows give (n − 1)·s − 2p + k: exactly n·s iff k − 2p = s.
+                Op::ConvTranspose2d {
+                    kh,
+                    kw,
+                    stride,
+                    pad,
+                } => {
+                    section == Section::Decoder
+                        && kh == kw
+                        && kh as u32 == 2 * pad as u32 + stride as u32
+                }
+                _ => false,
+            };
+            if !exact {
+                return Err(FormatError::FrameLayer {
+                    section,
+                    index: i as u8,
+                });
+            }
+            if let Op::Conv2d { stride, .. } | Op::ConvTranspose2d { stride, .. } = l.op {
+                product = product.saturating_mul(stride as u32);
+            }
+        }
+        if product != s {
+            return Err(FormatError::FrameHeader);
+        }
+    }
+    Ok(())
 }
 
 fn check_entropy(e: &Entropy<'_>, latent: u16, zp: i8) -> Result<(), FormatError> {
@@ -1269,10 +1439,17 @@ impl ModelBody<'_> {
     }
 
     fn file(&self, flags: u16) -> Result<alloc::vec::Vec<u8>, postcard::Error> {
-        let payload = postcard::to_allocvec(self)?;
+        let mut payload = postcard::to_allocvec(self)?;
+        let version = match &self.frame {
+            Some(f) => {
+                payload.extend_from_slice(&postcard::to_allocvec(f)?);
+                FORMAT_VERSION
+            }
+            None => FORMAT_VERSION_V2,
+        };
         let mut out = alloc::vec::Vec::with_capacity(PREAMBLE_LEN + payload.len());
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&flags.to_le_bytes());
         out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         out.extend_from_slice(&crate::crc::crc32(&payload).to_le_bytes());

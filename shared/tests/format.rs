@@ -97,11 +97,15 @@ fn preamble_errors() {
     b[0] ^= 1;
     assert_eq!(Model::from_bytes(&b), Err(FormatError::BadMagic));
     let mut b = good.clone();
-    b[4] = 3;
+    b[4] = 4;
     assert_eq!(
         Model::from_bytes(&b),
-        Err(FormatError::UnsupportedVersion { found: 3 })
+        Err(FormatError::UnsupportedVersion { found: 4 })
     );
+    // A version 2 payload announced as version 3 lacks its frame.
+    let mut b = good.clone();
+    b[4] = 3;
+    assert_eq!(Model::from_bytes(&b), Err(FormatError::Decode));
     let mut b = good.clone();
     b[6] = 2;
     assert_eq!(
@@ -799,4 +803,87 @@ fn write_fuzz_seeds() {
     stream.extend(encode_frame_vec(2, &Request::Encode { frame: &[7; 40] }).unwrap());
     stream.extend(encode_frame_vec(3, &Request::Decode { latent: &[1, 2, 3] }).unwrap());
     std::fs::write(frames.join("stream"), stream).unwrap();
+}
+
+// ---- Format version 3: fully convolutional models ----
+
+use edgevae_shared::build::{synthetic_frame, FrameSpec};
+use edgevae_shared::format::Frame;
+
+#[test]
+fn frame_models_are_version_3_and_others_stay_version_2() {
+    let m = synthetic_frame(&FrameSpec::photo(3, 1)).unwrap();
+    let bytes = m.to_bytes().unwrap();
+    assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), 3);
+    let parsed = Model::from_bytes(&bytes).unwrap();
+    assert_eq!(
+        parsed.frame(),
+        Some(&Frame {
+            total_stride: 16,
+            max_width: 640
+        })
+    );
+    assert_eq!(OwnedModel::from_model(&parsed).to_bytes().unwrap(), bytes);
+    let plain = small().to_bytes().unwrap();
+    assert_eq!(u16::from_le_bytes([plain[4], plain[5]]), 2);
+    assert_eq!(Model::from_bytes(&plain).unwrap().frame(), None);
+    // Truncating the frame off a version 3 payload is a decode error, trailing bytes too.
+    let mut m2 = m.clone();
+    m2.frame = None;
+    let v2 = m2.to_bytes_canonical().unwrap();
+    let mut b = v2.clone();
+    b[4] = 3;
+    assert_eq!(Model::from_bytes(&b), Err(FormatError::Decode));
+}
+
+#[test]
+fn frame_header_errors() {
+    for f in [
+        Frame {
+            total_stride: 8,
+            max_width: 640,
+        },
+        Frame {
+            total_stride: 16,
+            max_width: 600,
+        },
+        Frame {
+            total_stride: 16,
+            max_width: 0,
+        },
+        Frame {
+            total_stride: 0,
+            max_width: 640,
+        },
+    ] {
+        let mut m = synthetic_frame(&FrameSpec::photo(1, 2)).unwrap();
+        m.frame = Some(f);
+        assert_eq!(parse(&m), Err(FormatError::FrameHeader), "{f:?}");
+    }
+}
+
+#[test]
+fn frame_layer_errors() {
+    // A model with a dense layer cannot scale with the frame.
+    let mut m = small();
+    m.frame = Some(Frame {
+        total_stride: 8,
+        max_width: 64,
+    });
+    assert_eq!(
+        parse(&m),
+        Err(FormatError::FrameLayer {
+            section: Section::Encoder,
+            index: 2
+        })
+    );
+    assert_eq!(
+        Frame::halo(Op::Conv2d {
+            kh: 5,
+            kw: 5,
+            stride: 2,
+            pad: 2
+        }),
+        (2, 2)
+    );
 }
