@@ -13,6 +13,14 @@ command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
 command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 [ -d /usr/aarch64-linux-gnu/lib ] || need+=(libc6-dev-arm64-cross)
 [ -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || need+=(dataset-fashion-mnist)
+# Photo codec: cmake and nasm to build libjpeg-turbo (the JPEG reference), the photographs the
+# photo models train on (gcompris-qt-data) and the held-out validation photographs of other
+# packages (mate-backgrounds, opencv-doc), never trained on.
+command -v cmake >/dev/null || need+=(cmake)
+command -v nasm >/dev/null || need+=(nasm)
+[ -d /usr/share/gcompris-qt/rcc ] || need+=(gcompris-qt-data)
+[ -d /usr/share/backgrounds/mate/nature ] || need+=(mate-backgrounds)
+[ -d /usr/share/doc/opencv-doc/examples/data ] || need+=(opencv-doc)
 # Text in the figures (plot axes, panel labels); figures are drawn without text if it is missing.
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then

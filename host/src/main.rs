@@ -50,6 +50,8 @@ enum Command {
     Compress(cli::codec::CompressArgs),
     /// Decompress an .evz file or a folder of them into PNG files.
     Decompress(cli::codec::DecompressArgs),
+    /// Build the default photo sets (training: gcompris-qt-data; validation: other packages).
+    Photos(cli::photos::PhotosArgs),
     /// Decode a board's defmt log from standard input (`firmware/boards/run-qemu.sh` uses it).
     DefmtPrint(cli::defmt_print::DefmtPrintArgs),
 }
@@ -78,6 +80,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Inspect(a) => cli::inspect::run_inspect(a),
         Command::Hil(a) => cli::hil::run_hil(a),
         Command::Recover(a) => cli::recover::run_recover(a),
+        Command::Photos(a) => cli::photos::run_photos(a),
         Command::Compress(a) => cli::codec::run_compress(a),
         Command::Decompress(a) => cli::codec::run_decompress(a),
         Command::DefmtPrint(a) => cli::defmt_print::run_defmt_print(a),

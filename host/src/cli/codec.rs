@@ -10,7 +10,7 @@ const DEFAULT_CODEC_MODEL: &str = "models/wide-gauss/model.evae";
 
 #[derive(Args)]
 pub struct CompressArgs {
-    /// A PNG/JPEG file, or a folder of them.
+    /// A PNG/JPEG/WebP file, or a folder of them.
     input: PathBuf,
     /// The .evz file (or the folder, for a folder input).
     #[arg(short, long)]
@@ -53,7 +53,7 @@ pub fn run_compress(a: CompressArgs) -> Result<(), Error> {
             r.quality,
             r.bytes,
             r.bitstream_bits,
-            edgevae::codec::EVZ_OVERHEAD,
+            r.bytes - r.bitstream_bits.div_ceil(8),
             r.bpp,
             r.psnr,
             r.ssim
@@ -63,8 +63,8 @@ pub fn run_compress(a: CompressArgs) -> Result<(), Error> {
 }
 
 pub fn run_decompress(a: DecompressArgs) -> Result<(), Error> {
-    for (out, img) in edgevae::codec::decompress_path(&a.model, &a.input, &a.out)? {
-        println!("wrote {} ({}x{})", out.display(), img.width, img.height);
+    for (out, w, h) in edgevae::codec::decompress_path(&a.model, &a.input, &a.out)? {
+        println!("wrote {} ({w}x{h})", out.display());
     }
     Ok(())
 }

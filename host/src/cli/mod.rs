@@ -7,6 +7,7 @@ pub mod eval;
 pub mod export;
 pub mod hil;
 pub mod inspect;
+pub mod photos;
 pub mod quantize;
 pub mod recover;
 pub mod sample;

@@ -17,7 +17,8 @@ pub struct QuantizeArgs {
     /// Model file to write.
     #[arg(long, default_value = "runs/model.evae")]
     out: PathBuf,
-    /// Training images used to calibrate activation ranges.
+    /// Training images used to calibrate activation ranges (photo codec: crops of 128×128,
+    /// at most 256).
     #[arg(long, default_value_t = 1000)]
     calibration: usize,
     /// Clip activation ranges to this percentile (e.g. 99.99) instead of min/max.
@@ -31,7 +32,54 @@ pub struct QuantizeArgs {
     name: String,
 }
 
+/// A photo codec run: calibrate on crops of the training photographs, write a version 3 file.
+fn run_quantize_photo(a: &QuantizeArgs) -> Result<(), Error> {
+    use edgevae::data::photos::{load_photos, PhotoSet};
+    use edgevae::quantize::photo::{nchw_to_hwc, quantize_photo};
+    let device = edgevae::compute_device();
+    let (cfg, codec) = edgevae::train::photo::load_photo_model(&a.run, &device)?;
+    let dir = a
+        .data
+        .data
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs/photos/train"));
+    let set = PhotoSet::new(load_photos(&dir, cfg.channels)?, cfg.channels)?;
+    let side = 128;
+    let n = a.calibration.clamp(1, 256);
+    let crops = set.crops(&mut edgevae::rng::seeded(0xca1), n, side);
+    let crops = nchw_to_hwc(&crops, n, cfg.channels, side);
+    let name = if a.name == DEFAULT_NAME {
+        format!("edgevae-photo-{}", if cfg.channels == 1 { "gray" } else { "rgb" })
+    } else {
+        a.name.clone()
+    };
+    let q = quantize_photo(&codec, &crops, side, &name, 640)?;
+    edgevae::files::write_atomic(&a.out, &q.bytes)?;
+    let ratios: Vec<String> = q
+        .step_ratios
+        .iter()
+        .map(|(lo, hi)| format!("{lo:.2}..{hi:.2}"))
+        .collect();
+    println!(
+        "wrote {} ({} bytes, format v3, {} levels, latent scale {:.4} zp {}); steps/latent scale per level: {}; encoder {:.0} MACs/pixel, decoder {:.0} MACs/pixel",
+        a.out.display(),
+        q.bytes.len(),
+        q.step_ratios.len(),
+        q.latent_q.scale,
+        q.latent_q.zero_point,
+        ratios.join(" "),
+        cfg.encoder_macs_per_pixel(),
+        cfg.decoder_macs_per_pixel()
+    );
+    Ok(())
+}
+
+const DEFAULT_NAME: &str = "edgevae-seed-z16";
+
 pub fn run_quantize(a: QuantizeArgs) -> Result<(), Error> {
+    if edgevae::train::photo::PhotoTrainConfig::load_from(&a.run).is_ok() {
+        return run_quantize_photo(&a);
+    }
     use edgevae::quantize::Calibration;
     let cal = match a.percentile {
         Some(p) if (50.0..=100.0).contains(&p) => Calibration::Percentile(p),

@@ -26,6 +26,8 @@ use edgevae_shared::format::Model;
 use crate::error::Error;
 use crate::quantize::Reference;
 
+pub mod frame;
+
 /// Container magic and version.
 pub const EVZ_MAGIC: [u8; 4] = *b"EVZ\0";
 pub const EVZ_VERSION: u8 = 1;
@@ -108,7 +110,7 @@ pub enum EvzError {
     TooShort { len: usize },
     #[error("not an .evz file (bad magic)")]
     BadMagic,
-    #[error("container version {0} is not supported (this build reads {EVZ_VERSION})")]
+    #[error("container version {0} is not supported (this build reads 1 and 2)")]
     Version(u8),
     #[error("file is corrupt or truncated (CRC mismatch)")]
     Checksum,
@@ -120,6 +122,8 @@ pub enum EvzError {
         "image size {width}x{height} is outside 1..={MAX_SIDE} a side or over {MAX_PIXELS} pixels"
     )]
     BadSize { width: u32, height: u32 },
+    #[error("file has {file} channels, the model {model}")]
+    Channels { file: u8, model: u8 },
 }
 
 /// Number of tiles along each axis.
@@ -318,7 +322,7 @@ fn is_image(p: &Path) -> bool {
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase)
             .as_deref(),
-        Some("png" | "jpg" | "jpeg")
+        Some("png" | "jpg" | "jpeg" | "webp")
     )
 }
 
@@ -375,6 +379,12 @@ pub fn compress_path(
         )));
     }
     let mut reports = Vec::new();
+    if model.frame().is_some() {
+        for (inp, outp) in pairs(input, out, is_image, "evz")? {
+            reports.push(compress_photo_file(&model, quality, &inp, &outp)?);
+        }
+        return Ok(reports);
+    }
     for (inp, outp) in pairs(input, out, is_image, "evz")? {
         let (img, colour) = Gray::load(&inp)?;
         let c = compress(&model, quality - 1, &img)?;
@@ -402,22 +412,62 @@ pub fn compress_path(
     Ok(reports)
 }
 
-/// `edgevae decompress`: one `.evz` file or a folder of them to PNG files. Returns the outputs.
+/// One photo through a fully convolutional model (grey or colour as the model is).
+fn compress_photo_file(
+    model: &Model<'_>,
+    quality: u8,
+    inp: &Path,
+    outp: &Path,
+) -> Result<FileReport, Error> {
+    let rgb = crate::data::photos::Photo::load(inp, 3)?;
+    let colour = rgb.pixels.chunks_exact(3).any(|p| p[0] != p[1] || p[1] != p[2]);
+    let photo = if model.header().input.c == 1 {
+        rgb.to_gray()
+    } else {
+        rgb
+    };
+    let c = frame::compress_frame(model, quality - 1, &photo)?;
+    crate::files::write_atomic(outp, &c.file)?;
+    let (a, b) = (photo.to_gray(), c.decoded.to_gray());
+    let f = crate::metrics::to_f32;
+    Ok(FileReport {
+        input: inp.to_path_buf(),
+        output: outp.to_path_buf(),
+        width: photo.width as u32,
+        height: photo.height as u32,
+        colour: colour && photo.channels == 1,
+        quality,
+        bytes: c.file.len(),
+        bitstream_bits: c.bits,
+        bpp: 8.0 * c.file.len() as f64 / (photo.width * photo.height) as f64,
+        psnr: crate::metrics::psnr_u8(&photo.pixels, &c.decoded.pixels),
+        ssim: crate::metrics::ssim(&f(&a.pixels), &f(&b.pixels), a.height, a.width),
+    })
+}
+
+/// `edgevae decompress`: one `.evz` file or a folder of them to PNG files (grey, or RGB from a
+/// colour model). Returns each output with its width and height.
 pub fn decompress_path(
     model_path: &Path,
     input: &Path,
     out: &Path,
-) -> Result<Vec<(std::path::PathBuf, Gray)>, Error> {
+) -> Result<Vec<(std::path::PathBuf, u32, u32)>, Error> {
     let bytes = read_codec_model(model_path)?;
     let model = Model::from_bytes(&bytes).map_err(|e| Error::data(model_path, e))?;
     let is_evz = |p: &Path| p.extension().is_some_and(|e| e == "evz");
     let mut done = Vec::new();
     for (inp, outp) in pairs(input, out, is_evz, "png")? {
         let file = std::fs::read(&inp).map_err(Error::io(&inp))?;
-        let img = decompress(&model, &file).map_err(|e| Error::data(&inp, e))?;
-        let png = img.to_png()?;
-        crate::files::write_atomic(&outp, &png)?;
-        done.push((outp, img));
+        if model.frame().is_some() {
+            let img = frame::decompress_frame(&model, &file).map_err(|e| Error::data(&inp, e))?;
+            img.save_png(&outp)?;
+            done.push((outp, img.width as u32, img.height as u32));
+        } else {
+            let img = decompress(&model, &file).map_err(|e| Error::data(&inp, e))?;
+            let png = img.to_png()?;
+            crate::files::write_atomic(&outp, &png)?;
+            done.push((outp, img.width, img.height));
+        }
     }
     Ok(done)
 }

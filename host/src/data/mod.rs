@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 
+pub mod photos;
+pub mod rcc;
+
 /// Where Debian's `dataset-fashion-mnist` package installs Fashion-MNIST.
 pub const DEFAULT_DATA_DIR: &str = "/usr/share/datasets/fashion-mnist";
 

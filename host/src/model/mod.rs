@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{IMAGE_PIXELS, IMAGE_SIDE};
 
 pub mod layers;
+pub mod photo;
 
 /// Side of the feature maps between the encoder convolutions and the dense layers (28 / 2 / 2).
 pub const FEATURE_SIDE: usize = IMAGE_SIDE / 4;

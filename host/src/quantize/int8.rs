@@ -379,7 +379,7 @@ pub enum Calibration {
 }
 
 /// Observed ranges per layer of one section.
-fn ranges(layers: &[FloatLayer], inputs: &[Vec<f32>], cal: Calibration) -> Vec<(f32, f32)> {
+pub(crate) fn ranges(layers: &[FloatLayer], inputs: &[Vec<f32>], cal: Calibration) -> Vec<(f32, f32)> {
     const KEEP: usize = 400_000;
     let mut samples: Vec<Vec<f32>> = vec![Vec::new(); layers.len()];
     let mut minmax = vec![(0f32, 0f32); layers.len()];
@@ -477,7 +477,7 @@ pub struct Quantized {
     pub decoder_ranges: Vec<(f32, f32)>,
 }
 
-fn quantize_layer(l: &FloatLayer, in_q: QParams, out_q: QParams) -> OwnedLayer {
+pub(crate) fn quantize_layer(l: &FloatLayer, in_q: QParams, out_q: QParams) -> OwnedLayer {
     let oc = l.output.c as usize;
     let per = l.weights.len().checked_div(oc).unwrap_or(0);
     let mut weights = Vec::with_capacity(l.weights.len());
@@ -590,6 +590,7 @@ pub fn quantize_model(
             encoder,
             decoder,
             entropy: None,
+            frame: None,
         },
         encoder_ranges: enc_ranges,
         decoder_ranges: dec_ranges,

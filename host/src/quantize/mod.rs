@@ -7,6 +7,7 @@
 
 pub mod entropy;
 pub mod int8;
+pub mod photo;
 pub mod reference;
 
 use std::path::{Path, PathBuf};

@@ -6,6 +6,7 @@
 //! leaves the previous checkpoint whole.
 
 pub mod bench;
+pub mod photo;
 
 use std::fs;
 use std::path::{Path, PathBuf};

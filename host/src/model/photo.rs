@@ -1,0 +1,433 @@
+//! The photo codec: a fully convolutional analysis transform (image → latent map at 1/16
+//! resolution), a synthesis transform of transposed convolutions (latent map → image), and a
+//! per-channel factorized entropy model (Ballé et al. 2018's non-parametric density), trained
+//! jointly on `λ·255²·MSE + bits per pixel` with additive uniform noise (CompressAI's
+//! convention).
+//!
+//! One model serves every quality level: level `l` quantizes latent channel `c` with its own step
+//! `Δ[l][c] = exp(log_steps[l][c])` (learned, a gain vector per level as in Cui et al. 2021) and
+//! trains with its own `λ[l]`. The device sends the integer symbols `round(y / Δ)`; the density is
+//! one continuous distribution per channel, integrated over each level's bins.
+//!
+//! Every layer is one the firmware kernels implement (convolution, transposed convolution, ReLU):
+//! the analysis transform is what a microcontroller runs over whole frames.
+
+use burn::module::Param;
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::PaddingConfig2d;
+use burn::prelude::*;
+use burn::tensor::activation::{relu, sigmoid, softplus};
+use serde::{Deserialize, Serialize};
+
+/// Total stride of the analysis transform: the latent map is 1/16 of the frame in each axis.
+pub const TOTAL_STRIDE: usize = 16;
+
+/// Hidden widths of the factorized density's per-channel network (1 → 3 → 3 → 3 → 1).
+const DENSITY_FILTERS: [usize; 5] = [1, 3, 3, 3, 1];
+
+/// Shape and rate ladder of a photo codec.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhotoConfig {
+    /// Image channels: 1 (grey) or 3 (RGB).
+    pub channels: usize,
+    /// Output channels of the analysis convolutions before the latent one (three layers:
+    /// 5×5/2, 3×3/2, 3×3/2, each followed by ReLU).
+    pub enc: [usize; 3],
+    /// Latent channels (the last analysis convolution, 3×3/2, no activation).
+    pub latent: usize,
+    /// Output channels of the synthesis transposed convolutions before the image one (three
+    /// layers, 4×4/2, each followed by ReLU; the fourth maps to the image's channels).
+    pub dec: [usize; 3],
+    /// The rate–distortion weight of each quality level, coarsest first (loss
+    /// `λ·255²·MSE + bpp`, pixels in [0, 1]).
+    pub lambdas: Vec<f64>,
+}
+
+impl PhotoConfig {
+    /// CompressAI's λ ladder for MSE (bmshj2018 q1–q7): 0.1–1 bpp on photographs.
+    pub fn default_lambdas() -> Vec<f64> {
+        vec![0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932]
+    }
+
+    /// The grey photo model: analysis 1 → 24 → 32 → 48 → 64 (≈ 906 MACs per pixel), synthesis
+    /// 64 → 64 → 48 → 32 → 1.
+    pub fn gray() -> Self {
+        PhotoConfig {
+            channels: 1,
+            enc: [24, 32, 48],
+            latent: 64,
+            dec: [64, 48, 32],
+            lambdas: Self::default_lambdas(),
+        }
+    }
+
+    /// The colour photo model (RGB in and out): analysis 3 → 16 → 32 → 48 → 64 (≈ 912 MACs
+    /// per pixel), synthesis 64 → 64 → 48 → 32 → 3.
+    pub fn rgb() -> Self {
+        PhotoConfig {
+            channels: 3,
+            enc: [16, 32, 48],
+            latent: 64,
+            dec: [64, 48, 32],
+            lambdas: Self::default_lambdas(),
+        }
+    }
+
+    /// Quality levels.
+    pub fn levels(&self) -> usize {
+        self.lambdas.len()
+    }
+
+    /// Checks every size and weight.
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        if self.channels != 1 && self.channels != 3 {
+            return Err(crate::Error::Invalid(format!(
+                "photo models take 1 or 3 image channels, got {}",
+                self.channels
+            )));
+        }
+        if self.enc.contains(&0) || self.dec.contains(&0) || self.latent == 0 {
+            return Err(crate::Error::Invalid(
+                "photo model widths must be positive".into(),
+            ));
+        }
+        if self.enc.iter().chain(&self.dec).any(|&c| c > 256) || self.latent > 256 {
+            return Err(crate::Error::Invalid(
+                "photo model widths must be at most 256".into(),
+            ));
+        }
+        if self.lambdas.is_empty() || self.lambdas.len() > edgevae_shared::format::MAX_LEVELS {
+            return Err(crate::Error::Invalid(format!(
+                "a photo model needs 1 to {} quality levels, got {}",
+                edgevae_shared::format::MAX_LEVELS,
+                self.lambdas.len()
+            )));
+        }
+        if self.lambdas.iter().any(|l| !(*l > 0.0 && l.is_finite())) {
+            return Err(crate::Error::Invalid("λ must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// Multiply–accumulates per input pixel of the analysis transform.
+    pub fn encoder_macs_per_pixel(&self) -> f64 {
+        let [a, b, c] = self.enc;
+        let ch = self.channels as f64;
+        let (a, b, c, m) = (a as f64, b as f64, c as f64, self.latent as f64);
+        25.0 * ch * a / 4.0 + 9.0 * a * b / 16.0 + 9.0 * b * c / 64.0 + 9.0 * c * m / 256.0
+    }
+
+    /// Multiply–accumulates per output pixel of the synthesis transform (each input pixel of a
+    /// 4×4/2 transposed convolution meets 16 taps).
+    pub fn decoder_macs_per_pixel(&self) -> f64 {
+        let [a, b, c] = self.dec;
+        let (a, b, c, m) = (a as f64, b as f64, c as f64, self.latent as f64);
+        let ch = self.channels as f64;
+        16.0 * (m * a / 256.0 + a * b / 64.0 + b * c / 16.0 + c * ch / 4.0)
+    }
+
+    /// A freshly initialised model (Burn's PyTorch-like initialisers for the transforms,
+    /// CompressAI's for the density; level steps from 1 at the coarsest level down by √2 a
+    /// level, as `λ` doubles).
+    pub fn init(&self, device: &Device) -> PhotoCodec {
+        let conv = |i, o, k: usize| {
+            let p = k / 2;
+            Conv2dConfig::new([i, o], [k, k])
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                .init(device)
+        };
+        let deconv = |i, o| {
+            ConvTranspose2dConfig::new([i, o], [4, 4])
+                .with_stride([2, 2])
+                .with_padding([1, 1])
+                .init(device)
+        };
+        let [e1, e2, e3] = self.enc;
+        let [d1, d2, d3] = self.dec;
+        let m = self.latent;
+        let levels = self.levels();
+        let steps: Vec<f32> = (0..levels)
+            .flat_map(|l| {
+                let s = -(l as f32) * 0.5 * std::f32::consts::LN_2;
+                std::iter::repeat_n(s, m)
+            })
+            .collect();
+        PhotoCodec {
+            enc: vec![
+                conv(self.channels, e1, 5),
+                conv(e1, e2, 3),
+                conv(e2, e3, 3),
+                conv(e3, m, 3),
+            ],
+            dec: vec![
+                deconv(m, d1),
+                deconv(d1, d2),
+                deconv(d2, d3),
+                deconv(d3, self.channels),
+            ],
+            prior: FactorizedPrior::init(m, device),
+            log_steps: Param::from_tensor(Tensor::from_data(
+                TensorData::new(steps, [levels, m]),
+                device,
+            )),
+        }
+    }
+}
+
+/// Ballé et al. 2018's non-parametric density, one per latent channel: a monotone network
+/// `1 → 3 → 3 → 3 → 1` (softplus-positive matrices, `tanh` gates) whose output is the logit of
+/// the cumulative distribution.
+#[derive(Module, Debug)]
+pub struct FactorizedPrior {
+    /// Per layer `[C, out, in]`, made positive with softplus.
+    pub matrices: Vec<Param<Tensor<3>>>,
+    /// Per layer `[C, out, 1]`.
+    pub biases: Vec<Param<Tensor<3>>>,
+    /// Per hidden layer `[C, out, 1]`, squashed with tanh.
+    pub factors: Vec<Param<Tensor<3>>>,
+}
+
+impl FactorizedPrior {
+    /// CompressAI's initialisation (init scale 10: the density first spreads over ±10).
+    pub fn init(channels: usize, device: &Device) -> Self {
+        let layers = DENSITY_FILTERS.len() - 1;
+        let scale = 10f64.powf(1.0 / layers as f64);
+        let mut rng = crate::rng::seeded(0x5eed_de75);
+        let mut matrices = Vec::new();
+        let mut biases = Vec::new();
+        let mut factors = Vec::new();
+        for i in 0..layers {
+            let (fi, fo) = (DENSITY_FILTERS[i], DENSITY_FILTERS[i + 1]);
+            let init = (1.0 / scale / fo as f64).exp_m1().ln() as f32;
+            matrices.push(Param::from_tensor(Tensor::from_data(
+                TensorData::new(vec![init; channels * fo * fi], [channels, fo, fi]),
+                device,
+            )));
+            let b: Vec<f32> = (0..channels * fo)
+                .map(|_| rand::Rng::random::<f32>(&mut rng) - 0.5)
+                .collect();
+            biases.push(Param::from_tensor(Tensor::from_data(
+                TensorData::new(b, [channels, fo, 1]),
+                device,
+            )));
+            if i + 1 < layers {
+                factors.push(Param::from_tensor(Tensor::zeros([channels, fo, 1], device)));
+            }
+        }
+        FactorizedPrior {
+            matrices,
+            biases,
+            factors,
+        }
+    }
+
+    /// The logit of each channel's cumulative distribution at `v` (`[C, 1, N]` → `[C, 1, N]`).
+    pub fn logits_cdf(&self, v: Tensor<3>) -> Tensor<3> {
+        let mut h = v;
+        for (i, m) in self.matrices.iter().enumerate() {
+            h = softplus(m.val(), 1.0).matmul(h) + self.biases[i].val();
+            if let Some(f) = self.factors.get(i) {
+                h = h.clone() + f.val().tanh() * h.tanh();
+            }
+        }
+        h
+    }
+
+    /// Probability mass of the bins `[v − Δ/2, v + Δ/2)` per element, `v`: `[C, 1, N]`, `delta`:
+    /// `[C, 1, 1]`; evaluated on the side of the median where the sigmoids keep their precision,
+    /// and bounded below by 1e-9.
+    pub fn likelihood(&self, v: Tensor<3>, delta: Tensor<3>) -> Tensor<3> {
+        let half = delta / 2.0;
+        let lower = self.logits_cdf(v.clone() - half.clone());
+        let upper = self.logits_cdf(v + half);
+        let sign = (lower.clone() + upper.clone()).sign().neg().detach();
+        (sigmoid(sign.clone() * upper) - sigmoid(sign * lower))
+            .abs()
+            .clamp_min(1e-9)
+    }
+}
+
+/// The photo codec: analysis transform, synthesis transform, entropy model and level steps.
+#[derive(Module, Debug)]
+pub struct PhotoCodec {
+    /// Analysis convolutions: 5×5/2, 3×3/2, 3×3/2 with ReLU, then 3×3/2 to the latent.
+    pub enc: Vec<Conv2d>,
+    /// Synthesis transposed convolutions 4×4/2, ReLU between them; the last gives the image.
+    pub dec: Vec<ConvTranspose2d>,
+    /// Per-channel factorized density of the latent.
+    pub prior: FactorizedPrior,
+    /// `ln Δ` per level and latent channel, `[levels, latent]`.
+    pub log_steps: Param<Tensor<2>>,
+}
+
+/// Loss terms of one batch.
+#[derive(Clone, Debug)]
+pub struct PhotoLoss {
+    /// What the optimiser minimises: `λ·255²·mse + bpp`.
+    pub loss: Tensor<1>,
+    /// Mean squared error of pixels in [0, 1].
+    pub mse: Tensor<1>,
+    /// Bits per pixel of the latent under the entropy model.
+    pub bpp: Tensor<1>,
+}
+
+impl PhotoCodec {
+    /// The analysis transform: `[n, C, H, W]` (pixels in [0, 1], H and W multiples of 16) →
+    /// `[n, M, H/16, W/16]`.
+    pub fn analysis(&self, x: Tensor<4>) -> Tensor<4> {
+        let last = self.enc.len() - 1;
+        let mut h = x;
+        for (i, conv) in self.enc.iter().enumerate() {
+            h = conv.forward(h);
+            if i < last {
+                h = relu(h);
+            }
+        }
+        h
+    }
+
+    /// The synthesis transform: `[n, M, h, w]` → `[n, C, 16h, 16w]` (unclamped pixels).
+    pub fn synthesis(&self, y: Tensor<4>) -> Tensor<4> {
+        let last = self.dec.len() - 1;
+        let mut h = y;
+        for (i, deconv) in self.dec.iter().enumerate() {
+            h = deconv.forward(h);
+            if i < last {
+                h = relu(h);
+            }
+        }
+        h
+    }
+
+    /// Steps of quality level `level`, `[1, M, 1, 1]`.
+    pub fn steps(&self, level: usize) -> Tensor<4> {
+        let [levels, m] = self.log_steps.val().dims();
+        let l = level.min(levels - 1);
+        self.log_steps
+            .val()
+            .slice([l..l + 1, 0..m])
+            .exp()
+            .reshape([1, m, 1, 1])
+    }
+
+    /// Level `level`'s steps as plain numbers (one per latent channel).
+    pub fn steps_vec(&self, level: usize) -> Vec<f32> {
+        plain(self.steps(level).into_data())
+    }
+
+    /// Bits of `v` (`[n, M, h, w]`, in latent units) in the bins of width `delta`
+    /// (`[1, M, 1, 1]`) around each value, summed.
+    pub fn bits(&self, v: Tensor<4>, delta: Tensor<4>) -> Tensor<1> {
+        let [n, m, h, w] = v.dims();
+        let flat = v.swap_dims(0, 1).reshape([m, 1, n * h * w]);
+        let lik = self.prior.likelihood(flat, delta.reshape([m, 1, 1]));
+        lik.log().sum().div_scalar(-std::f64::consts::LN_2)
+    }
+
+    /// The training loss of a batch at quality level `level`: `y + Δ·u` with `u` uniform in
+    /// [−½, ½) (`[n, M, H/16, W/16]`, given by the caller for reproducibility) through the
+    /// synthesis, `λ·255²·MSE + bits/pixel`.
+    pub fn loss(&self, x: Tensor<4>, u: Tensor<4>, level: usize, lambda: f64) -> PhotoLoss {
+        let [n, _, hh, ww] = x.dims();
+        let y = self.analysis(x.clone());
+        let delta = self.steps(level);
+        let noisy = y + u * delta.clone();
+        let bits = self.bits(noisy.clone(), delta);
+        let x_hat = self.synthesis(noisy);
+        let mse = (x_hat - x).powi_scalar(2).mean();
+        let bpp = bits.div_scalar((n * hh * ww) as f64);
+        PhotoLoss {
+            loss: mse.clone() * (lambda * 255.0 * 255.0) + bpp.clone(),
+            mse,
+            bpp,
+        }
+    }
+
+    /// Quantizes `y` at `level`: integer symbols `round(y / Δ)` (half away from zero), same
+    /// shape.
+    pub fn quantize(&self, y: Tensor<4>, level: usize) -> Tensor<4> {
+        let q = y / self.steps(level);
+        // round half away from zero: sign(q)·floor(|q| + ½)
+        q.clone().sign() * (q.abs() + 0.5).floor()
+    }
+
+    /// Symbols back to latent values: `s·Δ`.
+    pub fn dequantize(&self, s: Tensor<4>, level: usize) -> Tensor<4> {
+        s * self.steps(level)
+    }
+
+    /// Latent channels.
+    pub fn latent(&self) -> usize {
+        self.log_steps.val().dims()[1]
+    }
+
+    /// Quality levels.
+    pub fn levels(&self) -> usize {
+        self.log_steps.val().dims()[0]
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> Device {
+        self.log_steps.val().device()
+    }
+}
+
+/// A tensor's values as `f32`s.
+pub fn plain(data: TensorData) -> Vec<f32> {
+    data.convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_follow_the_frame() {
+        let device = crate::compute_device();
+        let cfg = PhotoConfig {
+            channels: 3,
+            enc: [4, 4, 4],
+            latent: 8,
+            dec: [4, 4, 4],
+            lambdas: vec![0.01, 0.02],
+        };
+        cfg.validate().unwrap();
+        let model = cfg.init(&device);
+        let x = Tensor::<4>::zeros([2, 3, 32, 48], &device);
+        let y = model.analysis(x.clone());
+        assert_eq!(y.dims(), [2, 8, 2, 3]);
+        assert_eq!(model.synthesis(y.clone()).dims(), [2, 3, 32, 48]);
+        let u = Tensor::<4>::zeros([2, 8, 2, 3], &device);
+        let l = model.loss(x, u, 1, 0.02);
+        let bpp = l.bpp.into_scalar::<f32>();
+        assert!(bpp.is_finite() && bpp > 0.0, "bpp {bpp}");
+    }
+
+    #[test]
+    fn density_is_a_distribution() {
+        let device = crate::compute_device();
+        let prior = FactorizedPrior::init(2, &device);
+        // Bins of width 1 covering [-40.5, 40.5) hold almost all of the mass.
+        let v: Vec<f32> = (-40..=40).flat_map(|k| [k as f32, k as f32]).collect();
+        let n = v.len() / 2;
+        let v = Tensor::<2>::from_data(TensorData::new(v, [n, 2]), &device)
+            .swap_dims(0, 1)
+            .reshape([2, 1, n]);
+        let p = prior.likelihood(v, Tensor::ones([2, 1, 1], &device));
+        let total: Vec<f32> = plain(p.sum_dim(2).into_data());
+        for t in total {
+            assert!((t - 1.0).abs() < 1e-3, "mass {t}");
+        }
+    }
+
+    #[test]
+    fn macs_per_pixel_of_the_shipped_shapes() {
+        assert!(PhotoConfig::gray().encoder_macs_per_pixel() <= 1000.0);
+        assert!(PhotoConfig::rgb().encoder_macs_per_pixel() <= 1000.0);
+        PhotoConfig::gray().validate().unwrap();
+        PhotoConfig::rgb().validate().unwrap();
+    }
+}
