@@ -49,7 +49,10 @@ fn run_quantize_photo(a: &QuantizeArgs) -> Result<(), Error> {
     let crops = set.crops(&mut edgevae::rng::seeded(0xca1), n, side);
     let crops = nchw_to_hwc(&crops, n, cfg.channels, side);
     let name = if a.name == DEFAULT_NAME {
-        format!("edgevae-photo-{}", if cfg.channels == 1 { "gray" } else { "rgb" })
+        format!(
+            "edgevae-photo-{}",
+            if cfg.channels == 1 { "gray" } else { "rgb" }
+        )
     } else {
         a.name.clone()
     };

@@ -49,7 +49,11 @@ pub fn padded_size(rows: usize, cols: usize, s: usize) -> (usize, usize) {
 }
 
 /// Compresses `photo` (converted to the model's channels first) at quality `level`.
-pub fn compress_frame(model: &Model<'_>, level: u8, photo: &Photo) -> Result<FrameCompressed, Error> {
+pub fn compress_frame(
+    model: &Model<'_>,
+    level: u8,
+    photo: &Photo,
+) -> Result<FrameCompressed, Error> {
     let levels = model.entropy().map_or(0, |e| e.levels.len());
     let coder = model
         .level(level)

@@ -420,7 +420,10 @@ fn compress_photo_file(
     outp: &Path,
 ) -> Result<FileReport, Error> {
     let rgb = crate::data::photos::Photo::load(inp, 3)?;
-    let colour = rgb.pixels.chunks_exact(3).any(|p| p[0] != p[1] || p[1] != p[2]);
+    let colour = rgb
+        .pixels
+        .chunks_exact(3)
+        .any(|p| p[0] != p[1] || p[1] != p[2]);
     let photo = if model.header().input.c == 1 {
         rgb.to_gray()
     } else {

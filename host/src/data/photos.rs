@@ -35,7 +35,9 @@ impl Photo {
         let (width, height) = (img.width() as usize, img.height() as usize);
         let rgb = img.to_rgb8().into_raw();
         let pixels = if channels == 1 {
-            rgb.chunks_exact(3).map(|p| luma(p[0], p[1], p[2])).collect()
+            rgb.chunks_exact(3)
+                .map(|p| luma(p[0], p[1], p[2]))
+                .collect()
         } else {
             rgb
         };
@@ -313,8 +315,14 @@ pub fn average_hash(p: &Photo) -> u64 {
     let mut cells = [0f64; 64];
     for (i, cell) in cells.iter_mut().enumerate() {
         let (cy, cx) = (i / 8, i % 8);
-        let (y0, y1) = (cy * g.height / 8, ((cy + 1) * g.height / 8).max(cy * g.height / 8 + 1));
-        let (x0, x1) = (cx * g.width / 8, ((cx + 1) * g.width / 8).max(cx * g.width / 8 + 1));
+        let (y0, y1) = (
+            cy * g.height / 8,
+            ((cy + 1) * g.height / 8).max(cy * g.height / 8 + 1),
+        );
+        let (x0, x1) = (
+            cx * g.width / 8,
+            ((cx + 1) * g.width / 8).max(cx * g.width / 8 + 1),
+        );
         let mut s = 0f64;
         let mut n = 0f64;
         for y in y0..y1.min(g.height) {

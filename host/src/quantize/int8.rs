@@ -379,7 +379,11 @@ pub enum Calibration {
 }
 
 /// Observed ranges per layer of one section.
-pub(crate) fn ranges(layers: &[FloatLayer], inputs: &[Vec<f32>], cal: Calibration) -> Vec<(f32, f32)> {
+pub(crate) fn ranges(
+    layers: &[FloatLayer],
+    inputs: &[Vec<f32>],
+    cal: Calibration,
+) -> Vec<(f32, f32)> {
     const KEEP: usize = 400_000;
     let mut samples: Vec<Vec<f32>> = vec![Vec::new(); layers.len()];
     let mut minmax = vec![(0f32, 0f32); layers.len()];

@@ -279,7 +279,11 @@ pub fn quantize_photo(
     let model = Model::from_bytes(&bytes)?;
     let pixels: Vec<Vec<u8>> = crops
         .iter()
-        .map(|x| x.iter().map(|&v| (v * 255.0).round().clamp(0.0, 255.0) as u8).collect())
+        .map(|x| {
+            x.iter()
+                .map(|&v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+                .collect()
+        })
         .collect();
     let latents: Vec<Vec<i8>> = pixels
         .par_iter()
@@ -334,10 +338,20 @@ impl<'m> FrameRef<'m> {
         let s = self.stride()?;
         let size = EngineError::FrameSize { rows, cols };
         let n = frame_buffer_len(self.model, Section::Encoder, rows, cols).ok_or(size)?;
-        let sc = frame_scratch_len::<Scalar>(self.model, Section::Encoder, rows, cols).ok_or(size)?;
+        let sc =
+            frame_scratch_len::<Scalar>(self.model, Section::Encoder, rows, cols).ok_or(size)?;
         let (mut a, mut b, mut scratch) = (vec![0i8; n], vec![0i8; n], vec![0u8; sc]);
         let mut z = vec![0i8; (rows / s) * (cols / s) * self.model.header().latent as usize];
-        encode_frame::<Scalar>(self.model, pixels, rows, cols, &mut z, &mut a, &mut b, &mut scratch)?;
+        encode_frame::<Scalar>(
+            self.model,
+            pixels,
+            rows,
+            cols,
+            &mut z,
+            &mut a,
+            &mut b,
+            &mut scratch,
+        )?;
         Ok(z)
     }
 
@@ -346,11 +360,21 @@ impl<'m> FrameRef<'m> {
         let s = self.stride()?;
         let size = EngineError::FrameSize { rows, cols };
         let n = frame_buffer_len(self.model, Section::Decoder, rows, cols).ok_or(size)?;
-        let sc = frame_scratch_len::<Scalar>(self.model, Section::Decoder, rows, cols).ok_or(size)?;
+        let sc =
+            frame_scratch_len::<Scalar>(self.model, Section::Decoder, rows, cols).ok_or(size)?;
         let (mut a, mut b, mut scratch) = (vec![0i8; n], vec![0i8; n], vec![0u8; sc]);
         let c = self.model.header().input.c as usize;
         let mut px = vec![0u8; rows * s * cols * s * c];
-        decode_frame::<Scalar>(self.model, latent, rows, cols, &mut px, &mut a, &mut b, &mut scratch)?;
+        decode_frame::<Scalar>(
+            self.model,
+            latent,
+            rows,
+            cols,
+            &mut px,
+            &mut a,
+            &mut b,
+            &mut scratch,
+        )?;
         Ok(px)
     }
 }

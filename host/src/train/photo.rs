@@ -157,14 +157,21 @@ fn step_rng(seed: u64, step: usize) -> Rng64 {
 }
 
 /// Loads a photo run's weights (`config.json` + `model.bpk`) onto `device`.
-pub fn load_photo_model(run_dir: &Path, device: &Device) -> Result<(PhotoConfig, PhotoCodec), Error> {
+pub fn load_photo_model(
+    run_dir: &Path,
+    device: &Device,
+) -> Result<(PhotoConfig, PhotoCodec), Error> {
     let cfg = PhotoTrainConfig::load_from(run_dir)?;
     cfg.photo.validate()?;
     let model = load_photo_weights(&cfg.photo, &run_dir.join(MODEL_FILE), device)?;
     Ok((cfg.photo, model))
 }
 
-fn load_photo_weights(cfg: &PhotoConfig, path: &Path, device: &Device) -> Result<PhotoCodec, Error> {
+fn load_photo_weights(
+    cfg: &PhotoConfig,
+    path: &Path,
+    device: &Device,
+) -> Result<PhotoCodec, Error> {
     let bytes = fs::read(path).map_err(Error::io(path))?;
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
         .map_err(|e| Error::data(path, format!("invalid weights file ({e})")))?;
@@ -227,7 +234,10 @@ fn save_photo_run(
     let json =
         serde_json::to_vec_pretty(state).map_err(|e| Error::data(dir.join(STATE_FILE), e))?;
     crate::files::write_atomic(&dir.join(STATE_FILE), &json)?;
-    crate::files::write_atomic(&dir.join(super::METRICS_CSV), log_csv(&state.log).as_bytes())
+    crate::files::write_atomic(
+        &dir.join(super::METRICS_CSV),
+        log_csv(&state.log).as_bytes(),
+    )
 }
 
 /// The training log as CSV: one line per checkpoint, validation bpp and PSNR per level.
