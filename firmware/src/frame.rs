@@ -55,7 +55,9 @@ fn layers_at<'a>(
 fn section_input(frame: &Frame, section: Section, rows: usize, cols: usize) -> Option<(u16, u16)> {
     let s = frame.total_stride as usize;
     let ok = match section {
-        Section::Encoder => rows > 0 && cols > 0 && rows % s == 0 && cols % s == 0,
+        Section::Encoder => {
+            rows > 0 && cols > 0 && rows.is_multiple_of(s) && cols.is_multiple_of(s)
+        }
         _ => rows > 0 && cols > 0,
     };
     let (r, c) = (u16::try_from(rows).ok()?, u16::try_from(cols).ok()?);

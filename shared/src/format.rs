@@ -239,7 +239,7 @@ impl<'a> Layer<'a> {
         let (oh, ow) = match self.op {
             Op::Conv2d { stride, .. } if stride > 0 => {
                 let s = stride as u16;
-                if rows % s != 0 || cols % s != 0 {
+                if !rows.is_multiple_of(s) || !cols.is_multiple_of(s) {
                     return None;
                 }
                 (rows / s, cols / s)
@@ -1125,7 +1125,7 @@ fn check_frame(f: &Frame, body: &ModelBody<'_>) -> Result<(), FormatError> {
         || h.input.h as u32 != s
         || h.input.w as u32 != s
         || f.max_width == 0
-        || f.max_width as u32 % s != 0
+        || !(f.max_width as u32).is_multiple_of(s)
     {
         return Err(FormatError::FrameHeader);
     }

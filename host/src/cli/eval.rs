@@ -13,11 +13,16 @@ use std::time::Instant;
 pub struct EvalArgs {
     #[command(flatten)]
     data: DataArg,
-    /// Run directory of the model.
+    /// Run directory of the model (for --photos: the float photo model, optional).
+    #[arg(long, required_unless_present = "photos")]
+    run: Option<PathBuf>,
+    /// Evaluate the photo codec instead on every photograph in this folder (whole images):
+    /// --model (a photo model file) against JPEG (libjpeg-turbo) and WebP (libwebp), writing
+    /// rd.md, rd.json and rd.png into --out.
     #[arg(long)]
-    run: PathBuf,
+    photos: Option<PathBuf>,
     /// Where to write metrics.json's test part (eval.json), the tables and the figures
-    /// [default: the run].
+    /// [default: the run; for --photos, the model file's folder].
     #[arg(long)]
     out: Option<PathBuf>,
     /// The run's int8 model file [default: <run>/model.evae, or quantized now if missing].
@@ -38,10 +43,14 @@ pub struct EvalArgs {
 }
 
 pub fn run_eval(a: EvalArgs) -> Result<(), Error> {
-    let (vae_cfg, model) = edgevae::inference::load_model(&a.run)?;
+    if let Some(dir) = &a.photos {
+        return photo_eval(&a, dir);
+    }
+    let run = a.run.clone().unwrap_or_default();
+    let (vae_cfg, model) = edgevae::inference::load_model(&run)?;
     let test_set = edgevae::data::load(a.data.data.as_deref(), Split::Test)?;
     edgevae::data::check_shape(&test_set, "test")?;
-    let out = a.out.clone().unwrap_or_else(|| a.run.clone());
+    let out = a.out.clone().unwrap_or_else(|| run.clone());
     std::fs::create_dir_all(&out).map_err(|source| Error::Io {
         path: out.clone(),
         source,
@@ -57,14 +66,14 @@ pub fn run_eval(a: EvalArgs) -> Result<(), Error> {
     let train_set = edgevae::data::load(a.data.data.as_deref(), Split::Train)?;
     edgevae::data::check_shape(&train_set, "training")?;
     if a.rd_images > 0 {
-        rate_distortion(&a, &model, &test_set, &train_set, &out)?;
+        rate_distortion(&a, &run, &model, &test_set, &train_set, &out)?;
     }
     if a.recovery_images > 0 {
         let opts = a.prior.options()?;
         let n = a.recovery_images.min(test_set.len());
         let images = test_set.to_f32()[..n * IMAGE_PIXELS].to_vec();
         let tune = tune_images(&train_set);
-        let (_, ad_model) = edgevae::inference::load_model_on(&a.run, &edgevae::train_device())?;
+        let (_, ad_model) = edgevae::inference::load_model_on(&run, &edgevae::train_device())?;
         let mut rows = Vec::new();
         for task in edgevae::eval::recover::Task::table() {
             let start = Instant::now();
@@ -115,6 +124,7 @@ fn int8_model(
 
 fn rate_distortion(
     a: &EvalArgs,
+    run: &Path,
     model: &edgevae::Vae,
     test_set: &edgevae::data::Dataset,
     train_set: &edgevae::data::Dataset,
@@ -123,9 +133,9 @@ fn rate_distortion(
     let start = Instant::now();
     let n = a.rd_images.min(test_set.len());
     let mut runs = vec![(
-        a.run.clone(),
+        run.to_path_buf(),
         model.clone(),
-        int8_model(&a.run, a.model.as_deref(), train_set)?,
+        int8_model(run, a.model.as_deref(), train_set)?,
     )];
     for r in &a.also {
         let (_, m) = edgevae::inference::load_model(r)?;
@@ -154,5 +164,77 @@ fn rate_distortion(
     write_json(&out.join("rd.json"), &points)?;
     edgevae::eval::rd::plot(&points, &out.join("rd.png"))?;
     eprintln!("rate-distortion: {:.1} s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// `edgevae eval --photos DIR --model FILE [--run RUN]`: the photo codec's rate–distortion on
+/// whole photographs against JPEG and WebP.
+fn photo_eval(a: &EvalArgs, dir: &Path) -> Result<(), Error> {
+    use edgevae::eval::photo_rd;
+    let start = Instant::now();
+    let model_path = a
+        .model
+        .clone()
+        .or_else(|| a.run.as_ref().map(|r| r.join("model.evae")));
+    let Some(model_path) = model_path else {
+        return Err(Error::Invalid(
+            "eval --photos needs --model FILE (a photo model file) or --run RUN".into(),
+        ));
+    };
+    let bytes = std::fs::read(&model_path).map_err(Error::io(&model_path))?;
+    let model = edgevae_shared::format::Model::from_bytes(&bytes)
+        .map_err(|e| Error::data(&model_path, e))?;
+    if model.frame().is_none() {
+        return Err(Error::data(
+            &model_path,
+            "not a photo model (no frame section): eval --photos needs a fully convolutional model",
+        ));
+    }
+    let channels = model.header().input.c as usize;
+    let photos = edgevae::data::photos::load_photos(dir, 3)?;
+    let float = match &a.run {
+        Some(run) => {
+            Some(edgevae::train::photo::load_photo_model(run, &edgevae::train_device())?.1)
+        }
+        None => None,
+    };
+    let rows = photo_rd::sweep(&bytes, float.as_ref(), &photos)?;
+    let luma = channels == 1;
+    let summary = photo_rd::summarise(&rows, luma);
+    let pixels: usize = photos.iter().map(|p| p.width * p.height).sum();
+    let name = model.header().name.as_str().to_string();
+    let md = format!(
+        "Rate-distortion of `{name}` ({}) on the {} photographs of {} ({:.1} Mpixel, whole \
+         images); rates are the bytes of the files each codec writes (the .evz container \
+         included; the float model's rate is its ideal code length plus the container), \
+         averaged per image. JPEG: libjpeg-turbo with optimised Huffman tables ({}); WebP: \
+         libwebp, method 6.\n\n{}",
+        if luma {
+            "grey, PSNR on luma"
+        } else {
+            "colour, PSNR on RGB"
+        },
+        photos.len(),
+        dir.display(),
+        pixels as f64 / 1e6,
+        if luma { "greyscale" } else { "4:2:0" },
+        photo_rd::markdown(&rows, &summary, luma)
+    );
+    print!("{md}");
+    let out = a.out.clone().unwrap_or_else(|| {
+        model_path
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    });
+    std::fs::create_dir_all(&out).map_err(Error::io(&out))?;
+    edgevae::files::write_atomic(&out.join("rd.md"), md.as_bytes())?;
+    write_json(&out.join("rd.json"), &(&rows, &summary))?;
+    let title = format!("{name}: {} validation photos", photos.len());
+    photo_rd::plot(&rows, luma, &title, &out.join("rd.png"))?;
+    eprintln!(
+        "wrote {} (rate-distortion: {:.1} s)",
+        out.join("rd.md").display(),
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -340,12 +340,13 @@ pub fn average_hash(p: &Photo) -> u64 {
         .fold(0u64, |h, (i, &v)| if v > mean { h | (1 << i) } else { h })
 }
 
+/// Photographs with a name each.
+pub type NamedPhotos = Vec<(String, Photo)>;
+
 /// The photographs of the gcompris bundles in `rcc_dir`, RGB, larger ones (long side over
 /// 1000) halved (they are lossy WebP), near-duplicates dropped: `(bundle-stem, photo)`, and
 /// what was left out per reason.
-pub fn gcompris_photos(
-    rcc_dir: &Path,
-) -> Result<(Vec<(String, Photo)>, Vec<(LeftOut, String)>), Error> {
+pub fn gcompris_photos(rcc_dir: &Path) -> Result<(NamedPhotos, Vec<(LeftOut, String)>), Error> {
     if !rcc_dir.is_dir() {
         return Err(Error::data(
             rcc_dir,

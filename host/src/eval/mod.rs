@@ -3,8 +3,10 @@
 
 pub mod classical;
 pub mod figures;
+pub mod photo_rd;
 pub mod rd;
 pub mod recover;
+pub mod refcodec;
 
 pub use figures::{reconstruction_figure, samples_figure, write_figures};
 

@@ -183,7 +183,7 @@ pub fn quantize_photo(
     name: &str,
     max_width: u16,
 ) -> Result<PhotoQuant, Error> {
-    if crops.is_empty() || side == 0 || side % TOTAL_STRIDE != 0 {
+    if crops.is_empty() || side == 0 || !side.is_multiple_of(TOTAL_STRIDE) {
         return Err(Error::Invalid(
             "photo quantization needs calibration crops with sides a multiple of 16".into(),
         ));

@@ -76,15 +76,14 @@ impl PhotoTrainConfig {
                 "steps, batch and checkpoint interval must be positive".into(),
             ));
         }
-        if self.crop == 0 || self.crop % TOTAL_STRIDE != 0 || self.crop > 2048 {
+        if self.crop == 0 || !self.crop.is_multiple_of(TOTAL_STRIDE) || self.crop > 2048 {
             return Err(Error::Invalid(format!(
                 "crop must be a positive multiple of {TOTAL_STRIDE} up to 2048, got {}",
                 self.crop
             )));
         }
-        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite())
-            || !(self.lr_min >= 0.0 && self.lr_min <= self.learning_rate)
-        {
+        let lr_ok = self.learning_rate > 0.0 && self.learning_rate.is_finite();
+        if !(lr_ok && self.lr_min >= 0.0 && self.lr_min <= self.learning_rate) {
             return Err(Error::Invalid(format!(
                 "learning rates must satisfy 0 <= lr_min ({}) <= lr ({}), lr > 0",
                 self.lr_min, self.learning_rate
