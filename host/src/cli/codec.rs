@@ -5,8 +5,48 @@ use std::path::PathBuf;
 use clap::Args;
 use edgevae::Error;
 
-/// The codec model used when --model is not given.
-const DEFAULT_CODEC_MODEL: &str = "models/wide-gauss/model.evae";
+/// The photo model `compress` uses when --model is not given (photographs of any size).
+const DEFAULT_PHOTO_MODEL: &str = "models/photo-gray/model.evae";
+/// The 28×28 tile model, the fallback where no photo model is shipped.
+const DEFAULT_TILE_MODEL: &str = "models/wide-gauss/model.evae";
+/// Where `decompress` looks, in order, for the model an `.evz` file names.
+const SHIPPED_MODELS: [&str; 4] = [
+    DEFAULT_PHOTO_MODEL,
+    "models/photo-rgb/model.evae",
+    DEFAULT_TILE_MODEL,
+    "models/default/model.evae",
+];
+
+fn default_compress_model() -> PathBuf {
+    let photo = PathBuf::from(DEFAULT_PHOTO_MODEL);
+    if photo.exists() {
+        photo
+    } else {
+        PathBuf::from(DEFAULT_TILE_MODEL)
+    }
+}
+
+/// The model for decompressing `input` (a file or folder of `.evz` files): the shipped model
+/// whose CRC the first file names, else the default.
+fn default_decompress_model(input: &std::path::Path) -> PathBuf {
+    let first = if input.is_dir() {
+        std::fs::read_dir(input).ok().and_then(|d| {
+            let mut v: Vec<PathBuf> = d
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "evz"))
+                .collect();
+            v.sort();
+            v.into_iter().next()
+        })
+    } else {
+        Some(input.to_path_buf())
+    };
+    let candidates: Vec<PathBuf> = SHIPPED_MODELS.iter().map(PathBuf::from).collect();
+    first
+        .and_then(|f| std::fs::read(f).ok())
+        .and_then(|bytes| edgevae::codec::find_model_for(&bytes, &candidates))
+        .unwrap_or_else(default_compress_model)
+}
 
 #[derive(Args)]
 pub struct CompressArgs {
@@ -18,9 +58,14 @@ pub struct CompressArgs {
     /// Quality 1..=levels of the model (higher: more bits, better pictures); default the finest.
     #[arg(long)]
     quality: Option<u8>,
-    /// Model file with an entropy section.
-    #[arg(long, default_value = DEFAULT_CODEC_MODEL)]
-    model: PathBuf,
+    /// Also code each input with JPEG (libjpeg-turbo, optimised Huffman) at the highest quality
+    /// whose file is no larger, and print both PSNRs (in the model's channels).
+    #[arg(long)]
+    vs_jpeg: bool,
+    /// Model file with an entropy section [default: models/photo-gray/model.evae, the photo
+    /// model; models/wide-gauss/model.evae where it is missing].
+    #[arg(long)]
+    model: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -30,13 +75,15 @@ pub struct DecompressArgs {
     /// The PNG file (or the folder, for a folder input).
     #[arg(short, long)]
     out: PathBuf,
-    /// The model file the .evz files were made with.
-    #[arg(long, default_value = DEFAULT_CODEC_MODEL)]
-    model: PathBuf,
+    /// The model file the .evz files were made with [default: the shipped model whose CRC the
+    /// file names].
+    #[arg(long)]
+    model: Option<PathBuf>,
 }
 
 pub fn run_compress(a: CompressArgs) -> Result<(), Error> {
-    let reports = edgevae::codec::compress_path(&a.model, &a.input, &a.out, a.quality)?;
+    let model = a.model.clone().unwrap_or_else(default_compress_model);
+    let reports = edgevae::codec::compress_path(&model, &a.input, &a.out, a.quality)?;
     for r in &reports {
         if r.colour {
             println!(
@@ -58,12 +105,60 @@ pub fn run_compress(a: CompressArgs) -> Result<(), Error> {
             r.psnr,
             r.ssim
         );
+        if a.vs_jpeg {
+            vs_jpeg(&model, r)?;
+        }
+    }
+    Ok(())
+}
+
+/// JPEG at the same size or smaller than `r`'s `.evz` file, on the same picture.
+fn vs_jpeg(model: &std::path::Path, r: &edgevae::codec::FileReport) -> Result<(), Error> {
+    use edgevae::data::photos::Photo;
+    let bytes = edgevae::codec::read_codec_model(model)?;
+    let m = edgevae_shared::format::Model::from_bytes(&bytes).map_err(|e| Error::data(model, e))?;
+    let channels = if m.frame().is_some() {
+        m.header().input.c as usize
+    } else {
+        1
+    };
+    let photo = Photo::load(&r.input, channels)?;
+    let mut best = None;
+    for q in 1..=100u8 {
+        let c = edgevae::eval::refcodec::jpeg(&photo, q)?;
+        if c.bytes > r.bytes {
+            break;
+        }
+        best = Some((q, c));
+    }
+    match best {
+        Some((q, c)) => println!(
+            "  JPEG (libjpeg-turbo, optimised Huffman{}) at the same size: quality {q}, {} bytes, {:.4} bpp, PSNR {:.2} dB ({:+.2} dB for edgevae)",
+            if channels == 3 { ", 4:2:0" } else { "" },
+            c.bytes,
+            8.0 * c.bytes as f64 / (photo.width * photo.height) as f64,
+            edgevae::eval::refcodec::psnr(&photo, &c.decoded),
+            r.psnr - edgevae::eval::refcodec::psnr(&photo, &c.decoded)
+        ),
+        None => {
+            let c = edgevae::eval::refcodec::jpeg(&photo, 1)?;
+            println!(
+                "  JPEG cannot go as small: its smallest file (quality 1) is {} bytes ({:.4} bpp), PSNR {:.2} dB",
+                c.bytes,
+                8.0 * c.bytes as f64 / (photo.width * photo.height) as f64,
+                edgevae::eval::refcodec::psnr(&photo, &c.decoded)
+            )
+        }
     }
     Ok(())
 }
 
 pub fn run_decompress(a: DecompressArgs) -> Result<(), Error> {
-    for (out, w, h) in edgevae::codec::decompress_path(&a.model, &a.input, &a.out)? {
+    let model = a
+        .model
+        .clone()
+        .unwrap_or_else(|| default_decompress_model(&a.input));
+    for (out, w, h) in edgevae::codec::decompress_path(&model, &a.input, &a.out)? {
         println!("wrote {} ({w}x{h})", out.display());
     }
     Ok(())

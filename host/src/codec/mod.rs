@@ -300,6 +300,22 @@ pub struct FileReport {
     pub ssim: f64,
 }
 
+/// The model CRC an `.evz` file names (either container version), if it looks like one.
+pub fn evz_model_crc(file: &[u8]) -> Option<u32> {
+    (file.len() >= 10 && file[..4] == EVZ_MAGIC)
+        .then(|| u32::from_le_bytes([file[6], file[7], file[8], file[9]]))
+}
+
+/// The first of `candidates` (model files) whose CRC is the one `file` (an `.evz` file) names.
+pub fn find_model_for(file: &[u8], candidates: &[std::path::PathBuf]) -> Option<std::path::PathBuf> {
+    let want = evz_model_crc(file)?;
+    candidates.iter().find_map(|c| {
+        let bytes = std::fs::read(c).ok()?;
+        let crc = Model::from_bytes(&bytes).ok()?.crc();
+        (crc == want).then(|| c.clone())
+    })
+}
+
 /// Reads and validates a model file that carries an entropy section.
 pub fn read_codec_model(path: &Path) -> Result<Vec<u8>, Error> {
     let bytes = std::fs::read(path).map_err(Error::io(path))?;

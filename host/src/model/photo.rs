@@ -410,8 +410,9 @@ mod tests {
     fn density_is_a_distribution() {
         let device = crate::compute_device();
         let prior = FactorizedPrior::init(2, &device);
-        // Bins of width 1 covering [-40.5, 40.5) hold almost all of the mass.
-        let v: Vec<f32> = (-40..=40).flat_map(|k| [k as f32, k as f32]).collect();
+        // Bins of width 1 covering [-200.5, 200.5) hold almost all of the mass (the initial
+        // density spreads like a logistic of scale 10).
+        let v: Vec<f32> = (-200..=200).flat_map(|k| [k as f32, k as f32]).collect();
         let n = v.len() / 2;
         let v = Tensor::<2>::from_data(TensorData::new(v, [n, 2]), &device)
             .swap_dims(0, 1)
