@@ -44,10 +44,7 @@ fn frames_of_any_size_round_trip_and_match_the_reference() {
             let p = photo(w, h, channels as usize);
             for level in 0..3u8 {
                 let c = frame::compress_frame(&model, level, &p).unwrap();
-                assert_eq!(
-                    c.file.len(),
-                    frame::EVZ_FRAME_OVERHEAD + c.bits.div_ceil(8)
-                );
+                assert_eq!(c.file.len(), frame::EVZ_FRAME_OVERHEAD + c.bits.div_ceil(8));
                 let back = frame::decompress_frame(&model, &c.file).unwrap();
                 assert_eq!((back.width, back.height), (w, h));
                 assert_eq!(back.channels, channels as usize);
@@ -57,9 +54,7 @@ fn frames_of_any_size_round_trip_and_match_the_reference() {
             // latent, cropped: nothing is lost or invented in the container.
             let r = edgevae::quantize::photo::FrameRef::new(&model);
             let (rows, cols) = frame::padded_size(h, w, 16);
-            let z = r
-                .encode(&p.padded(rows, cols).pixels, rows, cols)
-                .unwrap();
+            let z = r.encode(&p.padded(rows, cols).pixels, rows, cols).unwrap();
             let c = frame::compress_frame(&model, 2, &p).unwrap();
             let coder = model.level(2).unwrap();
             let zp = model.header().latent_q.zero_point;
@@ -118,9 +113,11 @@ fn cli_paths_take_grey_rgb_rgba_and_odd_sizes() {
     image::RgbImage::from_fn(37, 21, |x, y| image::Rgb([x as u8 * 7, y as u8 * 9, 90]))
         .save(inputs.join("rgb.png"))
         .unwrap();
-    image::RgbaImage::from_fn(5, 3, |x, y| image::Rgba([x as u8 * 40, y as u8 * 60, 9, 128]))
-        .save(inputs.join("rgba.png"))
-        .unwrap();
+    image::RgbaImage::from_fn(5, 3, |x, y| {
+        image::Rgba([x as u8 * 40, y as u8 * 60, 9, 128])
+    })
+    .save(inputs.join("rgba.png"))
+    .unwrap();
     image::GrayImage::from_fn(1, 1, |_, _| image::Luma([77]))
         .save(inputs.join("tiny.png"))
         .unwrap();
@@ -159,7 +156,10 @@ fn cli_paths_take_grey_rgb_rgba_and_odd_sizes() {
 fn photo_folders_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     let e = load_photos(dir.path(), 1).unwrap_err().to_string();
-    assert!(!e.contains('\n') && e.contains(&dir.path().display().to_string()), "{e}");
+    assert!(
+        !e.contains('\n') && e.contains(&dir.path().display().to_string()),
+        "{e}"
+    );
     std::fs::write(dir.path().join("broken.png"), b"\x89PNG garbage").unwrap();
     let e = load_photos(dir.path(), 1).unwrap_err().to_string();
     assert!(e.contains("broken.png") && !e.contains('\n'), "{e}");
@@ -182,7 +182,10 @@ fn crops_are_reproducible_in_range_and_cover_small_photos() {
     assert!(a.iter().all(|v| (0.0..=1.0).contains(v)));
     // Grey sets from colour photos.
     let grey = PhotoSet::new(vec![photo(20, 20, 3).to_gray()], 1).unwrap();
-    assert_eq!(grey.crops(&mut edgevae::rng::seeded(0), 2, 16).len(), 2 * 16 * 16);
+    assert_eq!(
+        grey.crops(&mut edgevae::rng::seeded(0), 2, 16).len(),
+        2 * 16 * 16
+    );
     assert!(PhotoSet::new(Vec::new(), 1).is_err());
     assert!(PhotoSet::new(vec![photo(20, 20, 3)], 1).is_err());
 }

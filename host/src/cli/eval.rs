@@ -203,6 +203,19 @@ fn photo_eval(a: &EvalArgs, dir: &Path) -> Result<(), Error> {
     let summary = photo_rd::summarise(&rows, luma);
     let pixels: usize = photos.iter().map(|p| p.width * p.height).sum();
     let name = model.header().name.as_str().to_string();
+    let int8_vs_float = if float.is_some() {
+        let f = edgevae::eval::refcodec::envelope(&photo_rd::curve(&rows, "edgevae float", luma));
+        let q = edgevae::eval::refcodec::envelope(&photo_rd::curve(&rows, "edgevae int8", luma));
+        match edgevae::eval::refcodec::bd_psnr(&f, &q) {
+            Some(d) => format!(
+                "\n\nint8 against float at the same rate (BD-PSNR over the rates both cover): \
+                 {d:+.2} dB.\n"
+            ),
+            None => "\n\nint8 and float cover no common rate.\n".to_string(),
+        }
+    } else {
+        String::new()
+    };
     let md = format!(
         "Rate-distortion of `{name}` ({}) on the {} photographs of {} ({:.1} Mpixel, whole \
          images); rates are the bytes of the files each codec writes (the .evz container \
@@ -219,7 +232,7 @@ fn photo_eval(a: &EvalArgs, dir: &Path) -> Result<(), Error> {
         pixels as f64 / 1e6,
         if luma { "greyscale" } else { "4:2:0" },
         photo_rd::markdown(&rows, &summary, luma)
-    );
+    ) + &int8_vs_float;
     print!("{md}");
     let out = a.out.clone().unwrap_or_else(|| {
         model_path

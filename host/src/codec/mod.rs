@@ -307,7 +307,10 @@ pub fn evz_model_crc(file: &[u8]) -> Option<u32> {
 }
 
 /// The first of `candidates` (model files) whose CRC is the one `file` (an `.evz` file) names.
-pub fn find_model_for(file: &[u8], candidates: &[std::path::PathBuf]) -> Option<std::path::PathBuf> {
+pub fn find_model_for(
+    file: &[u8],
+    candidates: &[std::path::PathBuf],
+) -> Option<std::path::PathBuf> {
     let want = evz_model_crc(file)?;
     candidates.iter().find_map(|c| {
         let bytes = std::fs::read(c).ok()?;

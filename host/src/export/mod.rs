@@ -104,6 +104,46 @@ pub fn inspect(bytes: &[u8]) -> Result<String, edgevae_shared::FormatError> {
         s,
         "parameters {weights} bytes; {macs} MACs per encode + decode"
     );
+    if let Some(f) = m.frame() {
+        let st = u64::from(f.total_stride);
+        let px = st * st;
+        let per = |sec: &[edgevae_shared::format::Layer<'_>]| -> u64 {
+            sec.iter().map(|l| l.macs()).sum::<u64>()
+        };
+        let enc_bytes: usize = m
+            .encoder()
+            .iter()
+            .map(|l| l.weights.len() + l.bias.len() + l.multiplier.len() + l.shift.len())
+            .sum();
+        let _ = writeln!(
+            s,
+            "frame      fully convolutional: total stride {}, frames up to {} pixels wide; layers \
+             shown at a {}x{} frame; encoder {:.0} MACs/pixel ({} bytes of parameters), decoder \
+             {:.0} MACs/pixel",
+            f.total_stride,
+            f.max_width,
+            f.total_stride,
+            f.total_stride,
+            per(m.encoder()) as f64 / px as f64,
+            enc_bytes,
+            per(m.decoder()) as f64 / px as f64
+        );
+        let (w, h) = (u64::from(f.max_width), u64::from(f.max_width) * 3 / 4);
+        let (rows, cols) = (h.div_ceil(st) * st, w.div_ceil(st) * st);
+        let buf = edgevae_firmware::frame::frame_buffer_len(
+            &m,
+            Section::Encoder,
+            rows as usize,
+            cols as usize,
+        );
+        if let Some(b) = buf {
+            let _ = writeln!(
+                s,
+                "           a whole {cols}x{rows} frame needs 2 x {b} bytes of feature maps \
+                 (firmware::frame; the stripe engine needs far less)"
+            );
+        }
+    }
     match m.entropy() {
         None => {
             let _ = writeln!(s, "entropy    none (raw int8 latents only)");
