@@ -8,7 +8,7 @@
 #   TRAIN=1 EPOCHS=3 bash scripts/demo.sh  # train a fresh model first (~30 s an epoch here)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --photos
 
 OUT=${OUT:-runs/demo}
 RUN=models/default

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything edgevae needs on a fresh Debian machine (idempotent):
+# Installs everything edgevae needs on a fresh Debian machine (idempotent; `--photos` adds the
+# photographs the photo codec trains and is validated on):
 # apt packages for the emulated devices and the data set, and the pinned Rust toolchain with its
 # targets (rust-toolchain.toml lists them; rustup installs them on first use).
 set -euo pipefail
@@ -18,9 +19,13 @@ command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu libc
 # packages (mate-backgrounds, opencv-doc), never trained on.
 command -v cmake >/dev/null || need+=(cmake)
 command -v nasm >/dev/null || need+=(nasm)
-[ -d /usr/share/gcompris-qt/rcc ] || need+=(gcompris-qt-data)
-[ -d /usr/share/backgrounds/mate/nature ] || need+=(mate-backgrounds)
-[ -d /usr/share/doc/opencv-doc/examples/data ] || need+=(opencv-doc)
+# The photographs (~400 MB installed) only with --photos (the demo and photo training; the
+# tests do not need them).
+if [ "${1:-}" = "--photos" ]; then
+    [ -d /usr/share/gcompris-qt/rcc ] || need+=(gcompris-qt-data)
+    [ -d /usr/share/backgrounds/mate/nature ] || need+=(mate-backgrounds)
+    [ -d /usr/share/doc/opencv-doc/examples/data ] || need+=(opencv-doc)
+fi
 # Text in the figures (plot axes, panel labels); figures are drawn without text if it is missing.
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then

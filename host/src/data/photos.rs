@@ -350,7 +350,7 @@ pub fn gcompris_photos(rcc_dir: &Path) -> Result<(NamedPhotos, Vec<(LeftOut, Str
     if !rcc_dir.is_dir() {
         return Err(Error::data(
             rcc_dir,
-            "no gcompris resource bundles here (apt-get install gcompris-qt-data)",
+            "no gcompris resource bundles here (bash scripts/setup.sh --photos installs gcompris-qt-data)",
         ));
     }
     let mut kept: Vec<(String, Photo, u64)> = Vec::new();
@@ -449,7 +449,7 @@ pub fn validation_photos() -> Result<Vec<(String, Photo)>, Error> {
     }
     if files.is_empty() {
         return Err(Error::Invalid(
-            "no validation photographs: apt-get install mate-backgrounds opencv-doc".into(),
+            "no validation photographs (bash scripts/setup.sh --photos installs mate-backgrounds and opencv-doc)".into(),
         ));
     }
     files

@@ -305,11 +305,13 @@ pub fn plot(rows: &[RdRow], luma: bool, title: &str, path: &Path) -> Result<(), 
             )
             .map_err(|e| fail(&e))?;
         let mut mesh = chart.configure_mesh();
-        mesh.x_desc("bits per pixel (file bytes)").y_desc(if luma {
-            "luma PSNR (dB)"
-        } else {
-            "RGB PSNR (dB)"
-        });
+        mesh.x_label_formatter(&|v| format!("{v:.2}"))
+            .x_desc("bits per pixel (file bytes)")
+            .y_desc(if luma {
+                "luma PSNR (dB)"
+            } else {
+                "RGB PSNR (dB)"
+            });
         if !font {
             mesh.disable_x_axis().disable_y_axis();
         }
