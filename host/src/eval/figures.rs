@@ -209,3 +209,110 @@ pub fn labelled_grid(
     }
     crate::files::save_rgb(path, w as u32, total_h as u32, rgb)
 }
+
+/// Axes and labels of a [`plot_curves`] figure.
+pub struct CurvePlot<'a> {
+    /// Caption.
+    pub title: &'a str,
+    /// X axis label.
+    pub x_desc: &'a str,
+    /// Y axis label.
+    pub y_desc: &'a str,
+    /// X range (drawn on a log scale).
+    pub x_range: (f64, f64),
+    /// Decimals of the x tick labels (`None`: plotters' default).
+    pub x_decimals: Option<usize>,
+}
+
+/// Named curves of `(x, y)` points (x on a log scale) into a 900×600 PNG at `path`: a line and
+/// markers per curve (a single point is a marker only), a legend when a font is available.
+pub fn plot_curves(
+    curves: &[(String, Vec<(f64, f64)>)],
+    axes: &CurvePlot<'_>,
+    path: &Path,
+) -> Result<(), Error> {
+    let fail = |e: &dyn std::fmt::Display| Error::data(path, format!("cannot draw figure ({e})"));
+    let (lo_x, hi_x) = axes.x_range;
+    let (lo_y, hi_y) = curves
+        .iter()
+        .flat_map(|(_, pts)| pts)
+        .filter(|p| p.0 >= lo_x && p.0 <= hi_x)
+        .fold((f64::MAX, f64::MIN), |(lo, hi), p| {
+            (lo.min(p.1), hi.max(p.1))
+        });
+    let (lo_y, hi_y) = if lo_y > hi_y {
+        (0.0, 1.0)
+    } else {
+        (lo_y, hi_y)
+    };
+    let font = register_font();
+    let mut rgb = vec![0u8; 900 * 600 * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (900, 600)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| fail(&e))?;
+        let mut builder = ChartBuilder::on(&root);
+        builder.margin(15);
+        if font {
+            builder
+                .caption(axes.title, ("sans-serif", 20))
+                .x_label_area_size(40)
+                .y_label_area_size(55);
+        }
+        let mut chart = builder
+            .build_cartesian_2d(
+                (lo_x..hi_x).log_scale(),
+                (lo_y - 1.0).floor()..(hi_y + 1.0).ceil(),
+            )
+            .map_err(|e| fail(&e))?;
+        let mut mesh = chart.configure_mesh();
+        let decimals = axes.x_decimals;
+        let fmt = move |v: &f64| match decimals {
+            Some(d) => format!("{v:.d$}"),
+            None => format!("{v}"),
+        };
+        if decimals.is_some() {
+            mesh.x_label_formatter(&fmt);
+        }
+        mesh.x_desc(axes.x_desc).y_desc(axes.y_desc);
+        if !font {
+            mesh.disable_x_axis().disable_y_axis();
+        }
+        mesh.draw().map_err(|e| fail(&e))?;
+        for (i, (name, pts)) in curves.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            let mut pts: Vec<(f64, f64)> = pts
+                .iter()
+                .copied()
+                .filter(|p| p.0 >= lo_x && p.0 <= hi_x)
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let line = if pts.len() > 1 {
+                pts.clone()
+            } else {
+                Vec::new()
+            };
+            let series = chart
+                .draw_series(LineSeries::new(line, color.stroke_width(2)))
+                .map_err(|e| fail(&e))?;
+            if font {
+                series
+                    .label(name.clone())
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+            }
+            chart
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                .map_err(|e| fail(&e))?;
+        }
+        if font {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE)
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| fail(&e))?;
+        }
+        root.present().map_err(|e| fail(&e))?;
+    }
+    crate::files::save_rgb(path, 900, 600, rgb)
+}

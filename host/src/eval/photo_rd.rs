@@ -5,9 +5,7 @@
 
 use std::path::Path;
 
-use burn::prelude::*;
 use edgevae_shared::format::Model;
-use plotters::prelude::*;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +13,8 @@ use super::refcodec::{self, Point};
 use crate::codec::frame::{compress_frame, padded_size, EVZ_FRAME_OVERHEAD};
 use crate::data::photos::Photo;
 use crate::error::Error;
-use crate::model::photo::{plain, PhotoCodec};
+use crate::model::photo::PhotoCodec;
+use crate::quantize::photo::float_round_trip;
 
 /// The rate range, in bits per pixel, over which BD-rates are taken.
 pub const BD_RANGE: (f64, f64) = (0.1, 1.0);
@@ -74,38 +73,12 @@ fn row(method: &str, setting: u32, m: &[Measure]) -> RdRow {
 /// The float model on one photo at `level` (0-based): the reconstruction and the rate of its
 /// rounded latent under the learned density (ideal code length, plus the container's bytes).
 pub fn float_code(codec: &PhotoCodec, photo: &Photo, level: usize) -> (usize, Photo) {
-    let c = photo.channels;
     let (rows, cols) = padded_size(photo.height, photo.width, 16);
     let padded = photo.padded(rows, cols);
-    let mut chw = vec![0f32; padded.pixels.len()];
-    for p in 0..rows * cols {
-        for k in 0..c {
-            chw[k * rows * cols + p] = f32::from(padded.pixels[p * c + k]) / 255.0;
-        }
-    }
-    let device = codec.device();
-    let x = Tensor::<4>::from_data(TensorData::new(chw, [1, c, rows, cols]), &device);
-    let y_hat = codec.dequantize(codec.quantize(codec.analysis(x), level), level);
-    let bits = f64::from(
-        plain(codec.bits(y_hat.clone(), codec.steps(level)).into_data())
-            .first()
-            .copied()
-            .unwrap_or(0.0),
-    );
-    let out = plain(codec.synthesis(y_hat).clamp(0.0, 1.0).into_data());
-    let mut hwc = vec![0u8; padded.pixels.len()];
-    for p in 0..rows * cols {
-        for k in 0..c {
-            hwc[p * c + k] = (out[k * rows * cols + p] * 255.0).round() as u8;
-        }
-    }
-    let decoded = Photo {
-        pixels: hwc,
-        ..padded
-    }
-    .cropped(photo.height, photo.width);
-    let bytes = (bits / 8.0).ceil() as usize + EVZ_FRAME_OVERHEAD;
-    (bytes, decoded)
+    let (pixels, _, bits) =
+        float_round_trip(codec, &padded.pixels, rows, cols, photo.channels, level);
+    let decoded = Photo { pixels, ..padded }.cropped(photo.height, photo.width);
+    ((bits / 8.0).ceil() as usize + EVZ_FRAME_OVERHEAD, decoded)
 }
 
 /// The whole table: the int8 model file at every level (coded through the firmware's scalar
@@ -152,19 +125,19 @@ pub fn sweep(
             rows.push(row("edgevae float", level as u32 + 1, &m));
         }
     }
-    for &q in &refcodec::JPEG_QUALITIES {
-        let m: Vec<Measure> = photos
-            .par_iter()
-            .map(|p| refcodec::jpeg(p, q).map(|c| measure(p, c.bytes, &c.decoded)))
-            .collect::<Result<_, Error>>()?;
-        rows.push(row("JPEG", u32::from(q), &m));
-    }
-    for &q in &refcodec::WEBP_QUALITIES {
-        let m: Vec<Measure> = photos
-            .par_iter()
-            .map(|p| refcodec::webp(p, q).map(|c| measure(p, c.bytes, &c.decoded)))
-            .collect::<Result<_, Error>>()?;
-        rows.push(row("WebP", u32::from(q), &m));
+    type Reference = fn(&Photo, u8) -> Result<refcodec::Coded, Error>;
+    let references: [(&str, &[u8], Reference); 2] = [
+        ("JPEG", &refcodec::JPEG_QUALITIES, refcodec::jpeg),
+        ("WebP", &refcodec::WEBP_QUALITIES, refcodec::webp),
+    ];
+    for (name, qualities, code) in references {
+        for &q in qualities {
+            let m: Vec<Measure> = photos
+                .par_iter()
+                .map(|p| code(p, q).map(|c| measure(p, c.bytes, &c.decoded)))
+                .collect::<Result<_, Error>>()?;
+            rows.push(row(name, u32::from(q), &m));
+        }
     }
     Ok(rows)
 }
@@ -270,83 +243,26 @@ pub fn markdown(rows: &[RdRow], summary: &[Summary], luma: bool) -> String {
 
 /// The curves as a PNG plot (PSNR against bits per pixel, log scale), 0.05–1.5 bpp.
 pub fn plot(rows: &[RdRow], luma: bool, title: &str, path: &Path) -> Result<(), Error> {
-    let fail = |e: &dyn std::fmt::Display| Error::data(path, format!("cannot draw figure ({e})"));
-    let (lo_b, hi_b) = (0.05f64, 1.5f64);
-    let shown: Vec<&RdRow> = rows
-        .iter()
-        .filter(|r| r.bpp >= lo_b && r.bpp <= hi_b)
-        .collect();
-    let val = |r: &RdRow| if luma { r.psnr_luma } else { r.psnr };
-    let (lo_p, hi_p) = shown.iter().fold((f64::MAX, f64::MIN), |(lo, hi), r| {
-        (lo.min(val(r)), hi.max(val(r)))
-    });
-    let (lo_p, hi_p) = if lo_p > hi_p {
-        (20.0, 40.0)
-    } else {
-        (lo_p, hi_p)
-    };
-    let font = crate::eval::figures::register_font();
-    let mut rgb = vec![0u8; 900 * 600 * 3];
-    {
-        let root = BitMapBackend::with_buffer(&mut rgb, (900, 600)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| fail(&e))?;
-        let mut builder = ChartBuilder::on(&root);
-        builder.margin(15);
-        if font {
-            builder
-                .caption(title, ("sans-serif", 20))
-                .x_label_area_size(40)
-                .y_label_area_size(55);
-        }
-        let mut chart = builder
-            .build_cartesian_2d(
-                (lo_b..hi_b).log_scale(),
-                (lo_p - 1.0).floor()..(hi_p + 1.0).ceil(),
-            )
-            .map_err(|e| fail(&e))?;
-        let mut mesh = chart.configure_mesh();
-        mesh.x_label_formatter(&|v| format!("{v:.2}"))
-            .x_desc("bits per pixel (file bytes)")
-            .y_desc(if luma {
-                "luma PSNR (dB)"
-            } else {
-                "RGB PSNR (dB)"
-            });
-        if !font {
-            mesh.disable_x_axis().disable_y_axis();
-        }
-        mesh.draw().map_err(|e| fail(&e))?;
-        for (i, m) in methods(rows).iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            let mut pts: Vec<(f64, f64)> = shown
+    let curves: Vec<(String, Vec<(f64, f64)>)> = methods(rows)
+        .into_iter()
+        .map(|m| {
+            let pts = curve(rows, &m, luma)
                 .iter()
-                .filter(|r| r.method == *m)
-                .map(|r| (r.bpp, val(r)))
+                .map(|p| (p.bpp, p.psnr))
                 .collect();
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let series = chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-                .map_err(|e| fail(&e))?;
-            if font {
-                let name = m.clone();
-                series
-                    .label(name)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-            }
-            chart
-                .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
-                .map_err(|e| fail(&e))?;
-        }
-        if font {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE)
-                .border_style(BLACK)
-                .draw()
-                .map_err(|e| fail(&e))?;
-        }
-        root.present().map_err(|e| fail(&e))?;
-    }
-    crate::files::save_rgb(path, 900, 600, rgb)
+            (m, pts)
+        })
+        .collect();
+    let axes = crate::eval::figures::CurvePlot {
+        title,
+        x_desc: "bits per pixel (file bytes)",
+        y_desc: if luma {
+            "luma PSNR (dB)"
+        } else {
+            "RGB PSNR (dB)"
+        },
+        x_range: (0.05, 1.5),
+        x_decimals: Some(2),
+    };
+    crate::eval::figures::plot_curves(&curves, &axes, path)
 }

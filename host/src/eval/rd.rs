@@ -9,7 +9,6 @@
 use std::path::Path;
 
 use edgevae_shared::format::Model;
-use plotters::prelude::*;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -307,83 +306,23 @@ pub fn table_markdown(points: &[RdPoint]) -> String {
 
 /// Draws bits per image (log scale) against PSNR, one line per method, into a PNG at `path`.
 pub fn plot(points: &[RdPoint], path: &Path) -> Result<(), Error> {
-    let fail = |e: &dyn std::fmt::Display| Error::data(path, format!("cannot draw figure ({e})"));
-    let mut methods: Vec<&str> = Vec::new();
+    let mut curves: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for p in points {
-        if !methods.contains(&p.method.as_str()) {
-            methods.push(&p.method);
+        let pt = (p.bits.max(1.0), p.psnr);
+        match curves.iter_mut().find(|(m, _)| *m == p.method) {
+            Some((_, pts)) => pts.push(pt),
+            None => curves.push((p.method.clone(), vec![pt])),
         }
     }
     let (lo_b, hi_b) = points.iter().fold((f64::MAX, 1.0f64), |(lo, hi), p| {
         (lo.min(p.bits.max(1.0)), hi.max(p.bits))
     });
-    let (lo_p, hi_p) = points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), p| {
-        (lo.min(p.psnr), hi.max(p.psnr))
-    });
-    let font = crate::eval::figures::register_font();
-    let mut rgb = vec![0u8; 900 * 600 * 3];
-    {
-        let root = BitMapBackend::with_buffer(&mut rgb, (900, 600)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| fail(&e))?;
-        let mut builder = ChartBuilder::on(&root);
-        builder.margin(15);
-        if font {
-            builder
-                .caption(
-                    "rate-distortion, Fashion-MNIST test set",
-                    ("sans-serif", 20),
-                )
-                .x_label_area_size(40)
-                .y_label_area_size(55);
-        }
-        let mut chart = builder
-            .build_cartesian_2d(
-                ((lo_b * 0.8)..(hi_b * 1.25)).log_scale(),
-                (lo_p - 1.0).floor()..(hi_p + 1.0).ceil(),
-            )
-            .map_err(|e| fail(&e))?;
-        let mut mesh = chart.configure_mesh();
-        mesh.x_desc("bits per image").y_desc("PSNR (dB)");
-        if !font {
-            mesh.disable_x_axis().disable_y_axis();
-        }
-        mesh.draw().map_err(|e| fail(&e))?;
-        for (i, m) in methods.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            let mut pts: Vec<(f64, f64)> = points
-                .iter()
-                .filter(|p| p.method == *m)
-                .map(|p| (p.bits.max(1.0), p.psnr))
-                .collect();
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            // A single point (one VAE) is drawn as a marker only.
-            let line = if pts.len() > 1 {
-                pts.clone()
-            } else {
-                Vec::new()
-            };
-            let series = chart
-                .draw_series(LineSeries::new(line, color.stroke_width(2)))
-                .map_err(|e| fail(&e))?;
-            if font {
-                series
-                    .label(*m)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-            }
-            chart
-                .draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))
-                .map_err(|e| fail(&e))?;
-        }
-        if font {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE)
-                .border_style(BLACK)
-                .draw()
-                .map_err(|e| fail(&e))?;
-        }
-        root.present().map_err(|e| fail(&e))?;
-    }
-    crate::files::save_rgb(path, 900, 600, rgb)
+    let axes = crate::eval::figures::CurvePlot {
+        title: "rate-distortion, Fashion-MNIST test set",
+        x_desc: "bits per image",
+        y_desc: "PSNR (dB)",
+        x_range: (lo_b * 0.8, hi_b * 1.25),
+        x_decimals: None,
+    };
+    crate::eval::figures::plot_curves(&curves, &axes, path)
 }

@@ -298,51 +298,42 @@ fn degree(n: usize) -> usize {
     n.saturating_sub(1).min(3)
 }
 
+/// The mean gap `test − anchor` of cubic fits of `y` against `x` over the `x` range both curves
+/// cover; `None` with fewer than two points a curve or no overlap.
+fn bd_gap(
+    anchor: &[Point],
+    test: &[Point],
+    x: fn(&Point) -> f64,
+    y: fn(&Point) -> f64,
+) -> Option<f64> {
+    if anchor.len() < 2 || test.len() < 2 {
+        return None;
+    }
+    let fit = |c: &[Point]| {
+        let xs: Vec<f64> = c.iter().map(x).collect();
+        let ys: Vec<f64> = c.iter().map(y).collect();
+        let lo = xs.iter().copied().fold(f64::MAX, f64::min);
+        let hi = xs.iter().copied().fold(f64::MIN, f64::max);
+        (polyfit(&xs, &ys, degree(c.len())), lo, hi)
+    };
+    let (pa, la, ha) = fit(anchor);
+    let (pt, lt, ht) = fit(test);
+    let (lo, hi) = (la.max(lt), ha.min(ht));
+    (hi > lo).then(|| (integrate(&pt, lo, hi) - integrate(&pa, lo, hi)) / (hi - lo))
+}
+
 /// Bjøntegaard delta rate of `test` against `anchor` in percent (negative: `test` needs fewer
 /// bits for the same PSNR): cubic fits of log-rate against PSNR, integrated over the PSNR range
 /// both curves cover. `None` when a curve has fewer than two points or the ranges do not
 /// overlap.
 pub fn bd_rate(anchor: &[Point], test: &[Point]) -> Option<f64> {
-    if anchor.len() < 2 || test.len() < 2 {
-        return None;
-    }
-    let fit = |c: &[Point]| {
-        let x: Vec<f64> = c.iter().map(|p| p.psnr).collect();
-        let y: Vec<f64> = c.iter().map(|p| p.bpp.ln()).collect();
-        let lo = x.iter().copied().fold(f64::MAX, f64::min);
-        let hi = x.iter().copied().fold(f64::MIN, f64::max);
-        (polyfit(&x, &y, degree(c.len())), lo, hi)
-    };
-    let (pa, la, ha) = fit(anchor);
-    let (pt, lt, ht) = fit(test);
-    let (lo, hi) = (la.max(lt), ha.min(ht));
-    if hi <= lo {
-        return None;
-    }
-    let avg = (integrate(&pt, lo, hi) - integrate(&pa, lo, hi)) / (hi - lo);
-    Some((avg.exp() - 1.0) * 100.0)
+    bd_gap(anchor, test, |p| p.psnr, |p| p.bpp.ln()).map(|avg| (avg.exp() - 1.0) * 100.0)
 }
 
 /// Bjøntegaard delta PSNR of `test` against `anchor` in dB (positive: `test` is better), over
 /// the log-rate range both curves cover.
 pub fn bd_psnr(anchor: &[Point], test: &[Point]) -> Option<f64> {
-    if anchor.len() < 2 || test.len() < 2 {
-        return None;
-    }
-    let fit = |c: &[Point]| {
-        let x: Vec<f64> = c.iter().map(|p| p.bpp.ln()).collect();
-        let y: Vec<f64> = c.iter().map(|p| p.psnr).collect();
-        let lo = x.iter().copied().fold(f64::MAX, f64::min);
-        let hi = x.iter().copied().fold(f64::MIN, f64::max);
-        (polyfit(&x, &y, degree(c.len())), lo, hi)
-    };
-    let (pa, la, ha) = fit(anchor);
-    let (pt, lt, ht) = fit(test);
-    let (lo, hi) = (la.max(lt), ha.min(ht));
-    if hi <= lo {
-        return None;
-    }
-    Some((integrate(&pt, lo, hi) - integrate(&pa, lo, hi)) / (hi - lo))
+    bd_gap(anchor, test, |p| p.bpp.ln(), |p| p.psnr)
 }
 
 /// PSNR of `curve` at `bpp`, interpolated linearly in log-rate between its neighbouring points;

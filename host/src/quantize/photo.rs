@@ -380,8 +380,9 @@ impl<'m> FrameRef<'m> {
 }
 
 /// The float codec on one frame (HWC uint8, sides multiples of 16) at `level`: the
-/// reconstruction (uint8, clamped and rounded) and the integer symbols (latent positions in
-/// raster order, channels innermost), on Burn's device.
+/// reconstruction (uint8, clamped and rounded), the integer symbols (latent positions in raster
+/// order, channels innermost) and their ideal code length in bits under the learned density,
+/// on Burn's device.
 pub fn float_round_trip(
     codec: &PhotoCodec,
     pixels: &[u8],
@@ -389,7 +390,7 @@ pub fn float_round_trip(
     cols: usize,
     channels: usize,
     level: usize,
-) -> (Vec<u8>, Vec<i32>) {
+) -> (Vec<u8>, Vec<i32>, f64) {
     let device = codec.device();
     let mut chw = vec![0f32; pixels.len()];
     for p in 0..rows * cols {
@@ -401,7 +402,11 @@ pub fn float_round_trip(
     let y = codec.analysis(x);
     let s = codec.quantize(y, level);
     let sym = plain(s.clone().swap_dims(1, 3).swap_dims(1, 2).into_data());
-    let x_hat = codec.synthesis(codec.dequantize(s, level)).clamp(0.0, 1.0);
+    let y_hat = codec.dequantize(s, level);
+    let bits = plain(codec.bits(y_hat.clone(), codec.steps(level)).into_data())
+        .first()
+        .map_or(0.0, |&b| f64::from(b));
+    let x_hat = codec.synthesis(y_hat).clamp(0.0, 1.0);
     let out = plain(x_hat.into_data());
     let mut hwc = vec![0u8; pixels.len()];
     for p in 0..rows * cols {
@@ -409,5 +414,5 @@ pub fn float_round_trip(
             hwc[p * channels + c] = (out[c * rows * cols + p] * 255.0).round() as u8;
         }
     }
-    (hwc, sym.iter().map(|&v| v as i32).collect())
+    (hwc, sym.iter().map(|&v| v as i32).collect(), bits)
 }
