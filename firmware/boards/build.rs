@@ -6,8 +6,8 @@
 //! the default architecture is embedded (with a warning) so the board crate still builds.
 use std::{env, fs, path::PathBuf};
 
-use edgevae_shared::build::{synthetic, SyntheticSpec};
-use edgevae_shared::format::Model;
+use edgevae_shared::build::{synthetic, synthetic_frame, FrameSpec, SyntheticSpec};
+use edgevae_shared::format::{Model, Section};
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR set by cargo"));
@@ -57,4 +57,22 @@ fn main() {
     fs::write(out.join("model.rs"), consts).expect("write model.rs");
     let abs = path.canonicalize().unwrap_or(path);
     println!("cargo:rustc-env=EDGEVAE_MODEL_PATH={}", abs.display());
+
+    // `stripe_bench`: the photo structure (`FrameSpec::photo(1, 1)`, 640 pixels wide at most)
+    // with the encoder's pre-laid DSP blocks only (the binary does not decode).
+    // `STRIPE_BENCH_LAYERS=n` keeps the first n encoder layers (per-layer costs by difference).
+    println!("cargo:rerun-if-env-changed=STRIPE_BENCH_LAYERS");
+    let mut spec = FrameSpec::photo(1, 1);
+    if let Some(n) = env::var("STRIPE_BENCH_LAYERS")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+    {
+        let n = n.clamp(1, spec.encoder.len());
+        spec.encoder.truncate(n);
+        spec.decoder.drain(..spec.decoder.len() + 1 - n);
+    }
+    let stripe = synthetic_frame(&spec)
+        .and_then(|m| m.to_bytes_with(|s, _, _| s == Section::Encoder))
+        .expect("synthetic photo model");
+    fs::write(out.join("stripe_model.evae"), &stripe).expect("write stripe model");
 }

@@ -1,4 +1,6 @@
-//! edgevae firmware library: fixed-point kernels and the static-arena engine.
+//! edgevae firmware library: fixed-point kernels, the static-arena engine, whole frames
+//! (`frame`) and the stripe engine that codes a frame row by row in a few rows per layer
+//! (`stripe`).
 //!
 //! no_std, no alloc, no floating point in kernels, no panics on any input path.
 #![warn(missing_docs)]
@@ -9,3 +11,4 @@ pub mod app;
 pub mod engine;
 pub mod frame;
 pub mod kernels;
+pub mod stripe;

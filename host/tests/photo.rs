@@ -224,8 +224,8 @@ fn tiny_photo_model_trains_quantizes_and_codes() {
     );
     assert!(dir.path().join("model.bpk").exists());
     // Quantize and code a frame that is not a multiple of the stride.
-    let crops = set.crops(&mut edgevae::rng::seeded(4), 4, 32);
-    let crops = edgevae::quantize::photo::nchw_to_hwc(&crops, 4, 1, 32);
+    let crops = set.crops(&mut edgevae::rng::seeded(4), 32, 32);
+    let crops = edgevae::quantize::photo::nchw_to_hwc(&crops, 32, 1, 32);
     let q = edgevae::quantize::photo::quantize_photo(&out.model, &crops, 32, "tiny", 640).unwrap();
     let model = Model::from_bytes(&q.bytes).unwrap();
     assert_eq!(model.frame().unwrap().total_stride, 16);
@@ -233,7 +233,13 @@ fn tiny_photo_model_trains_quantizes_and_codes() {
     let coarse = frame::compress_frame(&model, 0, &p).unwrap();
     let fine = frame::compress_frame(&model, 1, &p).unwrap();
     assert_eq!(coarse.decoded.width, 50);
-    assert!(fine.bits >= coarse.bits, "{} < {}", fine.bits, coarse.bits);
+    assert!(
+        fine.bits >= coarse.bits,
+        "{} < {}; steps {:?}",
+        fine.bits,
+        coarse.bits,
+        q.step_ratios
+    );
 }
 
 #[test]
@@ -272,4 +278,30 @@ fn reference_codecs_and_bd_rate_rank_codecs() {
     assert!(refcodec::bd_rate(&a, &a).unwrap().abs() < 1e-9);
     // Low qualities cost fewer bits than high ones.
     assert!(a[0].bpp < a[4].bpp);
+}
+
+#[test]
+fn stripe_engine_writes_the_host_bitstream_and_inspect_states_its_arena() {
+    use edgevae_firmware::engine::Scalar;
+    use edgevae_firmware::stripe::{compress, required_arena, SliceRows};
+    for channels in [1u16, 3] {
+        let bytes = frame_model(channels, 21);
+        let model = Model::from_bytes(&bytes).unwrap();
+        for (w, h) in [(1, 1), (17, 33), (70, 9), (640, 20)] {
+            let p = photo(w, h, channels as usize);
+            let c = frame::compress_frame(&model, 1, &p).unwrap();
+            let mut arena = vec![0u8; required_arena::<Scalar>(&model, w).unwrap()];
+            let mut out = vec![0u8; c.file.len() + 64];
+            let mut rows = SliceRows::new(&p.pixels, w, channels as usize);
+            let bits =
+                compress::<Scalar, _>(&model, 1, h, w, &mut rows, &mut arena, &mut out).unwrap();
+            let stream = &c.file[19..c.file.len() - 4];
+            assert_eq!(&out[..bits.div_ceil(8)], stream, "{w}x{h}x{channels}");
+        }
+    }
+    let text = edgevae::export::inspect_at(&frame_model(1, 3), Some(320)).unwrap();
+    assert!(
+        text.contains("stripe engine, frames 320 pixels wide: arena"),
+        "{text}"
+    );
 }

@@ -12,10 +12,13 @@ const DEFAULT_TILE_MODEL: &str = "models/wide-gauss/model.evae";
 /// Where `decompress` looks, in order, for the model an `.evz` file names.
 const SHIPPED_MODELS: [&str; 4] = [
     DEFAULT_PHOTO_MODEL,
-    "models/photo-rgb/model.evae",
+    DEFAULT_COLOUR_MODEL,
     DEFAULT_TILE_MODEL,
     "models/default/model.evae",
 ];
+
+/// The colour photo model, the default for colour photographs when it is shipped.
+const DEFAULT_COLOUR_MODEL: &str = "models/photo-rgb/model.evae";
 
 fn default_compress_model() -> PathBuf {
     let photo = PathBuf::from(DEFAULT_PHOTO_MODEL);
@@ -23,6 +26,40 @@ fn default_compress_model() -> PathBuf {
         photo
     } else {
         PathBuf::from(DEFAULT_TILE_MODEL)
+    }
+}
+
+/// Whether the image file (or the first image of a folder, by name) is in colour, from its
+/// header; `false` where it cannot be read (compressing it will say why).
+fn first_is_colour(input: &std::path::Path) -> bool {
+    use image::ImageDecoder;
+    let first = if input.is_dir() {
+        std::fs::read_dir(input).ok().and_then(|d| {
+            let mut v: Vec<PathBuf> = d
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| edgevae::codec::is_image(p))
+                .collect();
+            v.sort();
+            v.into_iter().next()
+        })
+    } else {
+        Some(input.to_path_buf())
+    };
+    first
+        .and_then(|f| image::ImageReader::open(f).ok())
+        .and_then(|r| r.with_guessed_format().ok())
+        .and_then(|r| r.into_decoder().ok())
+        .is_some_and(|d| d.color_type().has_color())
+}
+
+/// `compress`'s model without --model: the colour photo model for colour input when shipped,
+/// else the grey photo model, else the tile model.
+fn default_model_for(input: &std::path::Path) -> PathBuf {
+    let colour = PathBuf::from(DEFAULT_COLOUR_MODEL);
+    if colour.exists() && first_is_colour(input) {
+        colour
+    } else {
+        default_compress_model()
     }
 }
 
@@ -62,8 +99,9 @@ pub struct CompressArgs {
     /// whose file is no larger, and print both PSNRs (in the model's channels).
     #[arg(long)]
     vs_jpeg: bool,
-    /// Model file with an entropy section [default: models/photo-gray/model.evae, the photo
-    /// model; models/wide-gauss/model.evae where it is missing].
+    /// Model file with an entropy section [default: models/photo-rgb/model.evae for colour
+    /// images, models/photo-gray/model.evae for grey ones (or where the colour model is
+    /// missing); models/wide-gauss/model.evae where no photo model is shipped].
     #[arg(long)]
     model: Option<PathBuf>,
 }
@@ -82,7 +120,10 @@ pub struct DecompressArgs {
 }
 
 pub fn run_compress(a: CompressArgs) -> Result<(), Error> {
-    let model = a.model.clone().unwrap_or_else(default_compress_model);
+    let model = a
+        .model
+        .clone()
+        .unwrap_or_else(|| default_model_for(&a.input));
     let reports = edgevae::codec::compress_path(&model, &a.input, &a.out, a.quality)?;
     for r in &reports {
         if r.colour {

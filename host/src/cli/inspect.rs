@@ -9,6 +9,10 @@ use edgevae::Error;
 pub struct InspectArgs {
     /// Model file.
     file: PathBuf,
+    /// Fully convolutional models: the stripe engine's arena for frames this many pixels wide
+    /// [default: 320 and the widest the file declares].
+    #[arg(long)]
+    width: Option<usize>,
 }
 
 pub fn run_inspect(a: InspectArgs) -> Result<(), Error> {
@@ -16,7 +20,7 @@ pub fn run_inspect(a: InspectArgs) -> Result<(), Error> {
         path: a.file.clone(),
         source: e,
     })?;
-    let text = edgevae::export::inspect(&bytes).map_err(|e| Error::Data {
+    let text = edgevae::export::inspect_at(&bytes, a.width).map_err(|e| Error::Data {
         path: a.file.clone(),
         problem: e.to_string(),
     })?;

@@ -61,10 +61,11 @@ fn run_quantize_photo(a: &QuantizeArgs) -> Result<(), Error> {
     let ratios: Vec<String> = q
         .step_ratios
         .iter()
-        .map(|(lo, hi)| format!("{lo:.2}..{hi:.2}"))
+        .zip(&q.step_errors)
+        .map(|((lo, hi), e)| format!("{lo:.1}..{hi:.1} (±{:.1} %)", 100.0 * e))
         .collect();
     println!(
-        "wrote {} ({} bytes, format v3, {} levels, latent scale {:.4} zp {}); steps/latent scale per level: {}; encoder {:.0} MACs/pixel, decoder {:.0} MACs/pixel",
+        "wrote {} ({} bytes, format v3, {} levels, latent scale {:.4} zp {}); steps in latent units per level: {}; encoder {:.0} MACs/pixel, decoder {:.0} MACs/pixel",
         a.out.display(),
         q.bytes.len(),
         q.step_ratios.len(),

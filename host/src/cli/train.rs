@@ -80,6 +80,10 @@ pub struct TrainArgs {
     /// Photo codec: steps between checkpoints.
     #[arg(long, default_value_t = 250)]
     checkpoint_every: usize,
+    /// Photo codec: train the synthesis on the noisy latent (CompressAI's convention) instead
+    /// of the rounded one with a straight-through gradient.
+    #[arg(long)]
+    noise_synthesis: bool,
 }
 
 fn run_train_photo(a: TrainArgs, kind: &str) -> Result<(), Error> {
@@ -99,6 +103,7 @@ fn run_train_photo(a: TrainArgs, kind: &str) -> Result<(), Error> {
     cfg.lr_min = a.lr_min.unwrap_or(cfg.lr_min.min(cfg.learning_rate));
     cfg.seed = a.seed;
     cfg.checkpoint_every = a.checkpoint_every;
+    cfg.rounded_synthesis = !a.noise_synthesis;
     cfg.validate()?;
     let dir = a
         .data

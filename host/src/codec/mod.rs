@@ -335,7 +335,8 @@ pub fn read_codec_model(path: &Path) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
-fn is_image(p: &Path) -> bool {
+/// Whether `p` names an image file the codec reads (PNG, JPEG or WebP, by extension).
+pub fn is_image(p: &Path) -> bool {
     matches!(
         p.extension()
             .and_then(|e| e.to_str())

@@ -19,6 +19,15 @@ use crate::quantize::{float_model_of, Reference};
 
 /// A human-readable description of a model file; an invalid file is described as far as it goes.
 pub fn inspect(bytes: &[u8]) -> Result<String, edgevae_shared::FormatError> {
+    inspect_at(bytes, None)
+}
+
+/// [`inspect`], with the stripe engine's arena for frames `width` pixels wide (fully
+/// convolutional models; by default at 320 pixels and at the widest frame the file declares).
+pub fn inspect_at(
+    bytes: &[u8],
+    width: Option<usize>,
+) -> Result<String, edgevae_shared::FormatError> {
     let m = Model::from_bytes(bytes)?;
     let h = m.header();
     let mut s = String::new();
@@ -140,8 +149,38 @@ pub fn inspect(bytes: &[u8]) -> Result<String, edgevae_shared::FormatError> {
             let _ = writeln!(
                 s,
                 "           a whole {cols}x{rows} frame needs 2 x {b} bytes of feature maps \
-                 (firmware::frame; the stripe engine needs far less)"
+                 (firmware::frame)"
             );
+        }
+        let widths = match width {
+            Some(w) => vec![w],
+            None => vec![320.min(usize::from(f.max_width)), usize::from(f.max_width)],
+        };
+        for w in widths {
+            use edgevae_firmware::kernels::{dsp_scratch, neon_scratch};
+            use edgevae_firmware::stripe::{required_arena, required_arena_with};
+            match required_arena::<edgevae_firmware::engine::Scalar>(&m, w) {
+                Some(min) => {
+                    let dsp = required_arena_with(&m, w, dsp_scratch::conv2d_scratch_size);
+                    let neon = required_arena_with(&m, w, neon_scratch::conv2d_scratch_size);
+                    let _ = writeln!(
+                        s,
+                        "           stripe engine, frames {w} pixels wide: arena {min} bytes \
+                         (any kernel set; {} with the Cortex-M DSP kernels' full scratch, {} \
+                         with NEON's), no frame buffer",
+                        dsp.unwrap_or(min),
+                        neon.unwrap_or(min)
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        "           stripe engine: frames {w} pixels wide are not supported \
+                         (widest {})",
+                        f.max_width
+                    );
+                }
+            }
         }
     }
     match m.entropy() {

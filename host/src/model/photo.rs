@@ -325,16 +325,31 @@ impl PhotoCodec {
         lik.log().sum().div_scalar(-std::f64::consts::LN_2)
     }
 
-    /// The training loss of a batch at quality level `level`: `y + Δ·u` with `u` uniform in
-    /// [−½, ½) (`[n, M, H/16, W/16]`, given by the caller for reproducibility) through the
-    /// synthesis, `λ·255²·MSE + bits/pixel`.
-    pub fn loss(&self, x: Tensor<4>, u: Tensor<4>, level: usize, lambda: f64) -> PhotoLoss {
+    /// The training loss of a batch at quality level `level`, `λ·255²·MSE + bits/pixel`: the
+    /// rate of `y + Δ·u` with `u` uniform in [−½, ½) (`[n, M, H/16, W/16]`, given by the caller
+    /// for reproducibility). The synthesis sees the same noisy latent, or with `rounded` the
+    /// latent the decoder will get, `round(y/Δ)·Δ`, its gradient passed straight through
+    /// (Minnen & Singh 2020's mixed quantisation: no train/test mismatch in the synthesis).
+    pub fn loss(
+        &self,
+        x: Tensor<4>,
+        u: Tensor<4>,
+        level: usize,
+        lambda: f64,
+        rounded: bool,
+    ) -> PhotoLoss {
         let [n, _, hh, ww] = x.dims();
         let y = self.analysis(x.clone());
         let delta = self.steps(level);
-        let noisy = y + u * delta.clone();
+        let noisy = y.clone() + u * delta.clone();
         let bits = self.bits(noisy.clone(), delta);
-        let x_hat = self.synthesis(noisy);
+        let y_dec = if rounded {
+            let r = self.dequantize(self.quantize(y.clone(), level), level);
+            y.clone() + (r - y).detach()
+        } else {
+            noisy
+        };
+        let x_hat = self.synthesis(y_dec);
         let mse = (x_hat - x).powi_scalar(2).mean();
         let bpp = bits.div_scalar((n * hh * ww) as f64);
         PhotoLoss {
@@ -401,9 +416,14 @@ mod tests {
         assert_eq!(y.dims(), [2, 8, 2, 3]);
         assert_eq!(model.synthesis(y.clone()).dims(), [2, 3, 32, 48]);
         let u = Tensor::<4>::zeros([2, 8, 2, 3], &device);
-        let l = model.loss(x, u, 1, 0.02);
+        let l = model.loss(x.clone(), u.clone(), 1, 0.02, false);
         let bpp = l.bpp.into_scalar::<f32>();
         assert!(bpp.is_finite() && bpp > 0.0, "bpp {bpp}");
+        // With u = 0 the noisy latent is y itself; the rounded one differs unless y is on the
+        // grid, and the rate term does not depend on the switch.
+        let r = model.loss(x, u, 1, 0.02, true);
+        assert_eq!(r.bpp.into_scalar::<f32>(), bpp);
+        assert!(r.mse.into_scalar::<f32>().is_finite());
     }
 
     #[test]

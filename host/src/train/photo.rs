@@ -48,6 +48,11 @@ pub struct PhotoTrainConfig {
     pub seed: u64,
     /// Steps between checkpoints (and validation lines).
     pub checkpoint_every: usize,
+    /// The synthesis trains on the rounded latent (straight-through) rather than the noisy
+    /// one ([`crate::model::photo::PhotoCodec::loss`]); runs saved before the switch existed
+    /// read as `false`. May be switched on when a run is resumed.
+    #[serde(default)]
+    pub rounded_synthesis: bool,
 }
 
 impl PhotoTrainConfig {
@@ -65,6 +70,7 @@ impl PhotoTrainConfig {
             lr_min: 1e-5,
             seed: 42,
             checkpoint_every: 250,
+            rounded_synthesis: true,
         }
     }
 
@@ -262,7 +268,8 @@ pub fn log_csv(log: &[PhotoLog]) -> String {
 
 /// Trains `cfg` on crops of `train`, checking rate and PSNR on fixed crops of `val` at every
 /// checkpoint. With `opts.run_dir` it writes `config.json` first and checkpoints as it goes;
-/// with `opts.resume` it continues the run there (its config must equal `cfg` except `steps`).
+/// with `opts.resume` it continues the run there (its config must equal `cfg` except `steps`
+/// and `rounded_synthesis`).
 pub fn train_photo(
     cfg: &PhotoTrainConfig,
     train: &PhotoSet,
@@ -298,10 +305,11 @@ pub fn train_photo(
         if opts.resume {
             let mut saved = PhotoTrainConfig::load_from(dir)?;
             saved.steps = cfg.steps;
+            saved.rounded_synthesis = cfg.rounded_synthesis;
             if serde_json::to_value(&saved).ok() != serde_json::to_value(cfg).ok() {
                 return Err(Error::data(
                     dir.join(CONFIG_FILE),
-                    "differs from the requested settings (only --steps may change on --resume)",
+                    "differs from the requested settings (only --steps and --noise-synthesis may change on --resume)",
                 ));
             }
             let path = dir.join(STATE_FILE);
@@ -348,7 +356,7 @@ pub fn train_photo(
             .map(|_| rand::Rng::random::<f32>(&mut rng) - 0.5)
             .collect();
         let u = Tensor::<4>::from_data(TensorData::new(u, [b, m, ls, ls]), &device);
-        let terms = model.loss(x, u, level, cfg.photo.lambdas[level]);
+        let terms = model.loss(x, u, level, cfg.photo.lambdas[level], cfg.rounded_synthesis);
         let loss = terms.loss.clone().into_scalar::<f32>() as f64;
         if !loss.is_finite() {
             return Err(Error::Invalid(format!(

@@ -1,0 +1,165 @@
+//! Runs the stripe engine (`stripe::compress`, or `stripe::encode` without the entropy coding)
+//! on a whole grey frame `REPS` times, for counting instructions per frame under
+//! `qemu-aarch64 -plugin libinsncount.so` (run with REPS and with 0, subtract, divide; see
+//! `boards/BENCH.md`, "Stripe engine (issue 20)"):
+//!
+//!     stripe_bench fast|scalar compress|encode WIDTH HEIGHT REPS [LAYERS]
+//!
+//! The model is `synthetic_frame(&FrameSpec::photo(1, 1))` (the shipped photo structure: 5×5/2
+//! → 24, 3×3/2 → 32, 48, 64-channel latent, 640 pixels wide at most), the frame a deterministic
+//! pseudo-photo (smooth gradients plus a fine texture). `fast` is the compiled fast path (on
+//! aarch64 the SDOT kernels where the CPU has them, `-cpu max`; plain NEON otherwise), with the
+//! arena its fastest scratch needs; `scalar` the reference kernels in their minimum arena.
+//! The Cortex-M twin is `firmware/boards/src/bin/stripe_bench.rs` (same model, same pixels,
+//! same bits).
+use edgevae_firmware::engine::{Fast, KernelSet, Scalar};
+use edgevae_firmware::kernels::neon_scratch;
+use edgevae_firmware::stripe::{self, required_arena, required_arena_with, SliceRows};
+use edgevae_shared::build::{synthetic_frame, FrameSpec, XorShift};
+use edgevae_shared::format::{Model, Op};
+
+/// Quality level coded.
+const LEVEL: u8 = 1;
+
+/// A `rows × cols` grey pseudo-photo: two smooth gradients, a slow ripple and a small texture.
+fn pseudo_photo(rows: usize, cols: usize) -> Vec<u8> {
+    let mut rng = XorShift(0x5EED_F00D_1234_5679);
+    let mut px = Vec::with_capacity(rows * cols);
+    for y in 0..rows {
+        for x in 0..cols {
+            let g = (x * 140 / cols + y * 90 / rows) as i32; // 0..230
+            let ripple = (((x / 9 + y / 7) % 16) as i32 - 8) * 2; // ±16, blocky ripple
+            let noise = rng.range(-8, 8); // texture ±8
+            px.push((g + 12 + ripple + noise).clamp(0, 255) as u8);
+        }
+    }
+    px
+}
+
+/// Nominal MACs of the encoder at this frame size (full kernels, padding taps included).
+fn encoder_macs(model: &Model<'_>, rows: usize, cols: usize) -> u64 {
+    let (mut h, mut w, mut c) = (rows as u64, cols as u64, model.header().input.c as u64);
+    let mut macs = 0;
+    for l in model.encoder() {
+        if let Op::Conv2d { kh, kw, stride, .. } = l.op {
+            let (s, oc) = (stride as u64, l.output.c as u64);
+            (h, w) = (h.div_ceil(s), w.div_ceil(s));
+            macs += h * w * oc * kh as u64 * kw as u64 * c;
+            c = oc;
+        }
+    }
+    macs
+}
+
+fn bench<K: KernelSet>(
+    model: &Model<'_>,
+    coding: bool,
+    rows: usize,
+    cols: usize,
+    reps: usize,
+    arena_len: usize,
+) {
+    let px = pseudo_photo(rows, cols);
+    let mut arena = vec![0u8; arena_len];
+    let mut out = vec![0u8; rows * cols + 4096];
+    let mut last = 0usize;
+    for _ in 0..reps {
+        let mut src = SliceRows::new(&px, cols, 1);
+        let r = if coding {
+            stripe::compress::<K, _>(model, LEVEL, rows, cols, &mut src, &mut arena, &mut out)
+        } else {
+            let mut sum = 0usize;
+            stripe::encode::<K, _, _>(model, rows, cols, &mut src, &mut arena, |_, row| {
+                sum = sum.wrapping_add(row.len());
+            })
+            .map(|()| sum)
+        };
+        match r {
+            Ok(b) => last = b,
+            Err(e) => {
+                eprintln!("stripe: {e}");
+                std::process::exit(1);
+            }
+        }
+        std::hint::black_box(&mut out);
+    }
+    let macs = encoder_macs(model, rows, cols);
+    eprintln!(
+        "{cols}x{rows}: {} MACs ({:.1}/pixel), arena {arena_len} B, {}",
+        macs,
+        macs as f64 / (rows * cols) as f64,
+        if !coding {
+            format!("encode only: {last} latent values a frame")
+        } else if reps > 0 {
+            format!(
+                "{last} bits ({:.4} bpp, {} bytes)",
+                last as f64 / (rows * cols) as f64,
+                last.div_ceil(8)
+            )
+        } else {
+            "no frame run".into()
+        }
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mut spec = FrameSpec::photo(1, 1);
+    if let Some(n) = args.get(6).and_then(|s| s.parse::<usize>().ok()) {
+        let n = n.clamp(1, spec.encoder.len());
+        spec.encoder.truncate(n);
+        spec.decoder.drain(..spec.decoder.len() + 1 - n);
+    }
+    let model = synthetic_frame(&spec)
+        .and_then(|m| m.to_bytes())
+        .unwrap_or_else(|e| {
+            eprintln!("synthetic model: {e:?}");
+            std::process::exit(1)
+        });
+    let (Some(set), Some(mode), Some(cols), Some(rows), Some(reps)) = (
+        args.get(1),
+        args.get(2),
+        args.get(3).and_then(|s| s.parse::<usize>().ok()),
+        args.get(4).and_then(|s| s.parse::<usize>().ok()),
+        args.get(5).and_then(|s| s.parse::<usize>().ok()),
+    ) else {
+        eprintln!("usage: stripe_bench fast|scalar compress|encode WIDTH HEIGHT REPS [LAYERS]");
+        std::process::exit(2);
+    };
+    let model = Model::from_bytes(&model).unwrap_or_else(|e| {
+        eprintln!("synthetic model: {e}");
+        std::process::exit(1)
+    });
+    let coding = mode == "compress";
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    let dotprod = std::arch::is_aarch64_feature_detected!("dotprod");
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if dotprod {
+        // SAFETY: the CPU implements FEAT_DotProd (just detected).
+        unsafe { edgevae_firmware::kernels::neon::enable_dotprod() };
+    }
+    #[cfg(not(all(target_arch = "aarch64", target_endian = "little")))]
+    let dotprod = false;
+    let need = |a: Option<usize>| {
+        a.unwrap_or_else(|| {
+            eprintln!("the model cannot take a frame {cols} wide");
+            std::process::exit(2)
+        })
+    };
+    if set == "scalar" {
+        let arena = need(required_arena::<Scalar>(&model, cols));
+        eprintln!("scalar kernels, {mode}");
+        bench::<Scalar>(&model, coding, rows, cols, reps, arena);
+    } else {
+        let arena = need(required_arena::<Fast>(&model, cols)).max(need(required_arena_with(
+            &model,
+            cols,
+            neon_scratch::conv2d_scratch_size,
+        )));
+        eprintln!(
+            "fast kernels{}, {mode}",
+            if dotprod { " (SDOT)" } else { "" }
+        );
+        bench::<Fast>(&model, coding, rows, cols, reps, arena);
+    }
+}
