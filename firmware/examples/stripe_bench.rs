@@ -16,7 +16,7 @@ use edgevae_firmware::engine::{Fast, KernelSet, Scalar};
 use edgevae_firmware::kernels::neon_scratch;
 use edgevae_firmware::stripe::{self, required_arena, required_arena_with, SliceRows};
 use edgevae_shared::build::{synthetic_frame, FrameSpec, XorShift};
-use edgevae_shared::format::{Model, Op};
+use edgevae_shared::format::Model;
 
 /// Quality level coded.
 const LEVEL: u8 = 1;
@@ -34,21 +34,6 @@ fn pseudo_photo(rows: usize, cols: usize) -> Vec<u8> {
         }
     }
     px
-}
-
-/// Nominal MACs of the encoder at this frame size (full kernels, padding taps included).
-fn encoder_macs(model: &Model<'_>, rows: usize, cols: usize) -> u64 {
-    let (mut h, mut w, mut c) = (rows as u64, cols as u64, model.header().input.c as u64);
-    let mut macs = 0;
-    for l in model.encoder() {
-        if let Op::Conv2d { kh, kw, stride, .. } = l.op {
-            let (s, oc) = (stride as u64, l.output.c as u64);
-            (h, w) = (h.div_ceil(s), w.div_ceil(s));
-            macs += h * w * oc * kh as u64 * kw as u64 * c;
-            c = oc;
-        }
-    }
-    macs
 }
 
 fn bench<K: KernelSet>(
@@ -83,7 +68,7 @@ fn bench<K: KernelSet>(
         }
         std::hint::black_box(&mut out);
     }
-    let macs = encoder_macs(model, rows, cols);
+    let macs = stripe::encoder_macs(model, rows, cols).unwrap_or(0);
     eprintln!(
         "{cols}x{rows}: {} MACs ({:.1}/pixel), arena {arena_len} B, {}",
         macs,

@@ -452,6 +452,23 @@ pub fn required_arena<K: KernelSet>(model: &Model<'_>, width: usize) -> Option<u
     required_arena_with(model, width, K::conv2d_scratch_size)
 }
 
+/// Nominal multiply-accumulates of the encoder on a `rows × cols` frame (padded to the total
+/// stride as the engine pads it; full kernels, padding taps included): what instruction counts
+/// per MAC divide by. `None` for a model that is not fully convolutional or a size it cannot
+/// take.
+pub fn encoder_macs(model: &Model<'_>, rows: usize, cols: usize) -> Option<u64> {
+    let s = usize::from(model.frame()?.total_stride.max(1));
+    let pad = |n: usize| u16::try_from(n.div_ceil(s).checked_mul(s)?).ok();
+    let (mut r, mut c) = (pad(rows)?, pad(cols)?);
+    let mut macs = 0u64;
+    for l in model.encoder() {
+        let l = l.at_frame(r, c)?;
+        macs = macs.checked_add(l.macs())?;
+        (r, c) = (l.output.h, l.output.w);
+    }
+    Some(macs)
+}
+
 /// [`required_arena`] with the kernels' scratch given by `conv_scratch` (for example
 /// [`kernels::dsp_scratch::conv2d_scratch_size`], what the Cortex-M DSP kernels run fastest
 /// with, or [`kernels::neon_scratch::conv2d_scratch_size`]; computable on every target).

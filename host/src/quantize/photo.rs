@@ -458,21 +458,37 @@ pub fn equalise(
     cols: u16,
     inputs: &[Vec<f32>],
 ) -> Vec<Vec<f32>> {
-    let mut all = Vec::new();
-    for i in 0..layers.len().saturating_sub(1) {
-        let at = layers_at(&layers[..=i], rows, cols);
-        let c = layers[i].output.c as usize;
-        let mut per: Vec<Vec<f32>> = vec![Vec::new(); c];
-        let outs: Vec<Vec<f32>> = inputs[..inputs.len().min(48)]
-            .par_iter()
-            .map(|x| run_float(&at, x))
-            .collect();
-        for o in &outs {
+    let hidden = layers.len().saturating_sub(1);
+    // Rescaling one boundary leaves every other activation unchanged (in float), so one pass
+    // over the unscaled network gives every boundary's ranges.
+    let at = layers_at(&layers[..hidden], rows, cols);
+    let mut per: Vec<Vec<Vec<f32>>> = at
+        .iter()
+        .map(|l| vec![Vec::new(); l.output.c as usize])
+        .collect();
+    let acts: Vec<Vec<Vec<f32>>> = inputs[..inputs.len().min(48)]
+        .par_iter()
+        .map(|x| {
+            let mut cur = x.clone();
+            at.iter()
+                .map(|l| {
+                    cur = run_float(std::slice::from_ref(l), &cur);
+                    cur.clone()
+                })
+                .collect()
+        })
+        .collect();
+    for a in &acts {
+        for (i, o) in a.iter().enumerate() {
+            let c = per[i].len();
             for (k, &v) in o.iter().enumerate() {
-                per[k % c].push(v.abs());
+                per[i][k % c].push(v.abs());
             }
         }
-        let r: Vec<f32> = per.iter_mut().map(|v| percentile_abs(v)).collect();
+    }
+    let mut all = Vec::new();
+    for (i, ch) in per.iter_mut().enumerate() {
+        let r: Vec<f32> = ch.iter_mut().map(|v| percentile_abs(v)).collect();
         let most = r.iter().copied().fold(0.0f32, f32::max);
         let gains: Vec<f32> = r
             .iter()

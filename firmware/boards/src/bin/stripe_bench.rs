@@ -21,7 +21,6 @@ use edgevae_boards::{exit, Ticks};
 use edgevae_firmware::engine::{Fast, KernelSet, Scalar};
 use edgevae_firmware::kernels::dsp_scratch;
 use edgevae_firmware::stripe::{self, required_arena, required_arena_with, RowSource};
-use edgevae_shared::format::Op;
 use edgevae_shared::Model;
 
 /// Must match the `-icount shift` of the runner: one SysTick tick is 40 ns of virtual time
@@ -94,21 +93,6 @@ impl RowSource for PhotoRows {
         }
         Ok(())
     }
-}
-
-/// Nominal MACs of the encoder at this frame size (full kernels, padding taps included).
-fn encoder_macs(model: &Model<'_>) -> u64 {
-    let (mut h, mut w, mut c) = (ROWS as u64, COLS as u64, model.header().input.c as u64);
-    let mut macs = 0;
-    for l in model.encoder() {
-        if let Op::Conv2d { kh, kw, stride, .. } = l.op {
-            let (s, oc) = (stride as u64, l.output.c as u64);
-            (h, w) = (h.div_ceil(s), w.div_ceil(s));
-            macs += h * w * oc * kh as u64 * kw as u64 * c;
-            c = oc;
-        }
-    }
-    macs
 }
 
 struct Ratio(u64, u64);
@@ -184,7 +168,7 @@ fn main() -> ! {
     let min_fast = required_arena::<Fast>(&model, COLS).unwrap_or(usize::MAX);
     let fastest =
         required_arena_with(&model, COLS, dsp_scratch::conv2d_scratch_size).unwrap_or(usize::MAX);
-    let macs = encoder_macs(&model);
+    let macs = stripe::encoder_macs(&model, ROWS, COLS).unwrap_or(0);
     defmt::println!(
         "stripe {=usize}x{=usize} grey, model {=usize} B, {=u64} MACs; arena: scalar {=usize} B, DSP minimum {=usize} B, DSP fastest {=usize} B (static {=usize} B)",
         COLS,
