@@ -46,8 +46,10 @@
 //! the whole-frame kernel's skipped padding tap adds. Accumulation wraps modulo 2³² on every
 //! path, so the order of the terms cannot matter, and the requantisation ([`output_stage`]) and
 //! lookup table are the same per-value functions. The latent rows arrive in raster order, and
-//! are coded position by position with [`EntropyLevel::encode_into`] into one stream, as the
-//! host codes its latent map: the same symbols in the same order give the same bytes.
+//! are coded position by position with [`EntropyLevel::encode_into`] (through its
+//! [`LatentCoder`](edgevae_shared::entropy::LatentCoder), the per-channel constants computed
+//! once a frame) into one stream, as the host codes its latent map: the same symbols in the
+//! same order give the same bytes.
 //!
 //! # Memory
 //!
@@ -821,11 +823,12 @@ pub fn compress_with<K: KernelSet, S: RowSource, F: FnMut(usize, &[i8])>(
         .ok_or(StripeError::NoSuchLevel { level })?;
     let zp = model.header().latent_q.zero_point;
     let m = model.header().latent as usize;
+    let coder = coder.coder(zp);
     let mut enc = Encoder::new(out);
     run::<K, S, _>(model, rows, cols, source, arena, &mut |y, row| {
         for pos in row.chunks_exact(m.max(1)) {
             coder
-                .encode_into(&mut enc, zp, pos)
+                .encode_into(&mut enc, pos)
                 .map_err(StripeError::Coding)?;
         }
         on_row(y, row);

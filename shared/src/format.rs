@@ -51,7 +51,7 @@ use core::fmt;
 use heapless::{String, Vec};
 use serde::{Deserialize, Serialize};
 
-use crate::entropy::{self, Cdf, CodingError, Decoder, Encoder};
+use crate::entropy::{self, Cdf, CodingError, Decoder, DimIter, Encoder, LatentCoder};
 use crate::layout::ALIGN;
 pub use crate::layout::FLAG_DSP_LAYOUT;
 
@@ -433,6 +433,9 @@ impl<'a> EntropyLevel<'a> {
     }
 
     /// Appends one latent's symbols to a running stream (several latents share one termination).
+    /// A [`LatentCoder`] ([`EntropyLevel::coder`]) codes the same, faster for many latents.
+    /// The tables must be strictly increasing from 0, as [`Model::from_bytes`] checks; a level
+    /// that was never validated codes some bits or gives an error, never a panic.
     pub fn encode_into(
         &self,
         enc: &mut Encoder<'_>,
@@ -442,16 +445,14 @@ impl<'a> EntropyLevel<'a> {
         if latent.len() != self.steps.len() {
             return Err(CodingError::SymbolOutOfRange);
         }
-        let mut coded = 0;
-        for (dim, &q) in self.tables(zero_point).zip(latent) {
-            let symbol = entropy::quantize_latent(q, zero_point, dim.step);
-            enc.encode(&dim.cdf, (symbol - dim.lo) as usize)?;
-            coded += 1;
-        }
-        if coded != latent.len() {
-            return Err(CodingError::BadTable);
-        }
-        Ok(())
+        entropy::encode_latent(
+            enc,
+            self.cdfs,
+            zero_point,
+            &[],
+            self.dims(zero_point, 0, 0),
+            latent,
+        )
     }
 
     /// Decodes a bitstream (any bytes) into the dequantized int8 latent.
@@ -474,16 +475,26 @@ impl<'a> EntropyLevel<'a> {
         if latent.len() != self.steps.len() {
             return Err(CodingError::SymbolOutOfRange);
         }
-        let mut decoded = 0;
-        for (dim, q) in self.tables(zero_point).zip(latent.iter_mut()) {
-            let index = dec.decode(&dim.cdf);
-            *q = dim.values.get(index).map_or(0, |&v| v as i8);
-            decoded += 1;
-        }
-        if decoded != self.steps.len() {
-            return Err(CodingError::BadTable);
-        }
-        Ok(())
+        entropy::decode_latent(
+            dec,
+            self.cdfs,
+            self.values,
+            &[],
+            self.dims(zero_point, 0, 0),
+            latent,
+        )
+    }
+
+    /// This level prepared for coding many latents (a latent map's positions).
+    pub fn coder(&self, zero_point: i8) -> LatentCoder<'a> {
+        LatentCoder::new(self, zero_point)
+    }
+
+    /// The coding constants of dimensions `skip..`, whose first table starts at entry `at`
+    /// (what [`EntropyLevel::tables`] walks, without the slices).
+    pub(crate) fn dims(&self, zero_point: i8, skip: usize, at: usize) -> DimIter<'a> {
+        let limit = (self.cdfs.len() / 2).min(self.values.len());
+        DimIter::new(zero_point, self.steps.get(skip..).unwrap_or(&[]), at, limit)
     }
 }
 
