@@ -309,6 +309,50 @@ fn conv_case(transpose: bool) -> impl Strategy<Value = ConvCase> {
         )
 }
 
+/// One input channel with more than ten taps on long rows (the photo encoder's 5×5 first
+/// layer and its neighbours: the DSP paired kernel, the NEON row-copy gather): odd and even
+/// widths up to 41, strides 1 and 2, padding 0–2, 1–30 output channels.
+fn conv_case_ic1_wide() -> impl Strategy<Value = ConvCase> {
+    (
+        3usize..=9,
+        3usize..=41,
+        1usize..=30,
+        prop_oneof![3 => Just((5usize, 5usize)), 1 => (3usize..=7, 4usize..=7)],
+        1usize..=2,
+        0usize..=2,
+        any::<u64>(),
+    )
+        .prop_filter_map(
+            "kernel must fit",
+            |(h, w, oc, (kh, kw), stride, pad, seed)| {
+                let g = ConvGeom {
+                    kh,
+                    kw,
+                    stride,
+                    pad,
+                };
+                let oh = (h + 2 * pad).checked_sub(kh)? / stride + 1;
+                let ow = (w + 2 * pad).checked_sub(kw)? / stride + 1;
+                let mut r = Rng(seed | 1);
+                let is = Shape { h, w, c: 1 };
+                let os = Shape {
+                    h: oh,
+                    w: ow,
+                    c: oc,
+                };
+                Some(ConvCase {
+                    is,
+                    os,
+                    g,
+                    zp: r.range(-128, 127) as i32,
+                    x: r.i8s(is.len()),
+                    w: r.i8s(oc * kh * kw),
+                    p: r.params(oc, kh * kw),
+                })
+            },
+        )
+}
+
 #[derive(Clone, Debug)]
 struct DenseCase {
     n_in: usize,
@@ -402,6 +446,14 @@ macro_rules! kernel_suite {
 
                 #[test]
                 fn conv2d_matches(c in conv_case(false)) {
+                    let (fast, reference) = run_conv(&c, false);
+                    let naive = naive_conv(&c.x, c.is, c.zp, &c.w, c.g, &c.p, c.os);
+                    prop_assert!(reference == naive, "scalar vs naive differ at {:?}", diff(&reference, &naive));
+                    prop_assert!(fast == reference, "path vs scalar differ at {:?}", diff(&fast, &reference));
+                }
+
+                #[test]
+                fn conv2d_ic1_wide_matches(c in conv_case_ic1_wide()) {
                     let (fast, reference) = run_conv(&c, false);
                     let naive = naive_conv(&c.x, c.is, c.zp, &c.w, c.g, &c.p, c.os);
                     prop_assert!(reference == naive, "scalar vs naive differ at {:?}", diff(&reference, &naive));

@@ -87,6 +87,49 @@ pub(crate) fn ic1_asm_channels(geom: ConvGeom, oc: usize, avail: usize) -> usize
     oc.div_ceil(oc.div_ceil(fit).max(1))
 }
 
+/// Most tap words (`ceil(kh·kw / 2)`) the paired one-input-channel kernel takes: its unrolled
+/// SMLAD sequence has this many steps (64 taps, up to 8×8).
+pub(crate) const IC1_PAIR_MAX_WORDS: usize = 32;
+
+/// Tap words of one pixel in the paired one-input-channel kernel: `kh·kw` int16 taps in pairs
+/// (see `dsp::narrow::pair_taps` for their order), the last one half empty when `kh·kw` is odd.
+pub(crate) fn ic1_pair_words(geom: ConvGeom) -> usize {
+    geom.kh.saturating_mul(geom.kw).div_ceil(2)
+}
+
+/// Words of one channel triple's block in the paired kernel: the three biases, each twice (the
+/// six accumulators' start), the weights (`3 · words`, the three channels' word `t` side by
+/// side), then per channel `2m`, `c`, `e | zp << 8` and its output offset.
+pub(crate) fn ic1_pair_block_words(words: usize) -> usize {
+    words.saturating_mul(3).saturating_add(18)
+}
+
+/// Channel triples the paired one-input-channel kernel (two pixels × three channels an SMLAD
+/// block, for more than [`IC1_ASM_TAPS`] taps) prepares at a time in `avail` bytes (0: the
+/// geometry is not its, or not one triple fits). Scratch: 4 bytes of alignment, the two pixels'
+/// interleaved taps (`2 · words` words), then the triples' blocks.
+pub(crate) fn ic1_pair_triples(geom: ConvGeom, oc: usize, avail: usize) -> usize {
+    let words = ic1_pair_words(geom);
+    if geom.kh.saturating_mul(geom.kw) <= IC1_ASM_TAPS || words > IC1_PAIR_MAX_WORDS || oc == 0 {
+        return 0;
+    }
+    let triples = oc.div_ceil(3);
+    let fit = avail.saturating_sub(4 + 8 * words) / 4 / ic1_pair_block_words(words);
+    if fit == 0 {
+        return 0;
+    }
+    triples.div_ceil(triples.div_ceil(fit).max(1))
+}
+
+fn ic1_pair_bytes(geom: ConvGeom, triples: usize) -> usize {
+    let words = ic1_pair_words(geom);
+    ic1_pair_block_words(words)
+        .saturating_mul(triples)
+        .saturating_add(2 * words)
+        .saturating_mul(4)
+        .saturating_add(4)
+}
+
 /// Scratch of the one-input-channel convolution for `n` channels at a time: one pixel's taps,
 /// then the channels' weights, as int16 pairs.
 fn ic1_bytes(geom: ConvGeom, n: usize) -> usize {
@@ -206,6 +249,9 @@ pub fn conv2d_scratch_for(
     if in_shape.c == 1 {
         if let n @ 1.. = ic1_asm_channels(geom, out_shape.c, avail) {
             return n.saturating_mul(IC1_ASM_WORDS * 4).saturating_add(4);
+        }
+        if let n @ 1.. = ic1_pair_triples(geom, out_shape.c, avail) {
+            return ic1_pair_bytes(geom, n);
         }
         return match ic1_channels(geom, out_shape.c, avail) {
             0 => direct_bytes(in_shape, out_shape, geom, false, avail),

@@ -32,34 +32,60 @@ fn main() -> ! {
 
     // Pass 0: random shapes. Pass 1: the special-case kernels: one input channel (conv2d, up to
     // 70 output channels: both prepared blocks and the fallback above 64) or 1–3 output channels.
-    for (transpose, narrow) in [(false, false), (true, false), (false, true), (true, true)] {
-        let name = match (transpose, narrow) {
-            (true, false) => "conv_transpose2d",
-            (false, false) => "conv2d",
-            (true, true) => "conv_transpose2d oc<4",
-            (false, true) => "conv2d ic=1",
+    // Pass 4 (`wide`): one input channel with more than ten taps (the paired kernel: the photo
+    // encoder's 5×5 first layer and its neighbours) on rows up to 41 wide, odd and even, every
+    // shift in the fast requantisation's domain in odd cases.
+    for (transpose, narrow, wide) in [
+        (false, false, false),
+        (true, false, false),
+        (false, true, false),
+        (true, true, false),
+        (false, true, true),
+    ] {
+        let name = match (transpose, narrow, wide) {
+            (_, _, true) => "conv2d ic=1 >10 taps",
+            (true, false, _) => "conv_transpose2d",
+            (false, false, _) => "conv2d",
+            (true, true, _) => "conv_transpose2d oc<4",
+            (false, true, _) => "conv2d ic=1",
         };
         let mut done = 0;
         while ok && done < CASES {
             let is = Shape {
-                h: r.range(1, 9) as usize,
-                w: r.range(1, 9) as usize,
+                h: r.range(if wide { 3 } else { 1 }, 9) as usize,
+                w: r.range(if wide { 3 } else { 1 }, if wide { 41 } else { 9 }) as usize,
                 c: if narrow && !transpose {
                     1
                 } else {
                     r.range(1, 17) as usize
                 },
             };
-            let g = ConvGeom {
-                kh: r.range(1, 5) as usize,
-                kw: r.range(1, 5) as usize,
-                stride: r.range(1, 3) as usize,
-                pad: r.range(0, 2) as usize,
+            let g = if wide {
+                // Mostly the photo layer (5×5, stride 2), else 3..=7 × 4..=7.
+                let photo = !r.next_u32().is_multiple_of(3);
+                ConvGeom {
+                    kh: if photo { 5 } else { r.range(3, 7) as usize },
+                    kw: if photo { 5 } else { r.range(4, 7) as usize },
+                    stride: if photo && r.next_u32().is_multiple_of(2) {
+                        2
+                    } else {
+                        r.range(1, 2) as usize
+                    },
+                    pad: r.range(0, 2) as usize,
+                }
+            } else {
+                ConvGeom {
+                    kh: r.range(1, 5) as usize,
+                    kw: r.range(1, 5) as usize,
+                    stride: r.range(1, 3) as usize,
+                    pad: r.range(0, 2) as usize,
+                }
             };
-            let oc = match (narrow, transpose) {
-                (false, _) => r.range(1, 17),
-                (true, true) => r.range(1, 3),
-                (true, false) => r.range(1, 70),
+            let oc = match (narrow, transpose, wide) {
+                (_, _, true) => r.range(1, 30),
+                (false, _, _) => r.range(1, 17),
+                (true, true, _) => r.range(1, 3),
+                (true, false, _) => r.range(1, 70),
             } as usize;
             let dim = |i: usize, k: usize| {
                 if transpose {
@@ -88,7 +114,16 @@ fn main() -> ! {
             let (x, w) = (&mut x[..is.len()], &mut w[..oc * g.kh * g.kw * is.c]);
             r.fill(x);
             r.fill(w);
-            let p: Params<{ 4 * 70 }> = Params::random(&mut r, oc, g.kh * g.kw * is.c);
+            let mut p: Params<{ 4 * 70 }> = Params::random(&mut r, oc, g.kh * g.kw * is.c);
+            if wide && done % 2 == 1 {
+                // Every shift in the fast requantisation's domain (-31..=-1): the paired kernel
+                // runs (any other shift takes the general one-channel path).
+                for s in p.shift[..oc].iter_mut() {
+                    if !(-31..=-1).contains(s) {
+                        *s = -1 - (r.next_u32() % 31) as i8;
+                    }
+                }
+            }
             let stage = p.stage();
             let (fo, ro) = (&mut fast[..os.len()], &mut reference[..os.len()]);
             fo.fill(0x5A);

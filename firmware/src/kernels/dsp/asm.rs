@@ -23,6 +23,17 @@ pub(super) fn sxtb16_ror8(x: u32) -> u32 {
     r
 }
 
+/// `acc` plus the dot product of the halfword pairs of `a` and `b` (wrapping).
+#[inline(always)]
+pub(super) fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+    let r: i32;
+    // SAFETY: register-only arithmetic (sets the Q flag on overflow, which nothing reads).
+    unsafe {
+        asm!("smlad {0}, {1}, {2}, {3}", out(reg) r, in(reg) a, in(reg) b, in(reg) acc, options(pure, nomem, nostack))
+    };
+    r
+}
+
 /// Halfword-wise signed subtraction.
 #[inline(always)]
 pub(super) fn ssub16(a: u32, b: u32) -> u32 {
@@ -627,6 +638,134 @@ pub(super) unsafe fn ic1_pixel(job: &Ic1Pixel, relu: bool) {
             edgevae_dsp_ic1_pixel_relu(job)
         } else {
             edgevae_dsp_ic1_pixel(job)
+        }
+    }
+}
+
+/// Work of [`ic1_pair`]: two output pixels' taps of a one-input-channel convolution, word-
+/// interleaved (`[px0 word 0, px1 word 0, px0 word 1, …]`, int16 pairs in the order of
+/// `narrow::pair_taps`), and the channel-triple blocks to run them against. `#[repr(C)]`: the
+/// assembly reads fixed offsets.
+#[repr(C)]
+pub(super) struct Ic1Pair {
+    /// `2 · words` words (word-aligned).
+    pub x: *const u32,
+    /// Tap words per pixel (1..=[`IC1_PAIR_MAX_WORDS`]).
+    pub words: u32,
+    /// The first triple's block ([`crate::kernels::dsp_scratch::ic1_pair_block_words`] words
+    /// each: the three channels' biases, each twice, the weights with the three channels' word
+    /// `t` side by side, then per channel `2m`, `c`, `e | zp << 8` and its output offset).
+    pub blocks: *const u32,
+    /// One past the last triple's block (at least one triple).
+    pub end: *const u32,
+    /// Pixel 0's and pixel 1's output channels (the same pixel twice is allowed).
+    pub out: [*mut i8; 2],
+}
+
+/// Steps of the unrolled SMLAD sequence of [`ic1_pair`].
+pub(super) const IC1_PAIR_MAX_WORDS: usize = crate::kernels::dsp_scratch::IC1_PAIR_MAX_WORDS;
+
+// Two pixels × three channels of a one-input-channel convolution, per triple: LDM of the six
+// accumulators' initial values (each channel's bias twice), then `words` steps of [LDM of the three channels' weight
+// words, LDRD of the two pixels' tap words, six SMLAD] (8 instructions for 12 MACs; entered
+// part-way into a 32-step unrolled sequence, 32 bytes a step, so no loop counter), then per
+// channel LDM of [2m, c, e | zp << 8, offset] and the requantisation of `Rq` (see `requant`;
+// ASRS shifts by the low byte, e, and the zero point is `ew asr #8`) and the clamp of the
+// 16-input dense loop, STRB at the offset: 52 + 8·words instructions a triple (64 with ReLU).
+// r0 blocks, r1 taps, r2-r4 weights, r5 r6 taps, r7-r12 accumulators (channel-major, pixel
+// minor), lr the entry / requantisation addend; the stack holds [taps, entry, out0, out1, end].
+core::arch::global_asm!(
+    ".macro EDGEVAE_IC1PAIR_REQ acc, out, relu",
+    "and lr, \\acc, r4",
+    "add lr, lr, \\acc, asr #31",
+    "smmlar \\acc, \\acc, r3, lr",
+    "asrs \\acc, \\acc, r5",
+    ".if \\relu",
+    "adc \\acc, \\acc, #0",
+    "usat \\acc, #8, \\acc",
+    "add \\acc, \\acc, r5, asr #8",
+    ".else",
+    "adc \\acc, \\acc, r5, asr #8",
+    ".endif",
+    "ssat \\acc, #8, \\acc",
+    "strb \\acc, [\\out, r6]",
+    ".endm",
+    ".macro EDGEVAE_IC1PAIR name, relu",
+    ".section .text.\\name,\"ax\",%progbits",
+    ".global \\name",
+    ".type \\name,%function",
+    ".p2align 2",
+    ".thumb_func",
+    "\\name:",
+    "push {{r4-r11, lr}}",
+    "sub sp, sp, #28",
+    "ldr r1, [r0, #4]",
+    "adr.w r2, 8f",
+    "sub r2, r2, r1, lsl #5",
+    "orr r2, r2, #1",
+    "ldr r3, [r0, #0]",
+    "strd r3, r2, [sp, #0]",
+    "ldrd r3, r4, [r0, #16]",
+    "strd r3, r4, [sp, #8]",
+    "ldr r3, [r0, #12]",
+    "str r3, [sp, #16]",
+    "ldr r0, [r0, #8]",
+    "1:",
+    "ldm r0!, {{r7-r12}}",
+    "ldrd r1, lr, [sp, #0]",
+    "bx lr",
+    ".rept {steps}",
+    "ldm.w r0!, {{r2, r3, r4}}",
+    "ldrd r5, r6, [r1], #8",
+    "smlad r7, r2, r5, r7",
+    "smlad r8, r2, r6, r8",
+    "smlad r9, r3, r5, r9",
+    "smlad r10, r3, r6, r10",
+    "smlad r11, r4, r5, r11",
+    "smlad r12, r4, r6, r12",
+    ".endr",
+    "8:",
+    "ldrd r1, r2, [sp, #8]",
+    "ldm r0!, {{r3, r4, r5, r6}}",
+    "EDGEVAE_IC1PAIR_REQ r7, r1, \\relu",
+    "EDGEVAE_IC1PAIR_REQ r8, r2, \\relu",
+    "ldm r0!, {{r3, r4, r5, r6}}",
+    "EDGEVAE_IC1PAIR_REQ r9, r1, \\relu",
+    "EDGEVAE_IC1PAIR_REQ r10, r2, \\relu",
+    "ldm r0!, {{r3, r4, r5, r6}}",
+    "EDGEVAE_IC1PAIR_REQ r11, r1, \\relu",
+    "EDGEVAE_IC1PAIR_REQ r12, r2, \\relu",
+    "ldr lr, [sp, #16]",
+    "cmp r0, lr",
+    "bne 1b",
+    "add sp, sp, #28",
+    "pop {{r4-r11, pc}}",
+    ".size \\name, . - \\name",
+    ".endm",
+    "EDGEVAE_IC1PAIR edgevae_dsp_ic1_pair, 0",
+    "EDGEVAE_IC1PAIR edgevae_dsp_ic1_pair_relu, 1",
+    steps = const IC1_PAIR_MAX_WORDS,
+);
+
+extern "C" {
+    fn edgevae_dsp_ic1_pair(job: *const Ic1Pair);
+    fn edgevae_dsp_ic1_pair_relu(job: *const Ic1Pair);
+}
+
+/// Runs every channel triple of `job` against its two pixels' taps.
+///
+/// # Safety
+/// `x` word-aligned and readable for `2 · words` words, `words` in 1..=[`IC1_PAIR_MAX_WORDS`];
+/// `blocks` word-aligned, `end - blocks` a non-zero multiple of the block words, all readable;
+/// every block's `e` in 1..=31 and each `out[p] + offset` writable.
+#[inline(always)]
+pub(super) unsafe fn ic1_pair(job: &Ic1Pair, relu: bool) {
+    // SAFETY: the caller's contract; the functions follow the AAPCS and save what they use.
+    unsafe {
+        if relu {
+            edgevae_dsp_ic1_pair_relu(job)
+        } else {
+            edgevae_dsp_ic1_pair(job)
         }
     }
 }

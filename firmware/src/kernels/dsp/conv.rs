@@ -105,6 +105,13 @@ pub fn conv2d_prelaid(
     {
         return Ok(());
     }
+    if in_shape.c == 1
+        && super::narrow::conv2d_ic1_pair(
+            input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,
+        )
+    {
+        return Ok(());
+    }
     if in_shape.c == 1 && ic1_channels(geom, out_shape.c, scratch.len()) > 0 {
         return super::narrow::conv2d_ic1(
             input, in_shape, input_zp, weights, geom, stage, output, out_shape, scratch,

@@ -5,9 +5,11 @@
 //! into the scratch as int16 `x - zp` (padding as 0), the weights of two output channels are
 //! widened beside it, and a 2 channel × 2 pixel register-blocked SMLAD loop computes four sums at
 //! once. A transposed convolution is the same GEMM run once per output phase with its sub-kernel.
-//! Two shapes have their own kernels (`narrow`): a one-input-channel convolution (an assembly loop
-//! over a pixel's channels with its taps in registers) and a transposed convolution with fewer
-//! than four output channels (direct dot products over widened input rows). Requantisation is
+//! Two shapes have their own kernels (`narrow`): a one-input-channel convolution (up to ten taps
+//! an assembly loop over a pixel's channels with its taps in registers; more taps, such as the
+//! photo encoder's 5×5, two pixels × three channels SMLAD blocks over the pixels' gathered taps)
+//! and a transposed convolution with fewer than four output channels (direct dot products over
+//! widened input rows). Requantisation is
 //! prepared per channel ([`Rq`]: SMMLAR, ASRS, ADC).
 //! The dense layer widens the input once and widens the int8 weights in the loop (each weight is
 //! used once, so widening them ahead would only add stores); 16 inputs run one assembly loop.

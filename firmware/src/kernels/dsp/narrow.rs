@@ -11,7 +11,10 @@
 
 use super::super::{ConvGeom, KernelError, OutputStage, Shape};
 use super::{asm, put_row, put_zeros, scratch_words, Rq};
-use crate::kernels::dsp_scratch::{ic1_asm_channels, ic1_channels, ic1_words, narrow_t, IC1_BLOCK};
+use crate::kernels::dsp_scratch::{
+    ic1_asm_channels, ic1_channels, ic1_pair_block_words, ic1_pair_triples, ic1_pair_words,
+    ic1_words, narrow_t, IC1_BLOCK, IC1_PAIR_MAX_WORDS,
+};
 
 /// See [`crate::kernels::conv_transpose2d`]; the caller has validated the call and checked the
 /// scratch length against `dsp_scratch::narrow_t_bytes`.
@@ -327,6 +330,359 @@ pub(super) fn conv2d_ic1_asm(
         }
     }
     true
+}
+
+/// The one-input-channel convolution with more than ten taps (the photo encoder's 5×5 first
+/// layer) as two pixels × three channels SMLAD blocks ([`asm::ic1_pair`]). The input zero point
+/// is folded into the bias (`Σ w·(x − zp) = Σ w·x − zp·Σ w` modulo 2³², padding taps reading
+/// `zp`), so each pair of output pixels' taps is gathered once as raw int16 pairs, interleaved,
+/// in the order of [`pair_taps`]; each channel triple's weights, corrected biases and
+/// requantisation are laid out once per call (per block of triples the scratch holds) as one
+/// block the assembly reads with LDM. Runs where every channel has the fast requantisation of
+/// [`Rq`], the clamp is plain int8 or a fused ReLU, and one triple fits the scratch; false
+/// (nothing written) otherwise. The caller has validated the call.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn conv2d_ic1_pair(
+    input: &[i8],
+    in_shape: Shape,
+    input_zp: i32,
+    weights: &[i8],
+    geom: ConvGeom,
+    stage: &OutputStage,
+    output: &mut [i8],
+    out_shape: Shape,
+    scratch: &mut [u8],
+) -> bool {
+    let oc_n = out_shape.c;
+    let per_block = ic1_pair_triples(geom, oc_n, scratch.len());
+    let relu = stage.act_min == stage.output_zp && stage.act_min != -128;
+    let clamp_ok = stage.act_max == 127 && (relu || stage.act_min == -128);
+    let (oh, ow) = (out_shape.h, out_shape.w);
+    if per_block == 0 || !clamp_ok || oh * ow == 0 || output.len() < oh * ow * oc_n {
+        return false;
+    }
+    if (0..oc_n).any(|oc| Rq::new(stage, oc).e == 0) {
+        return false;
+    }
+    let (kh, kw) = (geom.kh, geom.kw);
+    let taps = kh * kw;
+    let nw = ic1_pair_words(geom);
+    let bw = ic1_pair_block_words(nw);
+    if nw == 0 || nw > IC1_PAIR_MAX_WORDS {
+        return false;
+    }
+    let words = scratch_words(scratch);
+    let Some((col, rest)) = words.split_at_mut_checked(2 * nw) else {
+        return false;
+    };
+    let Some(blocks) = rest.get_mut(..per_block * bw) else {
+        return false;
+    };
+    // The canonical tap of each half of each word (`taps`: none).
+    let mut order = [[taps; 2]; IC1_PAIR_MAX_WORDS];
+    for (m, o) in order.iter_mut().enumerate().take(nw) {
+        *o = pair_taps(kh, kw, m).map(|t| t.unwrap_or(taps));
+    }
+    let out_base = output.as_mut_ptr();
+    let step = 3 * per_block.max(1);
+    for c0 in (0..oc_n).step_by(step) {
+        let c_end = (c0 + step).min(oc_n);
+        let nt = (c_end - c0).div_ceil(3);
+        for (k, blk) in blocks.chunks_exact_mut(bw).take(nt).enumerate() {
+            // A short last triple repeats its last channel (the same bytes stored twice).
+            let ch: [usize; 3] = core::array::from_fn(|j| (c0 + 3 * k + j).min(c_end - 1));
+            lay_triple(blk, weights, ch, (kh, kw), nw, stage, input_zp);
+        }
+        let mut job = asm::Ic1Pair {
+            x: col.as_ptr(),
+            words: nw as u32,
+            blocks: blocks.as_ptr(),
+            end: blocks.as_ptr().wrapping_add(nt * bw),
+            out: [out_base; 2],
+        };
+        // SAFETY: `col` (2 · nw words) and `blocks` (nt ≥ 1 laid triples, channels below
+        // `oc_n`) are word-aligned (`scratch_words`); 1 ≤ nw ≤ IC1_PAIR_MAX_WORDS; every
+        // channel's `e` is in 1..=31 (checked above); `out_base` is the output, of at least
+        // `oh · ow · oc_n` bytes (checked above).
+        unsafe {
+            pair_rows(
+                col, &mut job, input, in_shape, input_zp, geom, out_shape, &order, relu,
+            )
+        };
+    }
+    true
+}
+
+/// The pixel pairs of [`conv2d_ic1_pair`] for one block of channel triples (`job.blocks ..
+/// job.end`): per pair of output pixels of a row, the taps gathered into `col` (both pixels
+/// inside the input: [`gather2`]; else tap by tap), then the assembly.
+///
+/// # Safety
+/// `col` is word-aligned; `job.words` is `ceil(kh·kw / 2)`, in 1..=IC1_PAIR_MAX_WORDS;
+/// `job.blocks .. job.end` are `ic1_pair_block_words` word-aligned, readable words per triple
+/// (at least one) whose `e` are in 1..=31 and whose offsets are below `out_shape.c`; `job.out[0]`
+/// is the output, writable for `out_shape.len()` bytes.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+unsafe fn pair_rows(
+    col: &mut [u32],
+    job: &mut asm::Ic1Pair,
+    input: &[i8],
+    in_shape: Shape,
+    input_zp: i32,
+    geom: ConvGeom,
+    out_shape: Shape,
+    order: &[[usize; 2]; IC1_PAIR_MAX_WORDS],
+    relu: bool,
+) {
+    let (oh, ow, oc_n) = (out_shape.h, out_shape.w, out_shape.c);
+    let (kh, kw) = (geom.kh, geom.kw);
+    let out_base = job.out[0];
+    if 2 * (kh * kw).div_ceil(2) > col.len() {
+        return;
+    }
+    let (h, w, stride, pad) = (in_shape.h, in_shape.w, geom.stride, geom.pad);
+    for oy in 0..oh {
+        // The input rows of this output row, when all inside the input.
+        let rows = (oy * stride)
+            .checked_sub(pad)
+            .filter(|&iy| iy + kh <= h)
+            .map(|iy| iy * w);
+        let mut ox = 0;
+        while ox < ow {
+            // Pixels ox and ox + 1 (an odd last pixel runs as a pair with itself).
+            let px = [ox, (ox + 1).min(ow - 1)];
+            let ix = px.map(|x| (x * stride).checked_sub(pad).filter(|&i| i + kw <= w));
+            let fast = match (rows, ix) {
+                (Some(at), [Some(i0), Some(i1)]) => match (kh, kw) {
+                    (5, 5) => gather2::<5, 5>(col, input, at + i0, at + i1, w, kh, kw),
+                    _ => gather2::<0, 0>(col, input, at + i0, at + i1, w, kh, kw),
+                },
+                _ => false,
+            };
+            if !fast {
+                for (lane, &x) in px.iter().enumerate() {
+                    gather_pair(col, lane, input, oy, x, geom, in_shape, input_zp, order);
+                }
+            }
+            job.out = px.map(|x| out_base.wrapping_add((oy * ow + x) * oc_n));
+            job.x = col.as_ptr();
+            // SAFETY: `col` holds the two pixels' `2 · words` words (checked above), the blocks
+            // and the output are the contract's; both pixels are inside the output.
+            unsafe { asm::ic1_pair(job, relu) };
+            ox += 2;
+        }
+    }
+}
+
+/// One channel triple's block of [`asm::ic1_pair`] (`ic1_pair_block_words` words): channel
+/// `ch[j]`'s bias less `zp · Σ w` twice, the weights in the order of [`pair_taps`] (word `m` of
+/// channel `j` at `6 + 3m + j`), then `[2m, c, e | output zp << 8, ch[j]]`.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn lay_triple(
+    blk: &mut [u32],
+    weights: &[i8],
+    ch: [usize; 3],
+    (kh, kw): (usize, usize),
+    words: usize,
+    stage: &OutputStage,
+    input_zp: i32,
+) {
+    let taps = kh * kw;
+    let zp_bits = (stage.output_zp as u32) << 8;
+    let Some((head, tail)) = blk.split_at_mut_checked(6) else {
+        return;
+    };
+    let Some((wts, params)) = tail.split_at_mut_checked(3 * words) else {
+        return;
+    };
+    for (j, &oc) in ch.iter().enumerate() {
+        let Some(row) = weights.get(oc * taps..(oc + 1) * taps) else {
+            continue;
+        };
+        if words != taps.div_ceil(2) || wts.len() < 3 * words || row.len() < taps || j >= 3 {
+            continue;
+        }
+        // SAFETY: the weight row holds kh·kw values (rows kw apart), and `wts` the 3·words
+        // words of which this writes `j + 3m`, m < words = ceil(kh·kw / 2) (checked above).
+        unsafe {
+            let dst = wts.as_mut_ptr().add(j);
+            match (kh, kw) {
+                (5, 5) => pack_taps::<5, 5, 3>(dst, row.as_ptr(), kw, kh, kw, 0xFFFF),
+                _ => pack_taps::<0, 0, 3>(dst, row.as_ptr(), kw, kh, kw, 0xFFFF),
+            }
+        }
+        // Σ w over the packed pairs, two a SMLAD.
+        let mut sum = 0i32;
+        for d in wts.iter().skip(j).step_by(3) {
+            sum = asm::smlad(*d, 0x0001_0001, sum);
+        }
+        let corr = stage.bias.get(oc).wrapping_sub(input_zp.wrapping_mul(sum)) as u32;
+        if let Some(b) = head.get_mut(2 * j..2 * j + 2) {
+            b.fill(corr);
+        }
+        let q = Rq::new(stage, oc);
+        if let Some(p) = params.get_mut(4 * j..4 * j + 4) {
+            for (d, v) in p
+                .iter_mut()
+                .zip([q.m2 as u32, q.c as u32, q.e | zp_bits, oc as u32])
+            {
+                *d = v;
+            }
+        }
+    }
+}
+
+/// The canonical taps (`ky·kw + kx`) in word `m` of the paired kernel's order: each kernel
+/// row's taps in pairs `(kx, kx + 1)` for even `kx < kw - 1`, row by row, then (odd `kw`) the
+/// last column two rows at a time, `(ky, kw - 1), (ky + 1, kw - 1)` for even `ky` (`None` past
+/// the last row). No pair but the last column's spans two rows, so an inner pixel's rows are
+/// gathered four taps a word load; `ceil(kh·kw / 2)` words in all.
+fn pair_taps(kh: usize, kw: usize, m: usize) -> [Option<usize>; 2] {
+    let hp = kw / 2;
+    let hw = kh * hp;
+    if m < hw {
+        let (ky, j) = match m.checked_div(hp) {
+            Some(ky) => (ky, m - ky * hp),
+            None => (0, 0),
+        };
+        let t = ky * kw + 2 * j;
+        [Some(t), Some(t + 1)]
+    } else {
+        let ky = 2 * (m - hw);
+        let last = |ky: usize| (ky < kh && kw % 2 == 1).then(|| ky * kw + kw - 1);
+        [last(ky), last(ky + 1)]
+    }
+}
+
+/// The raw taps of output pixel (oy, ox) in the paired kernel's order into lane `lane` of the
+/// interleaved `col`: padding taps read the zero point `zp`, empty halves 0 (their weights are
+/// 0). `order` is [`pair_taps`] per word.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn gather_pair(
+    col: &mut [u32],
+    lane: usize,
+    input: &[i8],
+    oy: usize,
+    ox: usize,
+    geom: ConvGeom,
+    in_shape: Shape,
+    zp: i32,
+    order: &[[usize; 2]; IC1_PAIR_MAX_WORDS],
+) {
+    let ConvGeom {
+        kh,
+        kw,
+        stride,
+        pad,
+    } = geom;
+    let (h, w) = (in_shape.h, in_shape.w);
+    let tap = |t: usize| {
+        let Some(ky) = t.checked_div(kw).filter(|_| t < kh * kw) else {
+            return 0;
+        };
+        let kx = t - ky * kw;
+        let iy = (oy * stride + ky).checked_sub(pad).filter(|&y| y < h);
+        let ix = (ox * stride + kx).checked_sub(pad).filter(|&x| x < w);
+        match (iy, ix) {
+            (Some(iy), Some(ix)) => input.get(iy * w + ix).map_or(zp, |&v| v as i32),
+            _ => zp,
+        }
+    };
+    for (d, o) in col.iter_mut().skip(lane).step_by(2).zip(order) {
+        *d = pair(tap(o[0]), tap(o[1]));
+    }
+}
+
+/// [`gather_pair`] for two pixels whose taps are all inside the input, the first at input
+/// offsets `o0` and `o1` (rows `w` apart): each kernel row four taps a word load (two SXTB16,
+/// PKHBT and PKHTB), then the last column. `KH`, `KW`: the kernel when known at compile time
+/// (0: `kh`, `kw`). False (nothing written) when a tap or word would lie outside `input`, `col`.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn gather2<const KH: usize, const KW: usize>(
+    col: &mut [u32],
+    input: &[i8],
+    o0: usize,
+    o1: usize,
+    w: usize,
+    kh: usize,
+    kw: usize,
+) -> bool {
+    let kh = if KH == 0 { kh } else { KH };
+    let kw = if KW == 0 { kw } else { KW };
+    let words = (kh * kw).div_ceil(2);
+    if kh == 0 || kw == 0 || o0.max(o1) + (kh - 1) * w + kw > input.len() || 2 * words > col.len() {
+        return false;
+    }
+    // SAFETY: every tap read is `input[o + ky·w + kx]` with ky < kh, kx < kw, o ≤ max(o0, o1),
+    // inside `input` by the check above; the words written are `col[2m + lane]` for m < words,
+    // lane < 2, inside `col` by the same check.
+    unsafe {
+        let (src, dst) = (input.as_ptr(), col.as_mut_ptr());
+        // The empty high half of an odd last word meets a zero weight: its sign extension is
+        // harmless.
+        pack_taps::<KH, KW, 2>(dst, src.add(o0), w, kh, kw, u32::MAX);
+        pack_taps::<KH, KW, 2>(dst.add(1), src.add(o1), w, kh, kw, u32::MAX);
+    }
+    true
+}
+
+/// Writes the `kh·kw` int8 values `src[ky·w + kx]` as int16 pairs in the order of [`pair_taps`],
+/// word `m` at `dst + STEP·m`: each row four values a word load (two SXTB16, PKHBT and PKHTB),
+/// then the last column; an odd last word is masked with `last_mask` (`0xFFFF`: its empty half
+/// 0). `KH`, `KW`: the sizes when known at compile time (0: `kh`, `kw`).
+///
+/// # Safety
+/// `src + ky·w + kx` readable for ky < kh, kx < kw; `dst + STEP·m` writable for
+/// m < ceil(kh·kw / 2).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn pack_taps<const KH: usize, const KW: usize, const STEP: usize>(
+    dst: *mut u32,
+    src: *const i8,
+    w: usize,
+    kh: usize,
+    kw: usize,
+    last_mask: u32,
+) {
+    let kh = if KH == 0 { kh } else { KH };
+    let kw = if KW == 0 { kw } else { KW };
+    // SAFETY: the reads and writes the contract allows, in order.
+    unsafe {
+        let mut dst = dst;
+        for ky in 0..kh {
+            let row = src.add(ky * w);
+            let mut kx = 0;
+            while kx + 4 <= kw {
+                let word = core::ptr::read_unaligned(row.add(kx).cast::<u32>());
+                let a = asm::sxtb16(word); // (x0, x2)
+                let b = asm::sxtb16_ror8(word); // (x1, x3)
+                *dst = (a & 0xFFFF) | (b << 16);
+                *dst.add(STEP) = (a >> 16) | (b & 0xFFFF_0000);
+                dst = dst.add(2 * STEP);
+                kx += 4;
+            }
+            if kx + 2 <= kw {
+                *dst = pair(*row.add(kx) as i32, *row.add(kx + 1) as i32);
+                dst = dst.add(STEP);
+            }
+        }
+        if kw % 2 == 1 {
+            let end = src.add(kw - 1);
+            let mut ky = 0;
+            while ky + 2 <= kh {
+                *dst = pair(*end.add(ky * w) as i32, *end.add((ky + 1) * w) as i32);
+                dst = dst.add(STEP);
+                ky += 2;
+            }
+            if ky < kh {
+                *dst = (*end.add(ky * w) as i32 as u32) & last_mask;
+            }
+        }
+    }
 }
 
 /// The three input rows (three taps each) of output pixel (oy, ox) of a 3×3 kernel, when all

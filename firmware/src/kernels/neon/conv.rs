@@ -10,7 +10,9 @@
 //! input, or a run of zero-point bytes for a tap in the padding, whose `w · zp` the correction
 //! cancels, so padding contributes nothing, as in the reference). With ic a multiple of 16 the
 //! taps are read in place; otherwise a pixel's taps are gathered into one zero-padded column and
-//! the phase's weights packed likewise (`neon_scratch`). Then, with ≥ 4 output channels:
+//! the phase's weights packed likewise (`neon_scratch`; with one input channel and kernel rows of
+//! at most 8 taps, an interior pixel's row is one unaligned 8-byte copy). Then, with ≥ 4 output
+//! channels:
 //! - SDOT: the 8 pixels word-interleaved once (`gemm::interleave4`), 8 channels × 8 pixels by
 //!   SDOT by element (`gemm::micro_lanes`, pixels in the lanes), a word transpose back to
 //!   channels in the lanes for the output stage;
@@ -303,6 +305,14 @@ unsafe fn run_phase<const DOT: bool>(
 
         let common = Common::new(stage);
         let npix = phase.ny * phase.nx;
+        // One input channel, a plain convolution, kernel rows of at most 8 taps whose 8-byte
+        // copies stay inside a pixel's column: interior pixels gather a row a copy.
+        let rows8 = !transpose
+            && !lay.direct
+            && ic == 1
+            && (1..=8).contains(&tnx)
+            && tny > 0
+            && (tny - 1) * tnx + 8 <= kp;
         let out = output.as_mut_ptr();
         let mut pix = [0usize; NB]; // output pixel index per block slot
         let mut q0 = 0;
@@ -358,6 +368,25 @@ unsafe fn run_phase<const DOT: bool>(
                     && ix0 < in_shape.w
                     && step(iy0, tny - 1) < in_shape.h
                     && step(ix0, tnx - 1) < in_shape.w;
+                if interior && rows8 {
+                    // One input channel, kernel rows of at most 8 taps: each row one unaligned
+                    // 8-byte copy into the column at `ty · tnx`, rows in order, so a row's
+                    // bytes past its `tnx` taps are overwritten by the next row or meet the
+                    // zero tail of the packed weights (the column's last write ends at
+                    // `(tny − 1)·tnx + 8 ≤ kp`, the input read at `+ 8 ≤ input.len()`:
+                    // `rows8`).
+                    let last = (iy0 + tny - 1) * in_shape.w + ix0 + 8;
+                    if last <= input.len() {
+                        let p0 = x.add(iy0 * in_shape.w + ix0);
+                        let col = buf.add(p * lay.k16);
+                        for ty in 0..tny {
+                            let v =
+                                core::ptr::read_unaligned(p0.add(ty * in_shape.w).cast::<u64>());
+                            core::ptr::write_unaligned(col.add(ty * tnx).cast::<u64>(), v);
+                        }
+                        continue;
+                    }
+                }
                 if interior {
                     let (row, col) = (in_shape.w * ic, ic);
                     let p0 = x.add((iy0 * in_shape.w + ix0) * ic);
