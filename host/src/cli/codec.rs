@@ -17,12 +17,7 @@ const SHIPPED_MODELS: [&str; 4] = [
     "models/default/model.evae",
 ];
 
-/// Whether colour photographs default to [`DEFAULT_COLOUR_MODEL`]: not yet, its int8 file loses
-/// 2.5 dB against its float model and far more on some photographs
-/// (`models/photo-rgb/README.md`); `--model models/photo-rgb/model.evae` selects it.
-const COLOUR_BY_DEFAULT: bool = false;
-
-/// The colour photo model, the default for colour photographs once [`COLOUR_BY_DEFAULT`].
+/// The colour photo model, the default for colour photographs.
 const DEFAULT_COLOUR_MODEL: &str = "models/photo-rgb/model.evae";
 
 fn default_compress_model() -> PathBuf {
@@ -57,11 +52,11 @@ fn first_is_colour(input: &std::path::Path) -> bool {
         .is_some_and(|d| d.color_type().has_color())
 }
 
-/// `compress`'s model without --model: the colour photo model for colour input when shipped
-/// and [`COLOUR_BY_DEFAULT`], else the grey photo model, else the tile model.
+/// `compress`'s model without --model: the colour photo model for colour input when shipped,
+/// else the grey photo model, else the tile model.
 fn default_model_for(input: &std::path::Path) -> PathBuf {
     let colour = PathBuf::from(DEFAULT_COLOUR_MODEL);
-    if COLOUR_BY_DEFAULT && colour.exists() && first_is_colour(input) {
+    if colour.exists() && first_is_colour(input) {
         colour
     } else {
         default_compress_model()

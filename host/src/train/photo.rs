@@ -7,7 +7,8 @@
 //!
 //! A run directory holds `config.json` ([`PhotoTrainConfig`]), `model.bpk`, `optimizer.bpk`,
 //! `state.json` (steps done and the log) and `metrics.csv`, all written atomically every
-//! `checkpoint_every` steps: a crash loses at most that many steps.
+//! `checkpoint_every` steps: a crash loses at most that many steps. A run resumed without
+//! `optimizer.bpk` (a shipped model may leave it out) continues with fresh Adam moments.
 
 use std::fs;
 use std::path::Path;
@@ -318,12 +319,21 @@ pub fn train_photo(
                 .map_err(|e| Error::data(&path, format!("invalid checkpoint state ({e})")))?;
             model = load_photo_weights(&cfg.photo, &dir.join(MODEL_FILE), &device)?;
             let path = dir.join(OPTIMIZER_FILE);
-            let bytes = fs::read(&path).map_err(Error::io(&path))?;
-            optim = cfg
-                .optimizer
-                .init()
-                .from_bytes(Bytes::from_bytes_vec(bytes))
-                .map_err(|e| Error::data(&path, format!("invalid optimizer state ({e})")))?;
+            if path.exists() {
+                let bytes = fs::read(&path).map_err(Error::io(&path))?;
+                optim = cfg
+                    .optimizer
+                    .init()
+                    .from_bytes(Bytes::from_bytes_vec(bytes))
+                    .map_err(|e| Error::data(&path, format!("invalid optimizer state ({e})")))?;
+            } else {
+                // A shipped model may come without Adam's moments (they double its size):
+                // continue from its weights and step count with fresh moments.
+                eprintln!(
+                    "warning: {} is missing: resuming with a fresh optimizer state",
+                    path.display()
+                );
+            }
         }
         let json =
             serde_json::to_vec_pretty(cfg).map_err(|e| Error::data(dir.join(CONFIG_FILE), e))?;
