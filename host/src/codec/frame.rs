@@ -88,8 +88,9 @@ pub fn compress_frame(
     // A symbol costs at most 16 bits + the coder's carry: 3 bytes a value is an upper bound.
     let mut stream = vec![0u8; latent.len() * 3 + 16];
     let mut enc = Encoder::new(&mut stream);
+    let coder = coder.coder(zp);
     for pos in latent.chunks_exact(m) {
-        coder.encode_into(&mut enc, zp, pos)?;
+        coder.encode_into(&mut enc, pos)?;
     }
     let bits = enc.finish()?;
     stream.truncate(bits.div_ceil(8));
@@ -170,9 +171,10 @@ pub fn decompress_frame(model: &Model<'_>, file: &[u8]) -> Result<Photo, Error> 
     let zp = h.latent_q.zero_point;
     let mut latent = vec![0i8; (rows / s) * (cols / s) * m];
     let mut dec = Decoder::new(stream);
+    let coder = coder.coder(zp);
     for pos in latent.chunks_exact_mut(m) {
         coder
-            .decode_from(&mut dec, zp, pos)
+            .decode_from(&mut dec, pos)
             .map_err(|e| Error::Invalid(format!("entropy decoding: {e}")))?;
     }
     let px = r.decode(&latent, rows / s, cols / s)?;
