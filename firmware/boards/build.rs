@@ -2,7 +2,9 @@
 //!
 //! `EDGEVAE_MODEL` names the model file to embed (default: `models/default/model.evae`). Its
 //! header is validated here and its arena, image and latent sizes become constants, so the
-//! firmware's static memory is fixed at build time. Without a model file, a synthetic model of
+//! firmware's static memory is fixed at build time. For a photo model (a frame section) the
+//! frame constants size the app for frames up to its maximum width: the stripe arena there
+//! plus a bitstream budget of `EDGEVAE_FRAME_BITSTREAM` bytes (default 64 KiB). Without a model file, a synthetic model of
 //! the default architecture is embedded (with a warning) so the board crate still builds.
 use std::{env, fs, path::PathBuf};
 
@@ -46,13 +48,39 @@ fn main() {
         Err(e) => panic!("model file {} is invalid: {e}", path.display()),
     };
     let h = model.header();
+    // Frames (photo models): the stripe arena at the declared maximum width (the scalar
+    // minimum, which every kernel set runs in) and a bitstream budget behind it.
+    println!("cargo:rerun-if-env-changed=EDGEVAE_FRAME_BITSTREAM");
+    let budget: usize = env::var("EDGEVAE_FRAME_BITSTREAM")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64 * 1024);
+    let (frame_width, frame_row, frame_arena) = match model.frame() {
+        Some(f) => {
+            let w = f.max_width as usize;
+            let stripe =
+                edgevae_firmware::stripe::required_arena::<edgevae_firmware::engine::Scalar>(
+                    &model, w,
+                )
+                .expect("a valid photo model takes its maximum width");
+            (w, w * h.input.c as usize, stripe + budget)
+        }
+        None => (0, 0, 0),
+    };
     let consts = format!(
         "/// Arena bytes the embedded model declares.\nconst ARENA_BYTES: usize = {};\n\
          /// Bytes of one image.\nconst IMAGE_BYTES: usize = {};\n\
-         /// Latent code length.\nconst LATENT: usize = {};\n",
+         /// Latent code length.\nconst LATENT: usize = {};\n\
+         /// Widest frame the model takes (0: no frames).\n#[allow(dead_code)]\nconst FRAME_WIDTH: usize = {};\n\
+         /// Bytes of one frame row at that width (0: no frames).\n#[allow(dead_code)]\nconst FRAME_ROW_BYTES: usize = {};\n\
+         /// Arena bytes for frames: stripe arena at FRAME_WIDTH + bitstream budget (0: no frames).\n\
+         #[allow(dead_code)]\nconst FRAME_ARENA_BYTES: usize = {};\n",
         h.arena_bytes,
         h.input.len(),
-        h.latent
+        h.latent,
+        frame_width,
+        frame_row,
+        frame_arena
     );
     fs::write(out.join("model.rs"), consts).expect("write model.rs");
     let abs = path.canonicalize().unwrap_or(path);

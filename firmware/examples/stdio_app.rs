@@ -99,7 +99,18 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let mut arena = vec![0u8; model.header().arena_bytes as usize];
+    // Photo models also stream frames (`Request::FrameBegin`): the arena then holds the stripe
+    // engine at the model's maximum width and 1 MiB of bitstream behind it.
+    let frames = model
+        .frame()
+        .and_then(|f| {
+            edgevae_firmware::stripe::required_arena::<edgevae_firmware::engine::Fast>(
+                &model,
+                f.max_width as usize,
+            )
+        })
+        .map_or(0, |n| n + (1 << 20));
+    let mut arena = vec![0u8; (model.header().arena_bytes as usize).max(frames)];
     let serial = Stdio {
         obuf: [0; 4096],
         olen: 0,

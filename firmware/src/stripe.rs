@@ -606,16 +606,14 @@ impl<K: KernelSet> Run<'_, '_, K> {
         let st = self.rows.get_mut(i).ok_or_else(bad)?;
         st.oy = oy + 1;
         if lp.stride < lp.kh {
+            let end = lp.at.checked_add(lp.len).ok_or_else(bad)?;
+            let window = self.arena.get_mut(lp.at..end).ok_or_else(bad)?;
             let keep = lp
                 .stride
                 .checked_mul(lp.row)
-                .and_then(|n| lp.at.checked_add(n))
+                .filter(|&k| k <= window.len())
                 .ok_or_else(bad)?;
-            let end = lp.at.checked_add(lp.len).ok_or_else(bad)?;
-            if end > self.arena.len() {
-                return Err(bad());
-            }
-            self.arena.copy_within(keep..end, lp.at);
+            window.copy_within(keep.., 0);
             st.filled = lp.kh - lp.stride;
         } else {
             st.filled = 0;
@@ -656,6 +654,9 @@ impl<K: KernelSet> Run<'_, '_, K> {
     {
         let plan = self.plan;
         let size = || StripeError::FrameSize { rows, cols };
+        if plan.stride == 0 {
+            return Err(StripeError::NotFullyConvolutional);
+        }
         let padded_rows = rows
             .div_ceil(plan.stride)
             .checked_mul(plan.stride)
@@ -666,10 +667,10 @@ impl<K: KernelSet> Run<'_, '_, K> {
             if i >= plan.n {
                 break;
             }
-            if !h.is_multiple_of(lp.stride) {
+            if lp.stride == 0 || !h.is_multiple_of(lp.stride) {
                 return Err(StripeError::NotFullyConvolutional);
             }
-            h /= lp.stride;
+            h = h.checked_div(lp.stride).ok_or_else(|| internal(i))?;
             *st = Rows {
                 oy: 0,
                 out_h: h,

@@ -743,6 +743,12 @@ impl<'a> LatentCoder<'a> {
         self.level.steps.len()
     }
 
+    /// The cached dimensions' constants (`cached ≤ CACHED_DIMS` by construction; checked, so
+    /// that no panic path is left for the device's link-time proof).
+    fn cached_dims(&self) -> &[DimParams] {
+        self.dims.get(..self.cached).unwrap_or(&self.dims)
+    }
+
     fn tail(&self) -> DimIter<'a> {
         self.level.dims(self.zero_point, self.cached, self.rest)
     }
@@ -756,7 +762,7 @@ impl<'a> LatentCoder<'a> {
             enc,
             self.level.cdfs,
             self.zero_point,
-            &self.dims[..self.cached],
+            self.cached_dims(),
             self.tail(),
             latent,
         )
@@ -771,7 +777,7 @@ impl<'a> LatentCoder<'a> {
             dec,
             self.level.cdfs,
             self.level.values,
-            &self.dims[..self.cached],
+            self.cached_dims(),
             self.tail(),
             latent,
         )

@@ -11,6 +11,35 @@
 //! each with one [`Response`] carrying the same sequence number. A frame the device cannot read is
 //! answered with [`Response::Error`] (sequence number 0 when it could not be read) and the device
 //! keeps serving. Payload slices borrow from the receive buffer (no copies, no allocation).
+//!
+//! # Frames of a photo model, row by row
+//!
+//! A fully convolutional (photo) model encodes a camera frame of any size up to its declared
+//! maximum width, which does not fit one message. The host streams it instead, and the device
+//! paces it (stop and wait: the host sends the next message only after the device's answer):
+//!
+//! ```text
+//! host                                            device
+//! FrameBegin { width, height, channels, level } →
+//!                                               ← FrameReady { credit }       (or Error)
+//! FrameRows { first_row: 0, rows: k ≤ credit rows } →
+//!                                               ← RowsAccepted { next_row: k, credit }
+//! …                                                 (credit: rows the next message may carry)
+//! FrameRows { first_row, rows: the last rows }  →
+//!                                               ← BitstreamChunk { offset, total_bits, last, bytes } ×n
+//! ```
+//!
+//! `credit` is the number of whole rows that fit in the device's receive buffer in one
+//! [`Request::FrameRows`] (never more than the rows still missing), so the host never overruns
+//! it. Every answer carries the sequence number of the request it answers; the chunks of the
+//! bitstream answer the last `FrameRows`, in order, the last one with `last: true`, and
+//! together hold `ceil(total_bits / 8)` bytes: the whole-frame bitstream of the host's codec,
+//! byte for byte. A wrong header is refused with [`WireErrorCode::BadFrameHeader`]; a chunk
+//! that is not the next whole rows gets [`WireErrorCode::RowOutOfOrder`], rows with no frame
+//! begun [`WireErrorCode::NoFrame`], any other request during a frame
+//! [`WireErrorCode::FrameAborted`] (it is not served: send it again), and garbage, a bad CRC
+//! or an oversized frame their usual codes. Each of these ends the frame; the device keeps
+//! serving.
 
 use core::fmt;
 
@@ -24,6 +53,25 @@ use crate::format::{QParams, Shape, MAX_NAME};
 pub const MESSAGE_OVERHEAD: usize = 1 + 3 + 3 + 3 + 4;
 /// An upper bound on the encoded size of an `Info` response.
 pub const INFO_LEN: usize = 96;
+
+/// Largest message overhead around a [`Response::BitstreamChunk`]'s bytes: enum tag, varint
+/// seq, varint offset and bit count (u32), the `last` flag, varint length, CRC.
+pub const CHUNK_OVERHEAD: usize = 1 + 3 + 5 + 5 + 1 + 3 + 4;
+
+/// The most payload bytes a message with `overhead` bytes around them ([`MESSAGE_OVERHEAD`]
+/// for [`Request::FrameRows`], [`CHUNK_OVERHEAD`] for [`Response::BitstreamChunk`]) may carry
+/// so that its frame, delimiter included, fits `capacity` bytes (the app's `N`): what
+/// [`Response::FrameReady`]'s credit and the bitstream chunks are sized from. 0 when not even
+/// the overhead fits.
+pub const fn frame_payload(capacity: usize, overhead: usize) -> usize {
+    // A raw message of r bytes COBS-encodes into at most r + r/254 + 1 bytes, plus the zero.
+    let m = capacity.saturating_sub(2);
+    let mut raw = m - m / 255;
+    while raw > 0 && raw + raw / 254 > m {
+        raw -= 1;
+    }
+    raw.saturating_sub(overhead)
+}
 
 /// Bytes a frame buffer needs (delimiter included) to carry a payload of `data_len` bytes.
 pub const fn frame_capacity(data_len: usize) -> usize {
@@ -67,6 +115,28 @@ pub enum Request<'a> {
         /// The entropy-coded bytes, as in [`Response::Bitstream`].
         #[serde(borrow)]
         bitstream: &'a [u8],
+    },
+    /// Start a frame for a photo model (one with a frame section): `height` rows of `width`
+    /// uint8 pixels, `channels` interleaved (HWC; the model's input channels), coded at
+    /// quality `level`. Answered with [`Response::FrameReady`] or an error.
+    FrameBegin {
+        /// Columns, 1 ..= the model's maximum frame width.
+        width: u16,
+        /// Rows, at least 1.
+        height: u16,
+        /// Channels per pixel: the model's (1 grey, 3 RGB).
+        channels: u8,
+        /// Quality level (0: coarsest).
+        level: u8,
+    },
+    /// The next whole rows of the frame begun: rows `first_row ..` (the next row the device
+    /// expects), at most the credit of the device's last answer.
+    FrameRows {
+        /// Index of the first row in `rows`.
+        first_row: u16,
+        /// One or more whole rows, `width × channels` bytes each.
+        #[serde(borrow)]
+        rows: &'a [u8],
     },
 }
 
@@ -133,6 +203,31 @@ pub enum Response<'a> {
     },
     /// The request was refused or failed.
     Error(WireErrorCode),
+    /// Answer to [`Request::FrameBegin`]: the frame is accepted; send its rows from row 0.
+    FrameReady {
+        /// Rows the next [`Request::FrameRows`] may carry.
+        credit: u16,
+    },
+    /// Answer to a [`Request::FrameRows`] that was not the frame's last.
+    RowsAccepted {
+        /// The row the next [`Request::FrameRows`] starts at.
+        next_row: u16,
+        /// Rows it may carry.
+        credit: u16,
+    },
+    /// Part of a frame's bitstream (the answer to the frame's last rows, in one or more
+    /// chunks, in order).
+    BitstreamChunk {
+        /// Position of `bytes` in the stream.
+        offset: u32,
+        /// Length of the whole stream in bits (`ceil(total_bits / 8)` bytes in all chunks).
+        total_bits: u32,
+        /// The stream's last chunk.
+        last: bool,
+        /// The bytes from `offset`.
+        #[serde(borrow)]
+        bytes: &'a [u8],
+    },
 }
 
 /// Why the device refused a request.
@@ -154,6 +249,21 @@ pub enum WireErrorCode {
     Engine,
     /// The model has no entropy coder, or not the requested quality level.
     NoSuchLevel,
+    /// A [`Request::FrameBegin`] the device cannot take: no rows or columns, wider than the
+    /// model's maximum frame width, not the model's channel count, a model with no frame
+    /// section, or a frame wider than the device's memory (arena, receive buffer) holds.
+    BadFrameHeader,
+    /// A [`Request::FrameRows`] that is not the next whole rows: another first row (a chunk
+    /// repeated, one skipped), no rows, a partial row, or rows past the frame's height. The
+    /// frame is dropped.
+    RowOutOfOrder,
+    /// A [`Request::FrameRows`] with no frame begun (or after the frame ended).
+    NoFrame,
+    /// Another request arrived in the middle of a frame: the frame is dropped and the request
+    /// not served (send it again).
+    FrameAborted,
+    /// The frame's bitstream outgrew the device's output buffer.
+    BitstreamFull,
 }
 
 impl From<FrameError> for WireErrorCode {

@@ -2,8 +2,9 @@
 
 use edgevae_shared::format::{QParams, Shape};
 use edgevae_shared::wire::{
-    decode_frame, encode_frame, encode_frame_vec, frame_capacity, DeviceInfo, Feed, FrameError,
-    FrameReader, KernelPath, Request, Response, WireErrorCode,
+    decode_frame, encode_frame, encode_frame_vec, frame_capacity, frame_payload, DeviceInfo, Feed,
+    FrameError, FrameReader, KernelPath, Request, Response, WireErrorCode, CHUNK_OVERHEAD,
+    MESSAGE_OVERHEAD,
 };
 use proptest::prelude::*;
 
@@ -122,7 +123,7 @@ fn frame_errors() {
 }
 
 fn request() -> impl Strategy<Value = (u8, Vec<u8>)> {
-    (0u8..5, prop::collection::vec(any::<u8>(), 0..900))
+    (0u8..7, prop::collection::vec(any::<u8>(), 0..900))
 }
 
 fn make(kind: u8, data: &[u8]) -> Request<'_> {
@@ -134,10 +135,107 @@ fn make(kind: u8, data: &[u8]) -> Request<'_> {
             level: 255,
             frame: data,
         },
-        _ => Request::Decompress {
+        4 => Request::Decompress {
             level: 7,
             bitstream: data,
         },
+        5 => Request::FrameBegin {
+            width: data.len() as u16,
+            height: u16::MAX,
+            channels: 3,
+            level: 255,
+        },
+        _ => Request::FrameRows {
+            first_row: u16::MAX,
+            rows: data,
+        },
+    }
+}
+
+/// The existing messages keep their postcard tags (new variants are appended): the byte after
+/// the sequence number (one byte for seq < 128).
+#[test]
+fn message_tags_are_stable() {
+    let tag = |frame: Vec<u8>| {
+        let mut raw = frame[..frame.len() - 1].to_vec();
+        let n = cobs::decode_in_place(&mut raw).unwrap();
+        raw.truncate(n);
+        raw[1]
+    };
+    let d: &[u8] = &[1, 2];
+    for (k, want) in (0..7).zip(0u8..) {
+        assert_eq!(tag(encode_frame_vec(5, &make(k, d)).unwrap()), want);
+    }
+    let responses = [
+        Response::Latent { code: d },
+        Response::Bitstream { bits: 3, bytes: d },
+        Response::Image { pixels: d },
+        Response::Error(WireErrorCode::NoSuchLevel),
+        Response::FrameReady { credit: 1 },
+        Response::RowsAccepted {
+            next_row: 1,
+            credit: 1,
+        },
+        Response::BitstreamChunk {
+            offset: 0,
+            total_bits: 9,
+            last: true,
+            bytes: d,
+        },
+    ];
+    let tags: Vec<u8> = responses
+        .iter()
+        .map(|r| tag(encode_frame_vec(5, r).unwrap()))
+        .collect();
+    assert_eq!(tags, [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(tag(encode_frame_vec(5, &info()).unwrap()), 0);
+    // WireErrorCode's existing codes keep their numbers too.
+    let code = |c| {
+        let mut raw = encode_frame_vec(5, &Response::Error(c)).unwrap();
+        raw.pop();
+        let n = cobs::decode_in_place(&mut raw).unwrap();
+        raw[2..n - 4].to_vec()
+    };
+    assert_eq!(code(WireErrorCode::NoSuchLevel), [6]);
+    assert_eq!(code(WireErrorCode::BitstreamFull), [11]);
+}
+
+/// A frame of the most payload `frame_payload` allows, with the largest varints and no zero
+/// bytes to help COBS, fits its capacity, delimiter included, and one byte more may not.
+#[test]
+fn frame_payload_fits_its_capacity() {
+    for cap in (0..40).chain([270, 337, 658, 1024, 2048, 4096, 16_384]) {
+        let rows = frame_payload(cap, MESSAGE_OVERHEAD);
+        let data = vec![0xFFu8; rows];
+        let f = encode_frame_vec(
+            u16::MAX,
+            &Request::FrameRows {
+                first_row: u16::MAX,
+                rows: &data,
+            },
+        )
+        .unwrap();
+        assert!(rows == 0 || f.len() <= cap, "{cap}: {} > {cap}", f.len());
+        let chunk = frame_payload(cap, CHUNK_OVERHEAD);
+        let data = vec![0xFFu8; chunk];
+        let resp = Response::BitstreamChunk {
+            offset: u32::MAX,
+            total_bits: u32::MAX,
+            last: true,
+            bytes: &data,
+        };
+        let f = encode_frame_vec(u16::MAX, &resp).unwrap();
+        assert!(chunk == 0 || f.len() <= cap, "{cap}: {} > {cap}", f.len());
+        // Through the fixed buffers the device uses.
+        if chunk > 0 {
+            let (mut work, mut out) = (vec![0u8; cap], vec![0u8; cap]);
+            assert!(encode_frame(u16::MAX, &resp, &mut work, &mut out).is_ok());
+        }
+        // Not far from the most: a payload 2 % + 3 bytes larger would not fit the overhead.
+        assert!(
+            rows + MESSAGE_OVERHEAD + 2 + cap / 50 + 3 >= cap,
+            "{cap}: {rows}"
+        );
     }
 }
 
@@ -156,15 +254,20 @@ proptest! {
     }
 
     #[test]
-    fn responses_round_trip(seq in any::<u16>(), data in prop::collection::vec(any::<u8>(), 0..900), kind in 0u8..4) {
+    fn responses_round_trip(seq in any::<u16>(), data in prop::collection::vec(any::<u8>(), 0..900), kind in 0u8..8, n in any::<u32>()) {
         let resp = match kind {
             0 => Response::Latent { code: &data },
             1 => Response::Image { pixels: &data },
             2 => Response::Bitstream { bits: u16::MAX, bytes: &data },
+            3 => Response::FrameReady { credit: n as u16 },
+            4 => Response::RowsAccepted { next_row: (n >> 16) as u16, credit: n as u16 },
+            5 => Response::BitstreamChunk { offset: n, total_bits: n ^ 0xFFFF_FFFF, last: n % 2 == 0, bytes: &data },
+            6 => Response::Error(WireErrorCode::RowOutOfOrder),
             _ => Response::Error(WireErrorCode::WrongLength),
         };
         let frame = encode_frame_vec(seq, &resp).unwrap();
-        prop_assert!(frame.len() <= frame_capacity(data.len()));
+        let overhead = if kind == 5 { CHUNK_OVERHEAD - MESSAGE_OVERHEAD } else { 0 };
+        prop_assert!(frame.len() <= frame_capacity(data.len() + overhead));
         let mut raw = strip(&frame);
         let (s, back): (u16, Response) = decode_frame(&mut raw).unwrap();
         prop_assert_eq!((s, back), (seq, resp));

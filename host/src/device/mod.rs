@@ -46,6 +46,20 @@ pub enum Reply {
     Bitstream(u16, Vec<u8>),
     Image(Vec<u8>),
     Error(WireErrorCode),
+    /// A frame was begun: the rows the next `FrameRows` may carry.
+    FrameReady(u16),
+    /// Rows taken: the next row the device expects, and how many the next message may carry.
+    RowsAccepted {
+        next_row: u16,
+        credit: u16,
+    },
+    /// A piece of a frame's bitstream at byte `offset`; `last` ends it, `total_bits` long.
+    BitstreamChunk {
+        offset: u32,
+        total_bits: u32,
+        last: bool,
+        bytes: Vec<u8>,
+    },
 }
 
 /// A QEMU machine running the device app.
@@ -201,6 +215,21 @@ impl Device {
                     Response::Image { pixels } => Reply::Image(pixels.to_vec()),
                     Response::Bitstream { bits, bytes } => Reply::Bitstream(bits, bytes.to_vec()),
                     Response::Error(e) => Reply::Error(e),
+                    Response::FrameReady { credit } => Reply::FrameReady(credit),
+                    Response::RowsAccepted { next_row, credit } => {
+                        Reply::RowsAccepted { next_row, credit }
+                    }
+                    Response::BitstreamChunk {
+                        offset,
+                        total_bits,
+                        last,
+                        bytes,
+                    } => Reply::BitstreamChunk {
+                        offset,
+                        total_bits,
+                        last,
+                        bytes: bytes.to_vec(),
+                    },
                 };
                 return Ok((seq, reply));
             }
