@@ -66,6 +66,14 @@ if [ -f "$PHOTO/model.evae" ]; then
         edgevae compress "$f" -o "$OUT/photo/$name.evz" --model "$PHOTO/model.evae" --quality "${PHOTO_QUALITY:-3}" --vs-jpeg
         edgevae decompress "$OUT/photo/$name.evz" -o "$OUT/photo/$name.png"
     done
+    if [ -f models/photo-rgb/model.evae ]; then
+        echo "== the same photographs in colour with models/photo-rgb, against JPEG 4:2:0 at the same size"
+        for f in $(ls runs/photos/val/*.png | head -n 3); do
+            name=$(basename "$f" .png)
+            edgevae compress "$f" -o "$OUT/photo/$name-rgb.evz" --model models/photo-rgb/model.evae --quality "${PHOTO_QUALITY:-3}" --vs-jpeg
+            edgevae decompress "$OUT/photo/$name-rgb.evz" -o "$OUT/photo/$name-rgb.png"
+        done
+    fi
     echo "== photo rate-distortion on every validation photograph: edgevae int8 vs JPEG (libjpeg-turbo) and WebP -> $OUT/photo/rd.md, rd.png"
     edgevae eval --photos runs/photos/val --model "$PHOTO/model.evae" --out "$OUT/photo"
 fi
