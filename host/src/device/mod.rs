@@ -3,8 +3,10 @@
 
 pub mod firmware;
 pub mod log;
+pub mod photos;
 
 pub use firmware::{build_board, build_stdio_app, elf_size, ElfSize};
+pub use photos::{run_photos, PhotoHilReport};
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
@@ -31,6 +33,8 @@ pub enum HilError {
     Io(#[from] std::io::Error),
     #[error("device sent a bad frame: {0}")]
     Frame(edgevae_shared::wire::FrameError),
+    #[error("device answered {0}")]
+    Unexpected(String),
     #[error("device answered sequence {got}, expected {want}")]
     Sequence { got: u16, want: u16 },
     #[error("device exited")]
@@ -256,6 +260,116 @@ impl Device {
             });
         }
         Ok(reply)
+    }
+
+    /// Streams one camera frame (`height` rows of `width × channels` uint8 pixels, HWC) to the
+    /// device at quality `level`, in as many rows per message as it grants, and collects the
+    /// bitstream it answers with: `(bits, bytes)`.
+    pub fn compress_frame(
+        &mut self,
+        pixels: &[u8],
+        width: usize,
+        height: usize,
+        channels: usize,
+        level: u8,
+    ) -> Result<(u32, Vec<u8>), HilError> {
+        let row = width * channels;
+        let (Ok(w), Ok(h), Ok(c)) = (
+            u16::try_from(width),
+            u16::try_from(height),
+            u8::try_from(channels),
+        ) else {
+            return Err(HilError::Unexpected(format!(
+                "no answer: a {width}×{height}×{channels} frame does not fit the protocol"
+            )));
+        };
+        if row == 0 || pixels.len() != row * height {
+            return Err(HilError::Unexpected(format!(
+                "no answer: {} bytes are not a {width}×{height}×{channels} frame",
+                pixels.len()
+            )));
+        }
+        let begin = Request::FrameBegin {
+            width: w,
+            height: h,
+            channels: c,
+            level,
+        };
+        let mut credit = match self.request(&begin)? {
+            Reply::FrameReady(n) => usize::from(n),
+            r => return Err(HilError::Unexpected(format!("{r:?} to FrameBegin"))),
+        };
+        let mut next = 0usize;
+        let mut out = Vec::new();
+        loop {
+            let n = credit.min(height - next);
+            if n == 0 {
+                return Err(HilError::Unexpected(format!(
+                    "a credit of 0 rows at row {next} of {height}"
+                )));
+            }
+            let rows = Request::FrameRows {
+                first_row: next as u16,
+                rows: &pixels[next * row..(next + n) * row],
+            };
+            next += n;
+            match self.request(&rows)? {
+                Reply::RowsAccepted {
+                    next_row,
+                    credit: c,
+                } if usize::from(next_row) == next => {
+                    credit = usize::from(c);
+                }
+                Reply::BitstreamChunk {
+                    offset,
+                    total_bits,
+                    last,
+                    bytes,
+                } if next == height => {
+                    let mut chunk = (offset, total_bits, last, bytes);
+                    loop {
+                        if chunk.0 as usize != out.len() {
+                            return Err(HilError::Unexpected(format!(
+                                "a bitstream chunk at byte {} after {} bytes",
+                                chunk.0,
+                                out.len()
+                            )));
+                        }
+                        out.extend_from_slice(&chunk.3);
+                        if chunk.2 {
+                            return Ok((chunk.1, out));
+                        }
+                        match self.read_reply()? {
+                            (seq, _) if seq != self.seq => {
+                                return Err(HilError::Sequence {
+                                    got: seq,
+                                    want: self.seq,
+                                })
+                            }
+                            (
+                                _,
+                                Reply::BitstreamChunk {
+                                    offset,
+                                    total_bits,
+                                    last,
+                                    bytes,
+                                },
+                            ) => chunk = (offset, total_bits, last, bytes),
+                            (_, r) => {
+                                return Err(HilError::Unexpected(format!(
+                                    "{r:?} within the bitstream"
+                                )))
+                            }
+                        }
+                    }
+                }
+                r => {
+                    return Err(HilError::Unexpected(format!(
+                        "{r:?} to rows ..{next} of {height}"
+                    )))
+                }
+            }
+        }
     }
 
     /// Whether QEMU is still running (a hard fault ends it through semihosting).

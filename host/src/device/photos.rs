@@ -1,0 +1,135 @@
+//! `hil --photos`: photographs streamed row by row to the device app (the frame protocol of
+//! [`edgevae_shared::wire`]); every bitstream must equal the host's whole-frame codec
+//! ([`crate::codec::frame::compress_frame`]) byte for byte.
+
+use std::path::Path;
+use std::time::Instant;
+
+use edgevae_shared::Model;
+
+use super::{build_board, build_stdio_app, elf_size, Device, HilError};
+use crate::codec::frame::{compress_frame, parse_frame_evz};
+use crate::data::photos::Photo;
+use crate::eval::refcodec;
+
+/// The frame sizes each photograph is sent at: QVGA and an odd size (neither a multiple of the
+/// model's stride), each the photograph's top-left corner (or the whole photograph when it is
+/// smaller).
+pub const FRAME_SIZES: [(usize, usize); 2] = [(320, 240), (173, 97)];
+
+/// One frame through the device.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PhotoFrame {
+    /// The photograph's file name.
+    pub name: String,
+    /// Columns.
+    pub width: usize,
+    /// Rows.
+    pub height: usize,
+    /// Quality level (0-based).
+    pub level: u8,
+    /// Bits of the device's bitstream.
+    pub bits: u32,
+    /// Whether bits and bytes equal the host's.
+    pub exact: bool,
+    /// PSNR (dB, all channels) of the host's decoding of that bitstream.
+    pub psnr: f64,
+}
+
+/// What a photo run measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PhotoHilReport {
+    /// `mps2-an386`, `mps2-an500` or `aarch64`.
+    pub machine: String,
+    /// Every frame sent.
+    pub frames: Vec<PhotoFrame>,
+    /// Frames whose bitstream differs from the host's.
+    pub mismatches: usize,
+    /// Pixels streamed per second of wall time (emulated, over the link).
+    pub pixels_per_s: f64,
+    /// Flash and static RAM of the board ELF (Cortex-M machines only).
+    pub size: Option<super::ElfSize>,
+}
+
+/// Sends every photograph of `photos` (converted to the model's channels) at each of
+/// [`FRAME_SIZES`] to the device app on `machine` (built with `model_file` embedded, or the
+/// aarch64 app given it), quality levels in turn, and compares each bitstream with the host's.
+pub fn run_photos(
+    model_file: &Path,
+    machine: &str,
+    photos: &[(String, Photo)],
+) -> Result<PhotoHilReport, crate::Error> {
+    let hil = |e: HilError| crate::Error::Invalid(format!("hil: {e}"));
+    let bytes = std::fs::read(model_file).map_err(crate::Error::io(model_file))?;
+    let model = Model::from_bytes(&bytes).map_err(|e| crate::Error::data(model_file, e))?;
+    let Some(frame) = model.frame() else {
+        return Err(crate::Error::Invalid(format!(
+            "{}: not a photo model (no frame section): `hil --photos` needs one",
+            model_file.display()
+        )));
+    };
+    let channels = model.header().input.c as usize;
+    let levels = model.entropy().map_or(0, |e| e.levels.len());
+    if levels == 0 || photos.is_empty() {
+        return Err(crate::Error::Invalid(
+            "hil --photos: the model has no quality levels or there are no photographs".into(),
+        ));
+    }
+    let (mut dev, size) = if machine == "aarch64" {
+        let app = build_stdio_app().map_err(hil)?;
+        (Device::launch_aarch64(&app, model_file).map_err(hil)?, None)
+    } else {
+        let elf = build_board("app", Some(model_file)).map_err(hil)?;
+        let size = elf_size(&elf).map_err(hil)?;
+        (
+            Device::launch(&elf, machine, Some(5)).map_err(hil)?,
+            Some(size),
+        )
+    };
+    let mut frames = Vec::new();
+    let (mut pixels, start) = (0usize, Instant::now());
+    for (k, (name, photo)) in photos.iter().enumerate() {
+        let photo = match (photo.channels, channels) {
+            (3, 1) => photo.to_gray(),
+            (1, 3) => Photo {
+                channels: 3,
+                pixels: photo.pixels.iter().flat_map(|&p| [p, p, p]).collect(),
+                ..photo.clone()
+            },
+            _ => photo.clone(),
+        };
+        for (j, &(w, h)) in FRAME_SIZES.iter().enumerate() {
+            let crop = photo.cropped(h, w.min(usize::from(frame.max_width)));
+            let level = ((k * FRAME_SIZES.len() + j) % levels) as u8;
+            let host = compress_frame(&model, level, &crop)?;
+            let (_, _, _, stream) = parse_frame_evz(&model, &host.file)?;
+            let (bits, got) = dev
+                .compress_frame(&crop.pixels, crop.width, crop.height, channels, level)
+                .map_err(|e| {
+                    crate::Error::Invalid(format!(
+                        "hil: {name} at {}×{}: {e}",
+                        crop.width, crop.height
+                    ))
+                })?;
+            pixels += crop.width * crop.height;
+            let exact = bits as usize == host.bits && got == stream;
+            frames.push(PhotoFrame {
+                name: name.clone(),
+                width: crop.width,
+                height: crop.height,
+                level,
+                bits,
+                exact,
+                psnr: refcodec::psnr(&crop, &host.decoded),
+            });
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(PhotoHilReport {
+        machine: machine.into(),
+        mismatches: frames.iter().filter(|f| !f.exact).count(),
+        frames,
+        pixels_per_s: pixels as f64 / secs.max(1e-9),
+        size,
+    })
+}
