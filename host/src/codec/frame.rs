@@ -69,15 +69,7 @@ pub fn compress_frame(
             .to_string(),
         ));
     }
-    let photo = match (photo.channels, channels) {
-        (3, 1) => photo.to_gray(),
-        (1, 3) => Photo {
-            channels: 3,
-            pixels: photo.pixels.iter().flat_map(|&p| [p, p, p]).collect(),
-            ..photo.clone()
-        },
-        _ => photo.clone(),
-    };
+    let photo = photo.with_channels(channels);
     let r = FrameRef::new(model);
     let s = r.stride()?;
     let (rows, cols) = padded_size(photo.height, photo.width, s);

@@ -80,6 +80,20 @@ impl Photo {
         }
     }
 
+    /// The photo with `channels` channels: colour to luma for 1, grey repeated for 3, else as it
+    /// is.
+    pub fn with_channels(&self, channels: usize) -> Photo {
+        match (self.channels, channels) {
+            (3, 1) => self.to_gray(),
+            (1, 3) => Photo {
+                channels: 3,
+                pixels: self.pixels.iter().flat_map(|&p| [p, p, p]).collect(),
+                ..self.clone()
+            },
+            _ => self.clone(),
+        }
+    }
+
     /// Half the size by 2×2 box averaging (rounded); an odd last row or column is dropped. A
     /// side of 1 stays 1.
     pub fn downscale2(&self) -> Photo {

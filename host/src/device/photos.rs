@@ -89,15 +89,7 @@ pub fn run_photos(
     let mut frames = Vec::new();
     let (mut pixels, start) = (0usize, Instant::now());
     for (k, (name, photo)) in photos.iter().enumerate() {
-        let photo = match (photo.channels, channels) {
-            (3, 1) => photo.to_gray(),
-            (1, 3) => Photo {
-                channels: 3,
-                pixels: photo.pixels.iter().flat_map(|&p| [p, p, p]).collect(),
-                ..photo.clone()
-            },
-            _ => photo.clone(),
-        };
+        let photo = photo.with_channels(channels);
         for (j, &(w, h)) in FRAME_SIZES.iter().enumerate() {
             let crop = photo.cropped(h, w.min(usize::from(frame.max_width)));
             let level = ((k * FRAME_SIZES.len() + j) % levels) as u8;
