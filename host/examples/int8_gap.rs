@@ -36,7 +36,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let q = quantize_photo(&codec, &crops, 128, "gap", 640)?;
     let model = Model::from_bytes(&q.bytes)?;
     let m = codec.latent();
-    let delta = codec.steps_vec(level);
+    let knob = codec.knob();
+    let delta = knob
+        .get(level)
+        .cloned()
+        .ok_or("LEVEL is past the model's rate knob")?;
     let (enc, dec) = float_layers(&codec);
     println!(
         "level {}: units {:.4}..{:.4}",
@@ -48,11 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut sums = [0f64; 5];
     // Per channel, the largest |y| / unit and |y| / finest step over the validation photos.
     let fine: Vec<f32> = (0..m)
-        .map(|c| {
-            (0..codec.levels())
-                .map(|l| codec.steps_vec(l)[c])
-                .fold(f32::INFINITY, f32::min)
-        })
+        .map(|c| knob.iter().map(|d| d[c]).fold(f32::INFINITY, f32::min))
         .collect();
     let mut worst = vec![(0f32, 0f32); m];
     let photos = load_photos(val.as_ref(), ch)?;
@@ -69,7 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (rows, cols) = padded_size(p.height, p.width, 16);
         let padded = p.padded(rows, cols);
         let crop = |x: Photo| x.cropped(p.height, p.width);
-        let (fpx, _, _) = float_round_trip(&codec, &padded.pixels, rows, cols, ch, level);
+        let (fpx, _, _) = float_round_trip(&codec, &padded.pixels, rows, cols, ch, &delta);
         let float = psnr(
             p,
             &crop(Photo {

@@ -84,17 +84,34 @@ pub struct TrainArgs {
     /// of the rounded one with a straight-through gradient.
     #[arg(long)]
     noise_synthesis: bool,
+    /// Photo codec: latent channels [default: 64].
+    #[arg(long)]
+    photo_latent: Option<usize>,
+    /// Photo codec: synthesis widths, three numbers `A,B,C` [default: 64,48,32].
+    #[arg(long, value_delimiter = ',', num_args = 3)]
+    photo_dec: Option<Vec<usize>>,
+    /// Photo codec: start a new run from the trained photo run in this folder, widened to
+    /// --photo-latent / --photo-dec without changing what it computes (the new channels then
+    /// learn what the old ones could not carry).
+    #[arg(long, conflicts_with = "resume")]
+    widen_from: Option<PathBuf>,
 }
 
 fn run_train_photo(a: TrainArgs, kind: &str) -> Result<(), Error> {
     use edgevae::data::photos::{load_photos, PhotoSet};
     use edgevae::model::photo::PhotoConfig;
-    use edgevae::train::photo::{train_photo, PhotoTrainConfig};
-    let photo = if kind == "rgb" {
+    use edgevae::train::photo::{train_photo_from, PhotoTrainConfig};
+    let mut photo = if kind == "rgb" {
         PhotoConfig::rgb()
     } else {
         PhotoConfig::gray()
     };
+    if let Some(m) = a.photo_latent {
+        photo.latent = m;
+    }
+    if let Some(d) = &a.photo_dec {
+        photo.dec = [d[0], d[1], d[2]];
+    }
     let channels = photo.channels;
     let mut cfg = PhotoTrainConfig::new(photo, a.steps);
     cfg.batch = a.batch;
@@ -136,7 +153,25 @@ fn run_train_photo(a: TrainArgs, kind: &str) -> Result<(), Error> {
         cfg.photo.decoder_macs_per_pixel(),
         cfg.photo.levels()
     );
-    let out = train_photo(&cfg, &train, val.as_ref(), &opts)?;
+    let init = match &a.widen_from {
+        Some(dir) => {
+            let device = edgevae::train_device();
+            let (from, codec) = edgevae::train::photo::load_photo_model(dir, &device)?;
+            cfg.photo.lambdas = from.lambdas.clone();
+            let wide = codec.widen(&cfg.photo)?;
+            eprintln!(
+                "widened {} (latent {}, synthesis {:?}) to latent {}, synthesis {:?}",
+                dir.display(),
+                from.latent,
+                from.dec,
+                cfg.photo.latent,
+                cfg.photo.dec
+            );
+            Some(wide)
+        }
+        None => None,
+    };
+    let out = train_photo_from(&cfg, init, &train, val.as_ref(), &opts)?;
     if let Some(last) = out.log.last() {
         for v in &last.val {
             println!(

@@ -70,13 +70,14 @@ fn row(method: &str, setting: u32, m: &[Measure]) -> RdRow {
     }
 }
 
-/// The float model on one photo at `level` (0-based): the reconstruction and the rate of its
-/// rounded latent under the learned density (ideal code length, plus the container's bytes).
-pub fn float_code(codec: &PhotoCodec, photo: &Photo, level: usize) -> (usize, Photo) {
+/// The float model on one photo with latent steps `steps` (a row of [`PhotoCodec::knob`]): the
+/// reconstruction and the rate of its rounded latent under the learned density (ideal code
+/// length, plus the container's bytes).
+pub fn float_code(codec: &PhotoCodec, photo: &Photo, steps: &[f32]) -> (usize, Photo) {
     let (rows, cols) = padded_size(photo.height, photo.width, 16);
     let padded = photo.padded(rows, cols);
     let (pixels, _, bits) =
-        float_round_trip(codec, &padded.pixels, rows, cols, photo.channels, level);
+        float_round_trip(codec, &padded.pixels, rows, cols, photo.channels, steps);
     let decoded = Photo { pixels, ..padded }.cropped(photo.height, photo.width);
     ((bits / 8.0).ceil() as usize + EVZ_FRAME_OVERHEAD, decoded)
 }
@@ -114,11 +115,11 @@ pub fn sweep(
         rows.push(row("edgevae int8", level as u32 + 1, &m));
     }
     if let Some(codec) = float {
-        for level in 0..codec.levels() {
+        for (level, steps) in codec.knob().iter().enumerate() {
             let m: Vec<Measure> = photos
                 .iter()
                 .map(|p| {
-                    let (bytes, d) = float_code(codec, p, level);
+                    let (bytes, d) = float_code(codec, p, steps);
                     measure(p, bytes, &d)
                 })
                 .collect();

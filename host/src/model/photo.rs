@@ -22,6 +22,12 @@ use serde::{Deserialize, Serialize};
 /// Total stride of the analysis transform: the latent map is 1/16 of the frame in each axis.
 pub const TOTAL_STRIDE: usize = 16;
 
+/// Settings the rate knob ([`PhotoCodec::knob`]) adds below the coarsest trained level.
+pub const KNOB_COARSER: usize = 2;
+
+/// Settings the rate knob adds above the finest trained level.
+pub const KNOB_FINER: usize = 2;
+
 /// Hidden widths of the factorized density's per-channel network (1 → 3 → 3 → 3 → 1).
 const DENSITY_FILTERS: [usize; 5] = [1, 3, 3, 3, 1];
 
@@ -316,6 +322,75 @@ impl PhotoCodec {
         plain(self.steps(level).into_data())
     }
 
+    /// The rate knob: every latent channel's step at each setting, coarsest first. The trained
+    /// levels, with up to [`KNOB_COARSER`] settings below and [`KNOB_FINER`] above them (at
+    /// most [`MAX_LEVELS`](edgevae_shared::format::MAX_LEVELS) in all), extrapolated per channel
+    /// at the ladder's mean ratio between neighbouring levels (√2 where the ladder has one
+    /// level or does not get finer): the gain vectors of Cui et al. 2021 continue
+    /// geometrically, the transforms and the density stay as trained.
+    pub fn knob(&self) -> Vec<Vec<f32>> {
+        let levels = self.levels();
+        let m = self.latent();
+        let logs: Vec<Vec<f32>> = (0..levels)
+            .map(|l| self.steps_vec(l).iter().map(|v| v.ln()).collect())
+            .collect();
+        let (coarser, finer) = self.knob_extra();
+        let default = -0.5 * std::f32::consts::LN_2;
+        let slope: Vec<f32> = (0..m)
+            .map(|c| {
+                let s = if levels > 1 {
+                    (logs[levels - 1][c] - logs[0][c]) / (levels - 1) as f32
+                } else {
+                    default
+                };
+                if s.is_finite() && s < 0.0 {
+                    s
+                } else {
+                    default
+                }
+            })
+            .collect();
+        let at = |k: isize| -> Vec<f32> {
+            (0..m)
+                .map(|c| {
+                    let (base, off) = if k < 0 {
+                        (logs[0][c], k as f32)
+                    } else if k as usize >= levels {
+                        (logs[levels - 1][c], (k - levels as isize + 1) as f32)
+                    } else {
+                        (logs[k as usize][c], 0.0)
+                    };
+                    (base + off * slope[c]).exp()
+                })
+                .collect()
+        };
+        (-(coarser as isize)..(levels + finer) as isize)
+            .map(at)
+            .collect()
+    }
+
+    /// Settings the rate knob adds (below, above) the trained levels.
+    fn knob_extra(&self) -> (usize, usize) {
+        let room = edgevae_shared::format::MAX_LEVELS.saturating_sub(self.levels());
+        let finer = KNOB_FINER.min(room);
+        (KNOB_COARSER.min(room - finer), finer)
+    }
+
+    /// The rate knob's settings (0-based) that are trained levels rather than extrapolated.
+    pub fn knob_trained(&self) -> std::ops::Range<usize> {
+        let coarser = self.knob_extra().0;
+        coarser..coarser + self.levels()
+    }
+
+    /// `steps` (one per latent channel) as a `[1, M, 1, 1]` tensor on the model's device.
+    pub fn steps_tensor(&self, steps: &[f32]) -> Tensor<4> {
+        let m = steps.len();
+        Tensor::from_data(
+            TensorData::new(steps.to_vec(), [1, m, 1, 1]),
+            &self.device(),
+        )
+    }
+
     /// Bits of `v` (`[n, M, h, w]`, in latent units) in the bins of width `delta`
     /// (`[1, M, 1, 1]`) around each value, summed.
     pub fn bits(&self, v: Tensor<4>, delta: Tensor<4>) -> Tensor<1> {
@@ -388,6 +463,112 @@ impl PhotoCodec {
     }
 }
 
+impl PhotoCodec {
+    /// This trained codec widened to `cfg` (more latent channels, wider synthesis; the same
+    /// image channels, analysis widths and levels) without changing what it computes (Chen et
+    /// al. 2016's function-preserving growth): the old weights fill the leading corner of each
+    /// tensor of `cfg.init`, every weight that reads a new latent or hidden channel in the
+    /// synthesis is zero (so the output and the old channels' rates are unchanged), the new
+    /// latent channels start at a tenth of their initial weights, with the old channels' mean
+    /// steps and a fresh density. Training then teaches the new channels what the old ones
+    /// could not carry.
+    pub fn widen(&self, cfg: &PhotoConfig) -> Result<PhotoCodec, crate::Error> {
+        cfg.validate()?;
+        let old_latent = self.latent();
+        let [_, channels, _, _] = self.enc[0].weight.val().dims();
+        let old_dec: Vec<usize> = self.dec.iter().map(|d| d.weight.val().dims()[1]).collect();
+        let old_enc: Vec<usize> = self.enc.iter().map(|c| c.weight.val().dims()[0]).collect();
+        let fits = channels == cfg.channels
+            && old_enc[..3] == cfg.enc[..]
+            && old_latent <= cfg.latent
+            && old_dec[..3].iter().zip(&cfg.dec).all(|(a, b)| a <= b)
+            && self.levels() == cfg.levels();
+        if !fits {
+            return Err(crate::Error::Invalid(format!(
+                "cannot widen a photo codec of {channels} channels, analysis {:?}, latent {old_latent}, synthesis {:?}, {} levels to {:?}: the image channels, analysis widths and levels must stay, the latent and synthesis may only grow",
+                &old_enc[..3],
+                &old_dec[..3],
+                self.levels(),
+                cfg
+            )));
+        }
+        let device = self.device();
+        let mut new = cfg.init(&device);
+        for (i, (dst, src)) in new.enc.iter_mut().zip(&self.enc).enumerate() {
+            let quiet = (i + 1 == self.enc.len()).then_some((old_latent, 0.1));
+            dst.weight = grow_param(&dst.weight, &src.weight, None, quiet);
+            if let (Some(d), Some(s)) = (&dst.bias, &src.bias) {
+                dst.bias = Some(grow_param(d, s, None, quiet.map(|(r, _)| (r, 0.0))));
+            }
+        }
+        for (dst, src) in new.dec.iter_mut().zip(&self.dec) {
+            // ConvTranspose2d weights are `[in, out, k, k]`: rows that read new channels are 0.
+            let rows = src.weight.val().dims()[0];
+            dst.weight = grow_param(&dst.weight, &src.weight, Some(rows), None);
+            if let (Some(d), Some(s)) = (&dst.bias, &src.bias) {
+                dst.bias = Some(grow_param(d, s, None, None));
+            }
+        }
+        let prior = |dst: &mut Vec<Param<Tensor<3>>>, src: &[Param<Tensor<3>>]| {
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = grow_param(d, s, None, None);
+            }
+        };
+        prior(&mut new.prior.matrices, &self.prior.matrices);
+        prior(&mut new.prior.biases, &self.prior.biases);
+        prior(&mut new.prior.factors, &self.prior.factors);
+        let [levels, _] = self.log_steps.val().dims();
+        let old = plain(self.log_steps.val().into_data());
+        let m = cfg.latent;
+        let steps: Vec<f32> = (0..levels)
+            .flat_map(|l| {
+                let row = &old[l * old_latent..(l + 1) * old_latent];
+                let mean = row.iter().sum::<f32>() / old_latent as f32;
+                (0..m).map(move |c| row.get(c).copied().unwrap_or(mean))
+            })
+            .collect();
+        new.log_steps = Param::from_tensor(Tensor::from_data(
+            TensorData::new(steps, [levels, m]),
+            &device,
+        ));
+        Ok(new)
+    }
+}
+
+/// `dst` with `src` written into its leading corner, the entries whose first index is at least
+/// `zero_rows` set to 0, and those whose first index is at least `quiet.0` scaled by `quiet.1`.
+fn grow_param<const D: usize>(
+    dst: &Param<Tensor<D>>,
+    src: &Param<Tensor<D>>,
+    zero_rows: Option<usize>,
+    quiet: Option<(usize, f32)>,
+) -> Param<Tensor<D>> {
+    let d = dst.val();
+    let (dd, sd) = (d.dims(), src.val().dims());
+    let device = d.device();
+    let mut out = plain(d.into_data());
+    let from = plain(src.val().into_data());
+    let mut idx = [0usize; D];
+    for v in out.iter_mut() {
+        if idx.iter().zip(&sd).all(|(i, s)| i < s) {
+            let flat = idx.iter().zip(&sd).fold(0, |acc, (i, s)| acc * s + i);
+            *v = from[flat];
+        } else if zero_rows.is_some_and(|z| idx[0] >= z) {
+            *v = 0.0;
+        } else if let Some((_, k)) = quiet.filter(|&(r, _)| idx[0] >= r) {
+            *v *= k;
+        }
+        for k in (0..D).rev() {
+            idx[k] += 1;
+            if idx[k] < dd[k] {
+                break;
+            }
+            idx[k] = 0;
+        }
+    }
+    Param::from_tensor(Tensor::from_data(TensorData::new(out, dd), &device))
+}
+
 /// A tensor's values as `f32`s.
 pub fn plain(data: TensorData) -> Vec<f32> {
     data.convert::<f32>()
@@ -442,6 +623,90 @@ mod tests {
         for t in total {
             assert!((t - 1.0).abs() < 1e-3, "mass {t}");
         }
+    }
+
+    #[test]
+    fn widening_keeps_what_the_codec_computes() {
+        let device = crate::compute_device();
+        let small = PhotoConfig {
+            channels: 1,
+            enc: [4, 4, 4],
+            latent: 6,
+            dec: [5, 4, 3],
+            lambdas: vec![0.01, 0.02],
+        };
+        let codec = small.init(&device);
+        let wide = PhotoConfig {
+            latent: 9,
+            dec: [8, 4, 6],
+            ..small.clone()
+        };
+        let grown = codec.widen(&wide).unwrap();
+        assert_eq!(grown.latent(), 9);
+        let x: Vec<f32> = (0..2 * 32 * 48)
+            .map(|i| ((i * 37) % 101) as f32 / 100.0)
+            .collect();
+        let x = Tensor::<4>::from_data(TensorData::new(x, [2, 1, 32, 48]), &device);
+        let (y, y2) = (codec.analysis(x.clone()), grown.analysis(x));
+        let (a, b) = (
+            plain(y.clone().into_data()),
+            plain(y2.clone().slice([0..2, 0..6]).into_data()),
+        );
+        assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-5));
+        let (xa, xb) = (
+            plain(codec.synthesis(y).into_data()),
+            plain(grown.synthesis(y2.clone()).into_data()),
+        );
+        assert!(xa.iter().zip(&xb).all(|(p, q)| (p - q).abs() < 1e-5));
+        // The new channels carry something (the synthesis just ignores them for now).
+        let extra = plain(y2.slice([0..2, 6..9]).abs().sum().into_data())[0];
+        assert!(extra > 0.0);
+        for l in 0..2 {
+            let (s, g) = (codec.steps_vec(l), grown.steps_vec(l));
+            assert!(s.iter().zip(&g).all(|(p, q)| (p - q).abs() < 1e-6));
+        }
+        // Shrinking, or changing the analysis, is refused.
+        assert!(grown.widen(&small).is_err());
+        let other = PhotoConfig {
+            enc: [4, 5, 4],
+            ..wide
+        };
+        assert!(codec.widen(&other).is_err());
+    }
+
+    #[test]
+    fn the_knob_extends_the_ladder_geometrically() {
+        let device = crate::compute_device();
+        let cfg = PhotoConfig {
+            channels: 1,
+            enc: [4, 4, 4],
+            latent: 3,
+            dec: [4, 4, 4],
+            lambdas: vec![0.01, 0.02, 0.04],
+        };
+        let codec = cfg.init(&device);
+        let knob = codec.knob();
+        assert_eq!(knob.len(), 3 + KNOB_COARSER + KNOB_FINER);
+        let trained = codec.knob_trained();
+        assert_eq!(trained, KNOB_COARSER..KNOB_COARSER + 3);
+        for (l, k) in trained.enumerate() {
+            assert_eq!(knob[k], codec.steps_vec(l));
+        }
+        // The initial ladder falls by √2 a level: so does the knob past both ends.
+        for w in knob.windows(2) {
+            for (a, b) in w[0].iter().zip(&w[1]) {
+                assert!((a / b - std::f32::consts::SQRT_2).abs() < 1e-4, "{a} {b}");
+            }
+        }
+        // A ladder of the most levels a file holds gets no extra settings.
+        let full = PhotoConfig {
+            lambdas: vec![0.01; edgevae_shared::format::MAX_LEVELS],
+            ..cfg
+        };
+        assert_eq!(
+            full.init(&device).knob().len(),
+            edgevae_shared::format::MAX_LEVELS
+        );
     }
 
     #[test]

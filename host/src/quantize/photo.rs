@@ -217,7 +217,7 @@ pub fn quantize_photo(
     equalise(&mut enc, side16, side16, crops);
     let enc_at = layers_at(&enc, side16, side16);
     let enc_ranges = ranges(&enc_at, crops, cal);
-    let mut steps: Vec<Vec<f32>> = (0..codec.levels()).map(|l| codec.steps_vec(l)).collect();
+    let mut steps: Vec<Vec<f32>> = codec.knob();
     let mut ys: Vec<Vec<f32>> = crops.par_iter().map(|x| run_float(&enc_at, x)).collect();
     // Per-channel latent units folded into the network (module docs): from here on `ys`,
     // `steps` and the layers are in the folded latent, whose int8 scale is `latent_scale`.
@@ -589,7 +589,8 @@ impl<'m> FrameRef<'m> {
     }
 }
 
-/// The float codec on one frame (HWC uint8, sides multiples of 16) at `level`: the
+/// The float codec on one frame (HWC uint8, sides multiples of 16) with latent steps `steps`
+/// (one per channel, a row of [`PhotoCodec::knob`]): the
 /// reconstruction (uint8, clamped and rounded), the integer symbols (latent positions in raster
 /// order, channels innermost) and their ideal code length in bits under the learned density,
 /// on Burn's device.
@@ -599,7 +600,7 @@ pub fn float_round_trip(
     rows: usize,
     cols: usize,
     channels: usize,
-    level: usize,
+    steps: &[f32],
 ) -> (Vec<u8>, Vec<i32>, f64) {
     let device = codec.device();
     let mut chw = vec![0f32; pixels.len()];
@@ -610,10 +611,13 @@ pub fn float_round_trip(
     }
     let x = Tensor::<4>::from_data(TensorData::new(chw, [1, channels, rows, cols]), &device);
     let y = codec.analysis(x);
-    let s = codec.quantize(y, level);
+    let delta = codec.steps_tensor(steps);
+    let q = y / delta.clone();
+    // round half away from zero, as `PhotoCodec::quantize`
+    let s = q.clone().sign() * (q.abs() + 0.5).floor();
     let sym = plain(s.clone().swap_dims(1, 3).swap_dims(1, 2).into_data());
-    let y_hat = codec.dequantize(s, level);
-    let bits = plain(codec.bits(y_hat.clone(), codec.steps(level)).into_data())
+    let y_hat = s * delta.clone();
+    let bits = plain(codec.bits(y_hat.clone(), delta).into_data())
         .first()
         .map_or(0.0, |&b| f64::from(b));
     let x_hat = codec.synthesis(y_hat).clamp(0.0, 1.0);

@@ -277,6 +277,19 @@ pub fn train_photo(
     val: Option<&PhotoSet>,
     opts: &TrainOptions,
 ) -> Result<PhotoOutcome, Error> {
+    train_photo_from(cfg, None, train, val, opts)
+}
+
+/// [`train_photo`] starting a fresh run from `init` (a model of `cfg.photo`'s shape, such as a
+/// trained one [`PhotoCodec::widen`]ed) instead of a random initialisation; a resumed run loads
+/// its checkpoint either way.
+pub fn train_photo_from(
+    cfg: &PhotoTrainConfig,
+    init: Option<PhotoCodec>,
+    train: &PhotoSet,
+    val: Option<&PhotoSet>,
+    opts: &TrainOptions,
+) -> Result<PhotoOutcome, Error> {
     cfg.validate()?;
     if train.channels() != cfg.photo.channels {
         return Err(Error::Invalid(format!(
@@ -296,6 +309,14 @@ pub fn train_photo(
         let _ = m.steps_vec(0);
         m
     };
+    if let Some(m) = init {
+        if m.latent() != cfg.photo.latent || m.levels() != cfg.photo.levels() {
+            return Err(Error::Invalid(
+                "the initial photo model does not have the configured shape".into(),
+            ));
+        }
+        model = m.to_device(&device);
+    }
     let mut optim = cfg.optimizer.init();
     let mut state = PhotoState {
         steps_done: 0,
