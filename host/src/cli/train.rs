@@ -88,7 +88,7 @@ pub struct TrainArgs {
     #[arg(long)]
     photo_latent: Option<usize>,
     /// Photo codec: synthesis widths, three numbers `A,B,C` [default: 64,48,32].
-    #[arg(long, value_delimiter = ',', num_args = 3)]
+    #[arg(long, value_delimiter = ',')]
     photo_dec: Option<Vec<usize>>,
     /// Photo codec: start a new run from the trained photo run in this folder, widened to
     /// --photo-latent / --photo-dec without changing what it computes (the new channels then
@@ -110,7 +110,12 @@ fn run_train_photo(a: TrainArgs, kind: &str) -> Result<(), Error> {
         photo.latent = m;
     }
     if let Some(d) = &a.photo_dec {
-        photo.dec = [d[0], d[1], d[2]];
+        photo.dec = <[usize; 3]>::try_from(d.as_slice()).map_err(|_| {
+            Error::Invalid(format!(
+                "--photo-dec takes three widths A,B,C, got {} ({d:?})",
+                d.len()
+            ))
+        })?;
     }
     let channels = photo.channels;
     let mut cfg = PhotoTrainConfig::new(photo, a.steps);

@@ -468,10 +468,12 @@ impl PhotoCodec {
     /// image channels, analysis widths and levels) without changing what it computes (Chen et
     /// al. 2016's function-preserving growth): the old weights fill the leading corner of each
     /// tensor of `cfg.init`, every weight that reads a new latent or hidden channel in the
-    /// synthesis is zero (so the output and the old channels' rates are unchanged), the new
-    /// latent channels start at a tenth of their initial weights, with the old channels' mean
-    /// steps and a fresh density. Training then teaches the new channels what the old ones
-    /// could not carry.
+    /// synthesis is zero (so the output and the old channels' rates are unchanged), and new
+    /// latent channel `c` starts as a copy of old channel `c mod M` (its analysis row, steps and
+    /// density, the weights jittered by up to 0.5 %). The copies cost bits at first but carry
+    /// values the synthesis can learn from: with zero-valued new channels and zero synthesis
+    /// rows, neither would get a gradient through the rounded latent. Training then teaches the
+    /// new channels what the old ones could not carry.
     pub fn widen(&self, cfg: &PhotoConfig) -> Result<PhotoCodec, crate::Error> {
         cfg.validate()?;
         let old_latent = self.latent();
@@ -494,24 +496,24 @@ impl PhotoCodec {
         }
         let device = self.device();
         let mut new = cfg.init(&device);
-        for (i, (dst, src)) in new.enc.iter_mut().zip(&self.enc).enumerate() {
-            let quiet = (i + 1 == self.enc.len()).then_some((old_latent, 0.1));
-            dst.weight = grow_param(&dst.weight, &src.weight, None, quiet);
+        // The analysis layers keep their widths (only the latent layer grows: its new rows
+        // copy old ones), the synthesis layers zero every row that reads a new channel.
+        for (dst, src) in new.enc.iter_mut().zip(&self.enc) {
+            dst.weight = grow_param(&dst.weight, &src.weight, NewRows::Copy);
             if let (Some(d), Some(s)) = (&dst.bias, &src.bias) {
-                dst.bias = Some(grow_param(d, s, None, quiet.map(|(r, _)| (r, 0.0))));
+                dst.bias = Some(grow_param(d, s, NewRows::Copy));
             }
         }
         for (dst, src) in new.dec.iter_mut().zip(&self.dec) {
-            // ConvTranspose2d weights are `[in, out, k, k]`: rows that read new channels are 0.
-            let rows = src.weight.val().dims()[0];
-            dst.weight = grow_param(&dst.weight, &src.weight, Some(rows), None);
+            // ConvTranspose2d weights are `[in, out, k, k]`.
+            dst.weight = grow_param(&dst.weight, &src.weight, NewRows::Zero);
             if let (Some(d), Some(s)) = (&dst.bias, &src.bias) {
-                dst.bias = Some(grow_param(d, s, None, None));
+                dst.bias = Some(grow_param(d, s, NewRows::Zero));
             }
         }
         let prior = |dst: &mut Vec<Param<Tensor<3>>>, src: &[Param<Tensor<3>>]| {
             for (d, s) in dst.iter_mut().zip(src) {
-                *d = grow_param(d, s, None, None);
+                *d = grow_param(d, s, NewRows::Copy);
             }
         };
         prior(&mut new.prior.matrices, &self.prior.matrices);
@@ -523,8 +525,7 @@ impl PhotoCodec {
         let steps: Vec<f32> = (0..levels)
             .flat_map(|l| {
                 let row = &old[l * old_latent..(l + 1) * old_latent];
-                let mean = row.iter().sum::<f32>() / old_latent as f32;
-                (0..m).map(move |c| row.get(c).copied().unwrap_or(mean))
+                (0..m).map(move |c| row[c % old_latent])
             })
             .collect();
         new.log_steps = Param::from_tensor(Tensor::from_data(
@@ -535,13 +536,21 @@ impl PhotoCodec {
     }
 }
 
-/// `dst` with `src` written into its leading corner, the entries whose first index is at least
-/// `zero_rows` set to 0, and those whose first index is at least `quiet.0` scaled by `quiet.1`.
+/// What [`grow_param`] puts in the rows (first index) a grown tensor adds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum NewRows {
+    /// Zero: nothing reads the new channels yet.
+    Zero,
+    /// Row `r` is a copy of old row `r mod old rows` (a ±0.5 % jitter breaks the symmetry).
+    Copy,
+}
+
+/// `dst` with `src` written into its leading corner and its new rows filled as `rows` says;
+/// the new columns of old rows keep `dst`'s initial values.
 fn grow_param<const D: usize>(
     dst: &Param<Tensor<D>>,
     src: &Param<Tensor<D>>,
-    zero_rows: Option<usize>,
-    quiet: Option<(usize, f32)>,
+    rows: NewRows,
 ) -> Param<Tensor<D>> {
     let d = dst.val();
     let (dd, sd) = (d.dims(), src.val().dims());
@@ -549,14 +558,27 @@ fn grow_param<const D: usize>(
     let mut out = plain(d.into_data());
     let from = plain(src.val().into_data());
     let mut idx = [0usize; D];
-    for v in out.iter_mut() {
-        if idx.iter().zip(&sd).all(|(i, s)| i < s) {
-            let flat = idx.iter().zip(&sd).fold(0, |acc, (i, s)| acc * s + i);
-            *v = from[flat];
-        } else if zero_rows.is_some_and(|z| idx[0] >= z) {
-            *v = 0.0;
-        } else if let Some((_, k)) = quiet.filter(|&(r, _)| idx[0] >= r) {
-            *v *= k;
+    for (n, v) in out.iter_mut().enumerate() {
+        let inside = idx.iter().zip(&sd).skip(1).all(|(i, s)| i < s);
+        let flat = |first: usize| {
+            idx.iter()
+                .zip(&sd)
+                .skip(1)
+                .fold(first, |acc, (i, s)| acc * s + i)
+        };
+        if idx[0] < sd[0] {
+            if inside {
+                *v = from[flat(idx[0])];
+            }
+        } else {
+            match rows {
+                NewRows::Zero => *v = 0.0,
+                NewRows::Copy if inside => {
+                    let jitter = ((n as u64).wrapping_mul(2_654_435_761) % 1000) as f32 / 1e5;
+                    *v = from[flat(idx[0] % sd[0])] * (0.995 + jitter);
+                }
+                NewRows::Copy => {}
+            }
         }
         for k in (0..D).rev() {
             idx[k] += 1;
@@ -654,16 +676,24 @@ mod tests {
         );
         assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-5));
         let (xa, xb) = (
-            plain(codec.synthesis(y).into_data()),
+            plain(codec.synthesis(y.clone()).into_data()),
             plain(grown.synthesis(y2.clone()).into_data()),
         );
         assert!(xa.iter().zip(&xb).all(|(p, q)| (p - q).abs() < 1e-5));
-        // The new channels carry something (the synthesis just ignores them for now).
-        let extra = plain(y2.slice([0..2, 6..9]).abs().sum().into_data())[0];
-        assert!(extra > 0.0);
+        // The new channels start near copies of the first old ones (the synthesis ignores
+        // them for now), with their steps.
+        let copy = plain(y2.slice([0..2, 6..9]).into_data());
+        let orig = plain(y.slice([0..2, 0..3]).into_data());
+        let scale = orig.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(scale > 0.0);
+        assert!(copy
+            .iter()
+            .zip(&orig)
+            .all(|(p, q)| (p - q).abs() <= 0.02 * scale + 1e-5));
         for l in 0..2 {
             let (s, g) = (codec.steps_vec(l), grown.steps_vec(l));
             assert!(s.iter().zip(&g).all(|(p, q)| (p - q).abs() < 1e-6));
+            assert!((0..3).all(|c| (g[6 + c] - s[c]).abs() < 1e-6));
         }
         // Shrinking, or changing the analysis, is refused.
         assert!(grown.widen(&small).is_err());

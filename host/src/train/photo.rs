@@ -315,7 +315,9 @@ pub fn train_photo_from(
                 "the initial photo model does not have the configured shape".into(),
             ));
         }
-        model = m.to_device(&device);
+        // `m` lives on the training device already (`to_device` would put a node in front
+        // of every parameter that the first backward pass consumes).
+        model = m;
     }
     let mut optim = cfg.optimizer.init();
     let mut state = PhotoState {
