@@ -3,8 +3,9 @@
 //! `EDGEVAE_MODEL` names the model file to embed (default: `models/default/model.evae`). Its
 //! header is validated here and its arena, image and latent sizes become constants, so the
 //! firmware's static memory is fixed at build time. For a photo model (a frame section) the
-//! frame constants size the app for frames up to its maximum width: the stripe arena there
-//! plus a bitstream budget of `EDGEVAE_FRAME_BITSTREAM` bytes (default 64 KiB). Without a model file, a synthetic model of
+//! frame constants size the app for frames up to its maximum width: the stripe arena there,
+//! the DSP kernels' fastest scratch and a bitstream budget of `EDGEVAE_FRAME_BITSTREAM` bytes
+//! (default 64 KiB). Without a model file, a synthetic model of
 //! the default architecture is embedded (with a warning) so the board crate still builds.
 use std::{env, fs, path::PathBuf};
 
@@ -55,7 +56,10 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(64 * 1024);
-    let (frame_width, frame_row, frame_arena) = match model.frame() {
+    // The DSP kernels' fastest scratch on top of the minimum (they run any layer without
+    // scratch, through their reference loops); the app gives it to the stripe engine
+    // (`App::with_frame_scratch`), which caps it at half of what the minimum leaves, hence 2×.
+    let (frame_width, frame_row, frame_arena, frame_scratch) = match model.frame() {
         Some(f) => {
             let w = f.max_width as usize;
             let stripe =
@@ -63,9 +67,21 @@ fn main() {
                     &model, w,
                 )
                 .expect("a valid photo model takes its maximum width");
-            (w, w * h.input.c as usize, stripe + budget)
+            let fastest = edgevae_firmware::stripe::required_arena_with(
+                &model,
+                w,
+                edgevae_firmware::kernels::dsp_scratch::conv2d_scratch_size,
+            )
+            .expect("a valid photo model takes its maximum width");
+            let scratch = fastest.saturating_sub(stripe);
+            (
+                w,
+                w * h.input.c as usize,
+                stripe + budget.max(scratch) + scratch,
+                scratch,
+            )
         }
-        None => (0, 0, 0),
+        None => (0, 0, 0, 0),
     };
     let consts = format!(
         "/// Arena bytes the embedded model declares.\nconst ARENA_BYTES: usize = {};\n\
@@ -73,14 +89,17 @@ fn main() {
          /// Latent code length.\nconst LATENT: usize = {};\n\
          /// Widest frame the model takes (0: no frames).\n#[allow(dead_code)]\nconst FRAME_WIDTH: usize = {};\n\
          /// Bytes of one frame row at that width (0: no frames).\n#[allow(dead_code)]\nconst FRAME_ROW_BYTES: usize = {};\n\
-         /// Arena bytes for frames: stripe arena at FRAME_WIDTH + bitstream budget (0: no frames).\n\
-         #[allow(dead_code)]\nconst FRAME_ARENA_BYTES: usize = {};\n",
+         /// Arena bytes for frames: stripe arena at FRAME_WIDTH + kernel scratch + bitstream budget (0: no frames).\n\
+         #[allow(dead_code)]\nconst FRAME_ARENA_BYTES: usize = {};\n\
+         /// Kernel scratch the stripe engine gets beyond its minimum (the DSP kernels' fastest).\n\
+         #[allow(dead_code)]\nconst FRAME_SCRATCH_BYTES: usize = {};\n",
         h.arena_bytes,
         h.input.len(),
         h.latent,
         frame_width,
         frame_row,
-        frame_arena
+        frame_arena,
+        frame_scratch
     );
     fs::write(out.join("model.rs"), consts).expect("write model.rs");
     let abs = path.canonicalize().unwrap_or(path);

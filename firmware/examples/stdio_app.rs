@@ -100,16 +100,28 @@ fn main() {
         }
     };
     // Photo models also stream frames (`Request::FrameBegin`): the arena then holds the stripe
-    // engine at the model's maximum width and 1 MiB of bitstream behind it.
-    let frames = model
+    // engine at the model's maximum width, the NEON kernels' fastest scratch and 1 MiB of
+    // bitstream behind it.
+    let (stripe, scratch) = model
         .frame()
         .and_then(|f| {
-            edgevae_firmware::stripe::required_arena::<edgevae_firmware::engine::Fast>(
+            let w = f.max_width as usize;
+            let need = edgevae_firmware::stripe::required_arena::<edgevae_firmware::engine::Fast>(
+                &model, w,
+            )?;
+            let fastest = edgevae_firmware::stripe::required_arena_with(
                 &model,
-                f.max_width as usize,
-            )
+                w,
+                edgevae_firmware::kernels::neon_scratch::conv2d_scratch_size,
+            )?;
+            Some((need, fastest.saturating_sub(need)))
         })
-        .map_or(0, |n| n + (1 << 20));
+        .unwrap_or((0, 0));
+    let frames = if stripe > 0 {
+        stripe + 2 * scratch + (1 << 20)
+    } else {
+        0
+    };
     let mut arena = vec![0u8; (model.header().arena_bytes as usize).max(frames)];
     let serial = Stdio {
         obuf: [0; 4096],
@@ -128,7 +140,7 @@ fn main() {
     #[cfg(not(all(target_arch = "aarch64", target_endian = "little")))]
     let dotprod = false;
     let mut app = match App::<'_, '_, Stdio, FRAME>::new(&model, &mut arena, serial) {
-        Ok(a) => a,
+        Ok(a) => a.with_frame_scratch(scratch),
         Err(e) => {
             eprintln!("{path}: {e:?}");
             std::process::exit(1);

@@ -24,10 +24,13 @@
 //! most `wire::frame_payload(N, wire::CHUNK_OVERHEAD)` bytes.
 //!
 //! Memory: the frame path uses the app's arena, which requests use one at a time: the stripe
-//! engine's [`crate::stripe::required_arena`]`::<K>(model, width)` bytes at its front and the
-//! bitstream in the rest (`BitstreamFull` when it does not fit). A board serving frames up to
+//! engine's [`crate::stripe::required_arena`]`::<K>(model, width)` bytes at its front, plus the
+//! kernel scratch set with [`App::with_frame_scratch`] (the DSP and NEON kernels run any layer
+//! with no scratch, but through their reference loops: several times slower), and the
+//! bitstream in the rest (`BitstreamFull` when it does not fit; [`frame_stripe_len`] never
+//! gives the scratch more than half of what the minimum leaves). A board serving frames up to
 //! `W` pixels wide therefore sizes its arena as the larger of the model's declared arena and
-//! `required_arena(model, W)` + its bitstream budget, and `N` at least
+//! `required_arena(model, W)` + its kernel scratch + its bitstream budget, and `N` at least
 //! `wire::frame_capacity(W × channels)` (one row a message; more rows a message with a larger
 //! `N`). The row chunk is held in the `N`-byte image buffer; nothing else is added.
 
@@ -84,6 +87,24 @@ pub struct App<'m, 'a, S, const N: usize, K: KernelSet = Fast> {
     latent: [i8; MAX_LATENT],
     info: DeviceInfo,
     stats: Stats,
+    /// Kernel scratch the stripe engine gets on top of its minimum ([`App::with_frame_scratch`]).
+    frame_scratch: usize,
+}
+
+/// Bytes at the front of an `arena_len`-byte arena that the stripe engine gets for a frame
+/// `width` pixels wide: its minimum [`crate::stripe::required_arena`]`::<K>` plus up to
+/// `scratch` bytes of kernel scratch, the scratch capped at half of what the minimum leaves so
+/// that the bitstream behind it always keeps the other half. `None` when the model takes no
+/// such frame or the minimum does not fit.
+pub fn frame_stripe_len<K: KernelSet>(
+    model: &Model<'_>,
+    width: usize,
+    scratch: usize,
+    arena_len: usize,
+) -> Option<usize> {
+    let need = stripe::required_arena::<K>(model, width)?;
+    let left = arena_len.checked_sub(need)?;
+    Some(need + scratch.min(left / 2))
 }
 
 /// Why the app could not start.
@@ -134,7 +155,17 @@ where
             latent: [0; MAX_LATENT],
             info,
             stats: Stats::default(),
+            frame_scratch: 0,
         })
+    }
+
+    /// Gives the stripe engine `bytes` of kernel scratch beyond its minimum for every frame
+    /// (see [`frame_stripe_len`]): what the fast kernels run at full speed with, for example
+    /// [`crate::stripe::required_arena_with`] with the kernels' own scratch sizes less
+    /// `required_arena`, at the widest frame served. The bitstream gets the rest of the arena.
+    pub fn with_frame_scratch(mut self, bytes: usize) -> Self {
+        self.frame_scratch = bytes;
+        self
     }
 
     /// Counters since [`App::new`].
@@ -308,7 +339,9 @@ where
         if model.level(hd.level).is_none() {
             return bad(WireErrorCode::NoSuchLevel);
         }
-        let Some(need) = stripe::required_arena::<K>(model, hd.width) else {
+        let Some(need) =
+            frame_stripe_len::<K>(model, hd.width, self.frame_scratch, self.arena.len())
+        else {
             return bad(WireErrorCode::BadFrameHeader);
         };
         let Some((arena, out)) = self.arena.split_at_mut_checked(need) else {
@@ -359,7 +392,8 @@ where
         bits: usize,
     ) -> Result<Result<(), WireErrorCode>, S::Error> {
         let model = self.model;
-        let need = stripe::required_arena::<K>(model, hd.width).unwrap_or(usize::MAX);
+        let need = frame_stripe_len::<K>(model, hd.width, self.frame_scratch, self.arena.len())
+            .unwrap_or(usize::MAX);
         let stream = self
             .arena
             .get(need..)

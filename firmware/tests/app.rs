@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use edgevae_firmware::app::App;
+use edgevae_firmware::app::{frame_stripe_len, App};
 use edgevae_firmware::engine::{required_arena, Engine, Fast, KernelSet, Scalar};
 use edgevae_firmware::frame::{encode_frame, frame_buffer_len, frame_scratch_len};
 use edgevae_firmware::stripe::{self, SliceRows};
@@ -569,6 +569,47 @@ fn frames_one_row_a_message_at_the_maximum_width() {
     let r = frames_out(&mut app, &begin(3, 641, 4, 1, 0));
     assert_eq!(r, vec![(3, Reply::Error(WireErrorCode::BadFrameHeader))]);
     assert_info(&mut app, 4);
+}
+
+/// With the fast kernels' scratch (`App::with_frame_scratch`) frames give the same bits as
+/// without, the bitstream keeping the rest of the arena; the scratch never takes more than half
+/// of what the stripe engine's minimum leaves.
+#[test]
+fn frames_with_kernel_scratch_stream_the_same_bits() {
+    use edgevae_firmware::kernels::{dsp_scratch, neon_scratch};
+    let bytes = frame_model(1, 640, true, 5);
+    let model = Model::from_bytes(&bytes).unwrap();
+    let need = stripe::required_arena::<Fast>(&model, 640).unwrap();
+    let fastest = stripe::required_arena_with(&model, 640, |i, o, g| {
+        dsp_scratch::conv2d_scratch_size(i, o, g).max(neon_scratch::conv2d_scratch_size(i, o, g))
+    })
+    .unwrap();
+    let scratch = fastest - need;
+    assert!(scratch > 0);
+    let budget = 640 * 40 * 4;
+    let mut arena = frame_arena(&model, 2 * scratch + budget);
+    let len = arena.len();
+    let mut app: FrameApp<'_, '_, NF> = App::new(&model, &mut arena, MockSerial::default())
+        .unwrap()
+        .with_frame_scratch(scratch);
+    for (i, &(w, h)) in [(640, 21), (320, 40), (173, 97), (1, 1)].iter().enumerate() {
+        check_frame(
+            &mut app,
+            &model,
+            (w, h, (i % 3) as u8),
+            40 + i as u64,
+            i < 2,
+        );
+    }
+    assert_info(&mut app, 6);
+    assert_eq!(app.stats().errors, 0);
+    // The split: the whole scratch when half of what is left covers it, else that half.
+    let at = |w, s, l| frame_stripe_len::<Fast>(&model, w, s, l);
+    assert_eq!(at(640, scratch, len), Some(need + scratch));
+    assert_eq!(at(640, scratch, need + scratch), Some(need + scratch / 2));
+    assert_eq!(at(640, usize::MAX, need + 10), Some(need + 5));
+    assert_eq!(at(640, scratch, need - 1), None);
+    assert_eq!(at(641, 0, len), None);
 }
 
 /// Proptest: random sizes and chunkings, grey and RGB, equal the stripe engine.

@@ -2,6 +2,7 @@
 //! counter on SysTick, and exits that QEMU turns into the process exit status.
 #![no_std]
 
+use core::num::NonZeroUsize;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use cortex_m::peripheral::{syst::SystClkSource, SCB, SYST};
@@ -109,6 +110,71 @@ mod logger {
             // SAFETY: as in `release`.
             unsafe { (*core::ptr::addr_of_mut!(ENCODER)).write(bytes, emit) }
         }
+    }
+}
+
+/// xorshift64*, `edgevae_shared::build::XorShift` (std-only there).
+pub struct XorShift64(pub u64);
+
+impl XorShift64 {
+    pub fn next_u32(&mut self) -> u32 {
+        let mut x = self.0 | 1;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
+    }
+
+    /// Uniform-ish in `lo..=hi`.
+    pub fn range(&mut self, lo: i32, hi: i32) -> i32 {
+        let span = (hi as i64 - lo as i64 + 1) as u64;
+        (lo as i64 + (self.next_u32() as u64 % span) as i64) as i32
+    }
+}
+
+/// A deterministic pseudo-photograph generated row by row, as a camera delivers a frame (rows
+/// asked for in order): two smooth gradients, a blocky ±16 ripple and ±8 texture, the frame of
+/// `firmware/examples/stripe_bench.rs` for one channel (same pixels, so the same bits as on
+/// aarch64); with three channels each pixel's channels are offset by 0, +12 and −12.
+pub struct PseudoPhoto {
+    rng: XorShift64,
+    // Non-zero, so the divisions below cannot panic (the app links with `panic-never`).
+    rows: NonZeroUsize,
+    cols: NonZeroUsize,
+    channels: NonZeroUsize,
+}
+
+impl PseudoPhoto {
+    pub fn new(rows: usize, cols: usize, channels: usize) -> Self {
+        let nz = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
+        PseudoPhoto {
+            rng: XorShift64(0x5EED_F00D_1234_5679),
+            rows: nz(rows),
+            cols: nz(cols),
+            channels: nz(channels),
+        }
+    }
+}
+
+impl edgevae_firmware::stripe::RowSource for PseudoPhoto {
+    type Error = core::convert::Infallible;
+
+    fn read_row(&mut self, y: usize, out: &mut [u8]) -> Result<(), Self::Error> {
+        let mut v = 0;
+        for (i, p) in out.iter_mut().enumerate() {
+            let c = i % self.channels;
+            if c == 0 {
+                let x = i / self.channels;
+                let g = (x * 140 / self.cols + y * 90 / self.rows) as i32;
+                let ripple = (((x / 9 + y / 7) % 16) as i32 - 8) * 2;
+                let noise = self.rng.range(-8, 8);
+                v = g + 12 + ripple + noise;
+            }
+            let offset = [0, 12, -12][c % 3];
+            *p = (v + offset).clamp(0, 255) as u8;
+        }
+        Ok(())
     }
 }
 

@@ -124,9 +124,31 @@ fn run_hil_photos(a: &HilArgs, dir: &std::path::Path) -> Result<(), Error> {
         r.mismatches,
         r.pixels_per_s
     );
-    if let Some(s) = r.size {
+    if let Some(c) = &r.cost {
         println!(
-            "firmware: flash {} bytes, RAM {} bytes static",
+            "{}: a {}x{} frame (built-in pseudo-photo, finest level, {} bits): {} instructions (QEMU -icount), {:.0} per pixel, {:.3} per MAC ({} MACs); encode only {}; entropy coding {:.1} %",
+            r.machine,
+            c.width,
+            c.height,
+            c.bits,
+            c.instructions,
+            c.per_pixel(),
+            c.per_mac(),
+            c.macs,
+            c.encode_instructions,
+            100.0 * c.coding_share()
+        );
+    }
+    if let Some(s) = r.size {
+        let stack = r.cost.as_ref().map_or(String::new(), |c| {
+            format!(
+                " + stack {} bytes (frame self-test {} bytes)",
+                c.stack_bytes.map_or("?".into(), |b| b.to_string()),
+                c.self_test_stack_bytes
+            )
+        });
+        println!(
+            "firmware: flash {} bytes, RAM {} bytes static{stack}",
             s.flash, s.ram
         );
     }

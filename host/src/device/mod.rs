@@ -513,15 +513,8 @@ pub fn run(
     let secs = start.elapsed().as_secs_f64();
     let log = dev.log();
     // SysTick at the 25 MHz core clock under -icount shift=N: a tick is 40 / 2^N instructions.
-    let ticks = |key: &str| -> Option<u64> {
-        let at = log.find(key)? + key.len();
-        log[at..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()?
-            .parse::<u64>()
-            .ok()
-    };
-    let to_instr = |t: u64| t * 40 / (1u64 << shift);
+    let ticks = |key: &str| log_value(&log, key, false);
+    let to_instr = |t: u64| ticks_to_instructions(t, shift);
     Ok(HilReport {
         machine: machine.into(),
         images,
@@ -548,4 +541,21 @@ pub fn run(
         code_instructions: ticks("entropy_enc=").map(to_instr),
         uncode_instructions: ticks("entropy_dec=").map(to_instr),
     })
+}
+
+/// The number after the first (or, with `last`, the last) `key` in a device log, such as
+/// `encode_ticks=` in `… encode_ticks=1234 …`.
+pub(crate) fn log_value(log: &str, key: &str, last: bool) -> Option<u64> {
+    let at = if last { log.rfind(key) } else { log.find(key) }? + key.len();
+    log[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse::<u64>()
+        .ok()
+}
+
+/// Instructions in `ticks` of the boards' SysTick under `-icount shift=N`: SysTick runs at the
+/// 25 MHz core clock (40 ns a tick) and one instruction is 2^N ns (../shared/RECIPES.md).
+pub(crate) fn ticks_to_instructions(ticks: u64, shift: u32) -> u64 {
+    ticks * 40 / (1u64 << shift)
 }

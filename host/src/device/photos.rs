@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use edgevae_shared::Model;
 
-use super::{build_board, build_stdio_app, elf_size, Device, HilError};
+use super::{
+    build_board, build_stdio_app, elf_size, log_value, ticks_to_instructions, Device, HilError,
+};
 use crate::codec::frame::{compress_frame, parse_frame_evz};
 use crate::data::photos::Photo;
 use crate::eval::refcodec;
@@ -36,6 +38,66 @@ pub struct PhotoFrame {
     pub psnr: f64,
 }
 
+/// The `-icount` shift the Cortex-M boards run under here (SysTick ticks → instructions).
+const ICOUNT_SHIFT: u32 = 5;
+
+/// What one frame costs on a Cortex-M board: the app's self-test at start (a built-in
+/// pseudo-photograph through the stripe engine at the finest level, the kernels and arena the
+/// app serves frames with), counted with SysTick under `-icount`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FrameCost {
+    /// Columns of the self-test frame (320, or the model's widest frame when narrower).
+    pub width: usize,
+    /// Rows (240).
+    pub height: usize,
+    /// Instructions to compress it (encoder and entropy coding).
+    pub instructions: u64,
+    /// Instructions to encode it without the coding.
+    pub encode_instructions: u64,
+    /// Bits of its bitstream.
+    pub bits: u64,
+    /// The encoder's multiply–accumulates for the frame (full kernels, padding included).
+    pub macs: u64,
+    /// Stack high-water mark after the self-test, bytes.
+    pub self_test_stack_bytes: u64,
+    /// Stack high-water mark after every request of the run (the frame protocol's path), bytes.
+    pub stack_bytes: Option<u64>,
+}
+
+impl FrameCost {
+    /// Instructions per pixel, with the coding.
+    pub fn per_pixel(&self) -> f64 {
+        self.instructions as f64 / (self.width * self.height).max(1) as f64
+    }
+
+    /// Instructions per MAC, with the coding.
+    pub fn per_mac(&self) -> f64 {
+        self.instructions as f64 / self.macs.max(1) as f64
+    }
+
+    /// The entropy coding's share of the compress instructions.
+    pub fn coding_share(&self) -> f64 {
+        self.instructions.saturating_sub(self.encode_instructions) as f64
+            / self.instructions.max(1) as f64
+    }
+
+    /// Reads the app's self-test line and stack lines from its decoded log.
+    fn from_log(log: &str, model: &Model<'_>) -> Option<Self> {
+        let v = |key: &str| log_value(log, key, false);
+        let (width, height) = (v("frame_cols=")? as usize, v("frame_rows=")? as usize);
+        Some(FrameCost {
+            width,
+            height,
+            instructions: ticks_to_instructions(v("frame_ticks=")?, ICOUNT_SHIFT),
+            encode_instructions: ticks_to_instructions(v("frame_encode_ticks=")?, ICOUNT_SHIFT),
+            bits: v("frame_bits=")?,
+            macs: edgevae_firmware::stripe::encoder_macs(model, height, width)?,
+            self_test_stack_bytes: v("frame_stack_bytes=")?,
+            stack_bytes: log_value(log, "stack_high_water=", true),
+        })
+    }
+}
+
 /// What a photo run measured.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct PhotoHilReport {
@@ -49,6 +111,8 @@ pub struct PhotoHilReport {
     pub pixels_per_s: f64,
     /// Flash and static RAM of the board ELF (Cortex-M machines only).
     pub size: Option<super::ElfSize>,
+    /// Instructions, MACs and stack of one frame (Cortex-M machines only).
+    pub cost: Option<FrameCost>,
 }
 
 /// Sends every photograph of `photos` (converted to the model's channels) at each of
@@ -82,7 +146,7 @@ pub fn run_photos(
         let elf = build_board("app", Some(model_file)).map_err(hil)?;
         let size = elf_size(&elf).map_err(hil)?;
         (
-            Device::launch(&elf, machine, Some(5)).map_err(hil)?,
+            Device::launch(&elf, machine, Some(ICOUNT_SHIFT)).map_err(hil)?,
             Some(size),
         )
     };
@@ -117,11 +181,15 @@ pub fn run_photos(
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    let cost = size
+        .as_ref()
+        .and_then(|_| FrameCost::from_log(&dev.log(), &model));
     Ok(PhotoHilReport {
         machine: machine.into(),
         mismatches: frames.iter().filter(|f| !f.exact).count(),
         frames,
         pixels_per_s: pixels as f64 / secs.max(1e-9),
         size,
+        cost,
     })
 }

@@ -6,7 +6,11 @@
 //! (`Request::FrameBegin`).
 //!
 //! At start it runs one encode and one decode on a built-in pattern and logs the SysTick ticks
-//! of each (under `-icount shift=N`, ticks × 40 / 2^N = executed instructions). It logs with
+//! of each (under `-icount shift=N`, ticks × 40 / 2^N = executed instructions); with a photo
+//! model it also streams a built-in pseudo-photograph of 320 × 240 (or the widest the model
+//! takes) through the stripe engine at the finest level, with and without the entropy coding,
+//! and logs those ticks (`frame_ticks=`, `frame_encode_ticks=`). While serving, it logs the stack's
+//! high-water mark whenever a request has deepened it (`stack_high_water=`). It logs with
 //! defmt over semihosting: the format strings stay in the ELF, the host decodes the frames
 //! (`edgevae defmt-print`, `edgevae hil`).
 #![no_std]
@@ -15,9 +19,10 @@
 use core::convert::Infallible;
 
 use cortex_m_rt::entry;
-use edgevae_boards::{exit, Ticks}; // also links the defmt logger
-use edgevae_firmware::app::App;
-use edgevae_firmware::engine::Engine;
+use edgevae_boards::{exit, PseudoPhoto, Ticks}; // also links the defmt logger
+use edgevae_firmware::app::{frame_stripe_len, App};
+use edgevae_firmware::engine::{Engine, Fast};
+use edgevae_firmware::stripe;
 use edgevae_shared::wire::frame_capacity;
 use edgevae_shared::Model;
 use embedded_hal_nb::nb;
@@ -202,15 +207,80 @@ fn main() -> ! {
         );
     }
 
+    if let Some(frame) = model.frame() {
+        let cols = usize::from(frame.max_width).min(320);
+        frame_self_test(&model, cols, &mut ticks, &mut arena[..], stack_top);
+    }
+
     let mut app = match App::<'_, '_, Uart0, FRAME>::new(&model, &mut arena[..], Uart0::init()) {
-        Ok(a) => a,
+        Ok(a) => a.with_frame_scratch(FRAME_SCRATCH_BYTES),
         Err(_) => {
             defmt::error!("app: buffers too small for this model");
             exit(false)
         }
     };
+    let (mut requests, mut high_water) = (0, 0);
     loop {
         // The UART cannot fail (Infallible); a bad frame is answered inside `poll`.
         let _ = app.poll();
+        let done = app.stats().requests;
+        if done != requests {
+            requests = done;
+            let used = stack_used(stack_top);
+            if used > high_water {
+                high_water = used;
+                defmt::info!("stack_high_water={=u32}", used);
+            }
+        }
     }
+}
+
+/// Frame rows of the self-test: QVGA's, or fewer columns when the model's frames are narrower.
+const SELF_TEST_ROWS: usize = 240;
+
+/// One frame of a built-in pseudo-photograph (`SELF_TEST_ROWS` × `cols`) through
+/// the stripe engine at the finest level, the way the app runs frames (the stripe arena and the
+/// kernel scratch at the arena's front, `frame_stripe_len`, the bitstream behind it): compressed, then encoded without the coding, both
+/// timed. Logs `frame_cols= frame_rows= frame_ticks= frame_encode_ticks= frame_bits=` and the
+/// stack used so far (`frame_stack_bytes=`); exits on an error.
+fn frame_self_test(
+    model: &Model<'_>,
+    cols: usize,
+    ticks: &mut Ticks,
+    arena: &mut [u8],
+    stack_top: u32,
+) {
+    let channels = model.header().input.c as usize;
+    let levels = model.entropy().map_or(0, |e| e.levels.len());
+    let level = levels.saturating_sub(1) as u8;
+    let len = arena.len();
+    let Some((work, out)) = frame_stripe_len::<Fast>(model, cols, FRAME_SCRATCH_BYTES, len)
+        .and_then(|need| arena.split_at_mut_checked(need))
+    else {
+        defmt::error!("frame self-test: arena too small");
+        exit(false)
+    };
+    let mut src = PseudoPhoto::new(SELF_TEST_ROWS, cols, channels);
+    let t0 = ticks.now();
+    let coded =
+        stripe::compress::<Fast, _>(model, level, SELF_TEST_ROWS, cols, &mut src, work, out);
+    let t1 = ticks.now();
+    let mut src = PseudoPhoto::new(SELF_TEST_ROWS, cols, channels);
+    let encoded =
+        stripe::encode::<Fast, _, _>(model, SELF_TEST_ROWS, cols, &mut src, work, |_, _| {});
+    let t2 = ticks.now();
+    let (Ok(bits), Ok(())) = (coded, encoded) else {
+        defmt::error!("frame self-test failed");
+        exit(false)
+    };
+    defmt::info!(
+        "edgevae app: frame self-test frame_cols={=usize} frame_rows={=usize} level {=u8}: frame_ticks={=u64} frame_encode_ticks={=u64} frame_bits={=usize} frame_stack_bytes={=u32}",
+        cols,
+        SELF_TEST_ROWS,
+        level,
+        t1 - t0,
+        t2 - t1,
+        bits,
+        stack_used(stack_top)
+    );
 }

@@ -14,13 +14,11 @@
 #![no_std]
 #![no_main]
 
-use core::convert::Infallible;
-
 use cortex_m_rt::entry;
-use edgevae_boards::{exit, Ticks};
+use edgevae_boards::{exit, PseudoPhoto, Ticks};
 use edgevae_firmware::engine::{Fast, KernelSet, Scalar};
 use edgevae_firmware::kernels::dsp_scratch;
-use edgevae_firmware::stripe::{self, required_arena, required_arena_with, RowSource};
+use edgevae_firmware::stripe::{self, required_arena, required_arena_with};
 use edgevae_shared::Model;
 
 /// Must match the `-icount shift` of the runner: one SysTick tick is 40 ns of virtual time
@@ -49,52 +47,6 @@ static MODEL: &[u8] = &edgevae_boards::Aligned(*include_bytes!(concat!(
 static mut ARENA_BUF: [u8; ARENA] = [0; ARENA];
 static mut OUT: [u8; 32 * 1024] = [0; 32 * 1024];
 
-/// xorshift64*, `edgevae_shared::build::XorShift` (std-only there).
-struct XorShift(u64);
-
-impl XorShift {
-    fn next_u32(&mut self) -> u32 {
-        let mut x = self.0 | 1;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
-    }
-
-    fn range(&mut self, lo: i32, hi: i32) -> i32 {
-        let span = (hi as i64 - lo as i64 + 1) as u64;
-        (lo as i64 + (self.next_u32() as u64 % span) as i64) as i32
-    }
-}
-
-/// The pseudo-photo of the aarch64 example, generated row by row (rows asked for in order).
-struct PhotoRows {
-    rng: XorShift,
-}
-
-impl PhotoRows {
-    fn new() -> Self {
-        PhotoRows {
-            rng: XorShift(0x5EED_F00D_1234_5679),
-        }
-    }
-}
-
-impl RowSource for PhotoRows {
-    type Error = Infallible;
-
-    fn read_row(&mut self, y: usize, out: &mut [u8]) -> Result<(), Infallible> {
-        for (x, p) in out.iter_mut().enumerate() {
-            let g = (x * 140 / COLS + y * 90 / ROWS) as i32;
-            let ripple = (((x / 9 + y / 7) % 16) as i32 - 8) * 2;
-            let noise = self.rng.range(-8, 8);
-            *p = (g + 12 + ripple + noise).clamp(0, 255) as u8;
-        }
-        Ok(())
-    }
-}
-
 struct Ratio(u64, u64);
 
 impl defmt::Format for Ratio {
@@ -117,7 +69,7 @@ fn frame<K: KernelSet>(
     arena: &mut [u8],
     out: &mut [u8],
 ) -> Option<(u64, usize, u32)> {
-    let mut src = PhotoRows::new();
+    let mut src = PseudoPhoto::new(ROWS, COLS, 1);
     let mut sum = 0u32;
     let mut on_row = |_: usize, row: &[i8]| {
         for &v in row {
