@@ -225,6 +225,7 @@ fn mask_counts(log: &str) -> String {
                         "entropy_enc",
                         "entropy_dec",
                         "stack_bytes",
+                        "stack_high_water",
                     ]
                     .contains(&k)
                         && v.trim_end_matches(',').chars().all(|c| c.is_ascii_digit()) =>
