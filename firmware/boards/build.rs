@@ -104,6 +104,23 @@ fn main() {
     fs::write(out.join("model.rs"), consts).expect("write model.rs");
     let abs = path.canonicalize().unwrap_or(path);
     println!("cargo:rustc-env=EDGEVAE_MODEL_PATH={}", abs.display());
+    // The app embeds what it runs: a photo model's app only encodes frames, so it gets the
+    // encoder-only cut (no synthesis, most of a photo model's bytes; its bitstreams name the
+    // full model). engine_check decodes, so it keeps the whole file.
+    let app_model = if model.frame().is_some() && !model.encoder_only() {
+        let cut = model
+            .to_encoder_only_bytes()
+            .expect("a valid model cuts to a valid encoder-only file");
+        let p = out.join("app_model.evae");
+        fs::write(&p, &cut).expect("write the encoder-only model");
+        p
+    } else {
+        abs
+    };
+    println!(
+        "cargo:rustc-env=EDGEVAE_APP_MODEL_PATH={}",
+        app_model.display()
+    );
 
     // `stripe_bench`: the photo structure (`FrameSpec::photo(1, 1)`, 640 pixels wide at most)
     // with the encoder's pre-laid DSP blocks only (the binary does not decode).

@@ -561,6 +561,7 @@ fn engine_code(e: EngineError) -> WireErrorCode {
     match e {
         EngineError::WrongLength { .. } => WireErrorCode::WrongLength,
         EngineError::NoSuchLevel { .. } => WireErrorCode::NoSuchLevel,
+        EngineError::NoDecoder => WireErrorCode::NoDecoder,
         _ => WireErrorCode::Engine,
     }
 }

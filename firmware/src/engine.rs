@@ -80,6 +80,9 @@ pub enum EngineError {
         /// Columns asked for.
         cols: usize,
     },
+    /// The model is encoder-only (a device's file, [`edgevae_shared::format::FLAG_ENCODER_ONLY`]):
+    /// it has no decoder to decode with.
+    NoDecoder,
 }
 
 /// [`KernelError`] in a form defmt can print.
@@ -138,6 +141,10 @@ impl core::fmt::Display for EngineError {
             EngineError::FrameSize { rows, cols } => write!(
                 f,
                 "a {cols}x{rows} frame does not fit the model (not fully convolutional, or a side not a positive multiple of its total stride)"
+            ),
+            EngineError::NoDecoder => write!(
+                f,
+                "the model is encoder-only (a device file): decoding needs the full model"
             ),
         }
     }
@@ -466,6 +473,9 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
 
     /// Latent code → image (uint8 pixels).
     pub fn decode(&mut self, latent: &[i8], pixels: &mut [u8]) -> Result<(), EngineError> {
+        if self.model.encoder_only() {
+            return Err(EngineError::NoDecoder);
+        }
         let h = self.model.header();
         check_len(latent.len(), h.latent as usize)?;
         check_len(pixels.len(), h.input.len() as usize)?;

@@ -230,6 +230,9 @@ pub fn decode_frame<K: KernelSet>(
     b: &mut [i8],
     scratch: &mut [u8],
 ) -> Result<(), EngineError> {
+    if model.encoder_only() {
+        return Err(EngineError::NoDecoder);
+    }
     let frame = frame_of(model)?;
     let h = model.header();
     let (r, c) = section_input(&frame, Section::Decoder, rows, cols)

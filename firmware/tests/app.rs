@@ -612,6 +612,54 @@ fn frames_with_kernel_scratch_stream_the_same_bits() {
     assert_eq!(at(641, 0, len), None);
 }
 
+/// The encoder-only cut of a photo model (what the board app embeds) streams the same bits as
+/// the full model, names the full model, and answers decode requests with `NoDecoder`.
+#[test]
+fn encoder_only_models_stream_the_same_bits_and_refuse_to_decode() {
+    for channels in [1u16, 3] {
+        let bytes = frame_model(channels, 96, true, 70 + channels as u64);
+        let full = Model::from_bytes(&bytes).unwrap();
+        let cut_bytes = full.to_encoder_only_bytes().unwrap();
+        let cut = Model::from_bytes(&cut_bytes).unwrap();
+        assert!(cut.encoder_only() && cut.crc() == full.crc());
+        let mut arena = frame_arena(&cut, 96 * 80 * 3 * 4);
+        let mut app: FrameApp<'_, '_, NF> =
+            App::new(&cut, &mut arena, MockSerial::default()).unwrap();
+        for (i, &(w, h)) in [(96, 17), (37, 23), (1, 1)].iter().enumerate() {
+            // Checked against the full model's stripe stream and whole-frame reference.
+            check_frame(&mut app, &full, (w, h, i as u8), 90 + i as u64, true);
+        }
+        let latent = vec![0u8; cut.header().latent as usize];
+        let r = frames_out(
+            &mut app,
+            &encode_frame_vec(7, &Request::Decode { latent: &latent }).unwrap(),
+        );
+        assert_eq!(r, vec![(7, Reply::Error(WireErrorCode::NoDecoder))]);
+        let r = frames_out(
+            &mut app,
+            &encode_frame_vec(
+                8,
+                &Request::Decompress {
+                    level: 0,
+                    bitstream: &[1, 2, 3],
+                },
+            )
+            .unwrap(),
+        );
+        assert_eq!(r, vec![(8, Reply::Error(WireErrorCode::NoDecoder))]);
+        assert_info(&mut app, 9);
+        let mut px = vec![0u8; cut.header().input.len() as usize];
+        let mut z = vec![0i8; cut.header().latent as usize];
+        let mut a = vec![0u8; cut.header().arena_bytes as usize];
+        let mut engine = Engine::<Scalar>::new(&cut, &mut a).unwrap();
+        assert!(engine.encode(&px.clone(), &mut z).is_ok());
+        assert_eq!(
+            engine.decode(&z, &mut px),
+            Err(edgevae_firmware::engine::EngineError::NoDecoder)
+        );
+    }
+}
+
 /// Proptest: random sizes and chunkings, grey and RGB, equal the stripe engine.
 fn run_random(w: usize, h: usize, channels: u16, level: u8, seed: u64) {
     let bytes = frame_model(channels, 96, false, seed);

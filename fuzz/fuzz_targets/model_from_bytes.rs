@@ -1,7 +1,7 @@
 #![no_main]
 //! Arbitrary bytes into the model parser, raw and with a fixed-up preamble so that mutations reach
 //! the validator past the CRC check.
-use edgevae_shared::format::{Model, FLAG_DSP_LAYOUT, FORMAT_VERSION, MAGIC};
+use edgevae_shared::format::{Model, FLAG_DSP_LAYOUT, FLAG_ENCODER_ONLY, FORMAT_VERSION, MAGIC};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,17 +13,20 @@ fuzz_target!(|data: &[u8]| {
     file.extend_from_slice(&(data.len() as u32).to_le_bytes());
     file.extend_from_slice(&edgevae_shared::crc::crc32(data).to_le_bytes());
     file.extend_from_slice(data);
-    // The same bytes as a file with the pre-laid DSP section flag: whatever follows the declared
-    // payload is parsed as the section (its framing, CRC and blocks).
+    // The same bytes as a file with the pre-laid DSP section flag, the encoder-only flag, or
+    // both: whatever follows the declared payload is parsed as the full model's CRC and the
+    // section (its framing, CRC and blocks).
     if data.len() >= 4 {
         let payload = &data[..data.len() / 2];
-        let mut flagged = file[..4].to_vec();
-        flagged.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        flagged.extend_from_slice(&FLAG_DSP_LAYOUT.to_le_bytes());
-        flagged.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        flagged.extend_from_slice(&edgevae_shared::crc::crc32(payload).to_le_bytes());
-        flagged.extend_from_slice(data);
-        let _ = Model::from_bytes(&flagged);
+        for flags in [FLAG_DSP_LAYOUT, FLAG_ENCODER_ONLY, FLAG_DSP_LAYOUT | FLAG_ENCODER_ONLY] {
+            let mut flagged = file[..4].to_vec();
+            flagged.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+            flagged.extend_from_slice(&flags.to_le_bytes());
+            flagged.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            flagged.extend_from_slice(&edgevae_shared::crc::crc32(payload).to_le_bytes());
+            flagged.extend_from_slice(data);
+            let _ = Model::from_bytes(&flagged);
+        }
     }
     if let Ok(m) = Model::from_bytes(&file) {
         // A model that parses re-serialises to a file that parses to the same model.

@@ -42,6 +42,8 @@ enum Command {
     Export(cli::export::ExportArgs),
     /// Describe a model file: header, layers, sizes, arena, checksum.
     Inspect(cli::inspect::InspectArgs),
+    /// Write the encoder-only file a device embeds (no decoder; bitstreams name the full model).
+    Cut(cli::cut::CutArgs),
     /// Stream test images through the device app under QEMU and check it byte for byte.
     Hil(cli::hil::HilArgs),
     /// Recover images from compressed, masked or noisy measurements: VAE prior vs Lasso.
@@ -78,6 +80,7 @@ fn run(cli: Cli) -> Result<(), Error> {
         Command::Quantize(a) => cli::quantize::run_quantize(a),
         Command::Export(a) => cli::export::run_export(a),
         Command::Inspect(a) => cli::inspect::run_inspect(a),
+        Command::Cut(a) => cli::cut::run_cut(a),
         Command::Hil(a) => cli::hil::run_hil(a),
         Command::Recover(a) => cli::recover::run_recover(a),
         Command::Photos(a) => cli::photos::run_photos(a),

@@ -4,12 +4,14 @@
 //! offset size  field
 //!      0    4  magic  b"EVAE"
 //!      4    2  format version (u16 LE): 2 (3 with a frame) is written, 1 to 3 are read
-//!      6    2  flags (u16 LE): 0, or FLAG_DSP_LAYOUT (1)
+//!      6    2  flags (u16 LE): any of FLAG_DSP_LAYOUT (1), FLAG_ENCODER_ONLY (2)
 //!      8    4  payload length in bytes (u32 LE)
 //!     12    4  CRC-32 (ISO-HDLC) of the payload (u32 LE)
 //!     16    n  payload: postcard-encoded [`ModelBody`]
-//! with FLAG_DSP_LAYOUT, then:
-//!   16+n    p  zero bytes up to a multiple of 8 (from the file's first byte)
+//! with FLAG_ENCODER_ONLY, then:
+//!   16+n    4  CRC-32 of the payload of the full model the file was cut from (u32 LE)
+//! with FLAG_DSP_LAYOUT, then (e: the end of the above):
+//!      e    p  zero bytes up to a multiple of 8 (from the file's first byte)
 //!      a    4  section length L in bytes (u32 LE)
 //!    a+4    4  CRC-32 of the L section bytes (u32 LE)
 //!    a+8    L  one u32 LE block length per layer (encoder, then decoder; 0 = no block), zero
@@ -43,6 +45,11 @@
 //! guarantee is exact for every layer. Latent "dimensions" are then the M channels: the
 //! entropy section holds one step and table per channel, shared by every latent position.
 //!
+//! An encoder-only file ([`FLAG_ENCODER_ONLY`], what a device embeds: its app never decodes a
+//! frame, and a photo model's synthesis is most of the file) has no decoder layers and no
+//! decoder blocks; everything else is the full model's. It carries the full model's payload CRC,
+//! which [`Model::crc`] returns: a bitstream the device writes names the model that decodes it.
+//!
 //! Multi-byte arrays inside layers (bias, multiplier) are little-endian `i32`s stored as bytes, read
 //! with `from_le_bytes`: the payload has no alignment.
 
@@ -54,6 +61,11 @@ use serde::{Deserialize, Serialize};
 use crate::entropy::{self, Cdf, CodingError, Decoder, DimIter, Encoder, LatentCoder};
 use crate::layout::ALIGN;
 pub use crate::layout::FLAG_DSP_LAYOUT;
+
+/// Preamble flag: the file holds no decoder layers (a device's file, cut from a full model by
+/// [`ModelBody::to_encoder_only_bytes`]) and, after the payload, the CRC-32 of the full model's
+/// payload.
+pub const FLAG_ENCODER_ONLY: u16 = 2;
 
 /// File magic.
 pub const MAGIC: [u8; 4] = *b"EVAE";
@@ -540,7 +552,7 @@ pub enum FormatError {
         /// Version in the preamble.
         found: u16,
     },
-    /// Flags in the preamble other than [`FLAG_DSP_LAYOUT`].
+    /// Flags in the preamble other than [`FLAG_DSP_LAYOUT`] and [`FLAG_ENCODER_ONLY`].
     UnsupportedFlags {
         /// Flags in the preamble.
         found: u16,
@@ -595,6 +607,10 @@ pub enum FormatError {
     },
     /// The payload is not a valid postcard `ModelBody` (includes too many layers, too long a name).
     Decode,
+    /// An encoder-only file ([`FLAG_ENCODER_ONLY`]) ends before the full model's CRC-32.
+    MissingCodecCrc,
+    /// An encoder-only file ([`FLAG_ENCODER_ONLY`]) has decoder layers.
+    EncoderOnlyWithDecoder,
     /// Header: zero-sized image or latent.
     BadHeader,
     /// Version 3 frame: zero total stride, a nominal frame that is not `total_stride` square,
@@ -776,6 +792,8 @@ impl fmt::Display for FormatError {
                 write!(f, "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")
             }
             Decode => write!(f, "payload does not decode as a model (corrupt, or too many layers)"),
+            MissingCodecCrc => write!(f, "encoder-only file ends before the full model's CRC-32"),
+            EncoderOnlyWithDecoder => write!(f, "encoder-only file has decoder layers"),
             BadHeader => write!(f, "header has a zero-sized image or latent"),
             FrameHeader => write!(f, "frame: total stride, nominal frame, maximum width or strides do not agree"),
             FrameLayer { section, index } => write!(f, "{section} layer {index}: does not scale with the frame (fully convolutional models take only exact-stride convolutions)"),
@@ -847,7 +865,11 @@ impl std::error::Error for FormatError {}
 #[derive(Clone, Debug, PartialEq)]
 pub struct Model<'a> {
     body: ModelBody<'a>,
+    /// The codec's identity: the payload CRC, or the full model's for an encoder-only file.
     crc: u32,
+    /// The CRC-32 of this file's payload (the preamble's, checked).
+    payload_crc: u32,
+    encoder_only: bool,
     activation_bytes: u64,
     /// Pre-laid block per layer (encoder, then decoder); empty without [`FLAG_DSP_LAYOUT`].
     blocks: Vec<&'a [u8], { 2 * MAX_LAYERS }>,
@@ -881,7 +903,7 @@ impl<'a> Model<'a> {
             return Err(FormatError::UnsupportedVersion { found: version });
         }
         let flags = read_u16(bytes, 6);
-        if flags & !FLAG_DSP_LAYOUT != 0 {
+        if flags & !(FLAG_DSP_LAYOUT | FLAG_ENCODER_ONLY) != 0 {
             return Err(FormatError::UnsupportedFlags { found: flags });
         }
         let declared = read_u32(bytes, 8);
@@ -896,9 +918,18 @@ impl<'a> Model<'a> {
                 })
             }
         };
-        if flags & FLAG_DSP_LAYOUT == 0 && rest.len() > payload.len() {
+        let encoder_only = flags & FLAG_ENCODER_ONLY != 0;
+        let (codec_crc, after) = if encoder_only {
+            match rest.get(payload.len()..payload.len() + 4) {
+                Some(&[a, b, c, d]) => (Some(u32::from_le_bytes([a, b, c, d])), payload.len() + 4),
+                _ => return Err(FormatError::MissingCodecCrc),
+            }
+        } else {
+            (None, payload.len())
+        };
+        if flags & FLAG_DSP_LAYOUT == 0 && rest.len() > after {
             return Err(FormatError::TrailingBytes {
-                extra: rest.len() - payload.len(),
+                extra: rest.len() - after,
             });
         }
         let computed = crate::crc::crc32(payload);
@@ -935,16 +966,18 @@ impl<'a> Model<'a> {
         if !left.is_empty() {
             return Err(FormatError::TrailingBytes { extra: left.len() });
         }
-        let activation_bytes = validate(&body)?;
+        let activation_bytes = validate_cut(&body, encoder_only)?;
         let blocks = if flags & FLAG_DSP_LAYOUT != 0 {
-            let end = PREAMBLE_LEN + payload.len();
+            let end = PREAMBLE_LEN + after;
             dsp_section(bytes.get(end..).unwrap_or(&[]), end, &body)?
         } else {
             Vec::new()
         };
         Ok(Model {
             body,
-            crc: stored,
+            crc: codec_crc.unwrap_or(stored),
+            payload_crc: stored,
+            encoder_only,
             activation_bytes,
             blocks,
         })
@@ -992,9 +1025,19 @@ impl<'a> Model<'a> {
     pub fn level(&self, level: u8) -> Option<&EntropyLevel<'a>> {
         self.entropy()?.levels.get(level as usize)
     }
-    /// CRC-32 of the payload (identifies the model).
+    /// The codec's identity, which bitstreams and the device name: the CRC-32 of the payload,
+    /// or for an encoder-only file the CRC-32 of the full model's payload it was cut from.
     pub fn crc(&self) -> u32 {
         self.crc
+    }
+    /// The CRC-32 of this file's own payload (equal to [`Self::crc`] unless encoder-only).
+    pub fn payload_crc(&self) -> u32 {
+        self.payload_crc
+    }
+    /// True for a file without decoder layers ([`FLAG_ENCODER_ONLY`]): it encodes and codes
+    /// exactly as the full model, and cannot decode.
+    pub fn encoder_only(&self) -> bool {
+        self.encoder_only
     }
     /// Bytes the ping-pong activations need: the largest (input + output) of any computing layer.
     pub fn activation_bytes(&self) -> u64 {
@@ -1089,6 +1132,12 @@ fn dsp_section<'a>(
 
 /// Every check the engine relies on. Returns the activation bytes (ping-pong) needed.
 pub fn validate(body: &ModelBody<'_>) -> Result<u64, FormatError> {
+    validate_cut(body, false)
+}
+
+/// [`validate`], for an encoder-only body ([`FLAG_ENCODER_ONLY`]) when `encoder_only`: it must
+/// have no decoder layers, and its decoder is not checked.
+pub fn validate_cut(body: &ModelBody<'_>, encoder_only: bool) -> Result<u64, FormatError> {
     let h = &body.header;
     if h.input.is_empty() || h.latent == 0 {
         return Err(FormatError::BadHeader);
@@ -1104,11 +1153,18 @@ pub fn validate(body: &ModelBody<'_>) -> Result<u64, FormatError> {
     if enc.0 != latent || !enc.1.same(&h.latent_q) || enc.2 {
         return Err(FormatError::LatentMismatch);
     }
-    let dec = check_section(Section::Decoder, &body.decoder, latent, h.latent_q)?;
-    if dec.0 != h.input || !dec.2 {
-        return Err(FormatError::OutputMismatch);
-    }
-    let needed = enc.3.max(dec.3);
+    let needed = if encoder_only {
+        if !body.decoder.is_empty() {
+            return Err(FormatError::EncoderOnlyWithDecoder);
+        }
+        enc.3
+    } else {
+        let dec = check_section(Section::Decoder, &body.decoder, latent, h.latent_q)?;
+        if dec.0 != h.input || !dec.2 {
+            return Err(FormatError::OutputMismatch);
+        }
+        enc.3.max(dec.3)
+    };
     if (h.arena_bytes as u64) < needed {
         return Err(FormatError::ArenaTooSmall {
             declared: h.arena_bytes,
@@ -1181,7 +1237,8 @@ fn check_frame(f: &Frame, body: &ModelBody<'_>) -> Result<(), FormatError> {
                 product = product.saturating_mul(stride as u32);
             }
         }
-        if product != s {
+        // An encoder-only file has no decoder (validate_cut allows that only with its flag).
+        if product != s && !(section == Section::Decoder && layers.is_empty()) {
             return Err(FormatError::FrameHeader);
         }
     }
@@ -1388,6 +1445,19 @@ fn check_layer(section: Section, index: u8, l: &Layer<'_>) -> Result<(), FormatE
 }
 
 #[cfg(feature = "alloc")]
+impl Model<'_> {
+    /// This model's encoder-only file ([`ModelBody::to_encoder_only_bytes`]), with the encoder
+    /// blocks this file has; its [`Model::crc`] is this model's. An encoder-only model gives
+    /// its own file back, byte for byte.
+    pub fn to_encoder_only_bytes(&self) -> Result<alloc::vec::Vec<u8>, postcard::Error> {
+        self.body
+            .to_encoder_only_bytes(self.crc, |section, index, _| {
+                self.dsp_block(section, index).is_some()
+            })
+    }
+}
+
+#[cfg(feature = "alloc")]
 impl ModelBody<'_> {
     /// The complete file: preamble, the postcard payload, and the pre-laid section
     /// ([`FLAG_DSP_LAYOUT`]) when some layer has a pre-laid layout. The caller sets
@@ -1404,6 +1474,28 @@ impl ModelBody<'_> {
         &self,
         keep: impl Fn(Section, usize, &Layer<'_>) -> bool,
     ) -> Result<alloc::vec::Vec<u8>, postcard::Error> {
+        self.to_bytes_cut(None, keep)
+    }
+
+    /// The encoder-only file a device embeds ([`FLAG_ENCODER_ONLY`]): this body without its
+    /// decoder layers, the encoder's pre-laid blocks that `keep` selects, and `codec_crc`, the
+    /// full model's payload CRC ([`Model::crc`] of the full file), which the cut file's
+    /// [`Model::crc`] returns.
+    pub fn to_encoder_only_bytes(
+        &self,
+        codec_crc: u32,
+        keep: impl Fn(Section, usize, &Layer<'_>) -> bool,
+    ) -> Result<alloc::vec::Vec<u8>, postcard::Error> {
+        let mut cut = self.clone();
+        cut.decoder.clear();
+        cut.to_bytes_cut(Some(codec_crc), keep)
+    }
+
+    fn to_bytes_cut(
+        &self,
+        codec_crc: Option<u32>,
+        keep: impl Fn(Section, usize, &Layer<'_>) -> bool,
+    ) -> Result<alloc::vec::Vec<u8>, postcard::Error> {
         let layers = || self.encoder.iter().chain(self.decoder.iter());
         let n_enc = self.encoder.len();
         let keep: alloc::vec::Vec<bool> = layers()
@@ -1418,9 +1510,9 @@ impl ModelBody<'_> {
             })
             .collect();
         if !keep.iter().any(|&k| k) {
-            return self.to_bytes_canonical();
+            return self.file(0, codec_crc);
         }
-        let mut out = self.file(FLAG_DSP_LAYOUT)?;
+        let mut out = self.file(FLAG_DSP_LAYOUT, codec_crc)?;
         out.resize(out.len() + pad_to_align(out.len()), 0);
         let mut section = alloc::vec::Vec::new();
         for (l, &keep) in layers().zip(&keep) {
@@ -1446,10 +1538,16 @@ impl ModelBody<'_> {
     /// The file without the pre-laid section (flags 0): every layer runs on the kernels that
     /// read the canonical layout.
     pub fn to_bytes_canonical(&self) -> Result<alloc::vec::Vec<u8>, postcard::Error> {
-        self.file(0)
+        self.file(0, None)
     }
 
-    fn file(&self, flags: u16) -> Result<alloc::vec::Vec<u8>, postcard::Error> {
+    /// Preamble and payload, then `codec_crc` (with [`FLAG_ENCODER_ONLY`]) when given.
+    fn file(
+        &self,
+        flags: u16,
+        codec_crc: Option<u32>,
+    ) -> Result<alloc::vec::Vec<u8>, postcard::Error> {
+        let flags = flags | codec_crc.map_or(0, |_| FLAG_ENCODER_ONLY);
         let mut payload = postcard::to_allocvec(self)?;
         let version = match &self.frame {
             Some(f) => {
@@ -1465,6 +1563,9 @@ impl ModelBody<'_> {
         out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         out.extend_from_slice(&crate::crc::crc32(&payload).to_le_bytes());
         out.extend_from_slice(&payload);
+        if let Some(crc) = codec_crc {
+            out.extend_from_slice(&crc.to_le_bytes());
+        }
         Ok(out)
     }
 }

@@ -264,6 +264,8 @@ pub enum WireErrorCode {
     FrameAborted,
     /// The frame's bitstream outgrew the device's output buffer.
     BitstreamFull,
+    /// A decode request to a device whose model is encoder-only (it embeds no decoder).
+    NoDecoder,
 }
 
 impl From<FrameError> for WireErrorCode {

@@ -107,11 +107,15 @@ fn preamble_errors() {
     b[4] = 3;
     assert_eq!(Model::from_bytes(&b), Err(FormatError::Decode));
     let mut b = good.clone();
-    b[6] = 2;
+    b[6] = 4;
     assert_eq!(
         Model::from_bytes(&b),
-        Err(FormatError::UnsupportedFlags { found: 2 })
+        Err(FormatError::UnsupportedFlags { found: 4 })
     );
+    // The encoder-only flag on a file without the full model's CRC after its payload.
+    let mut b = good.clone();
+    b[6] = 2;
+    assert_eq!(Model::from_bytes(&b), Err(FormatError::MissingCodecCrc));
     // The DSP flag on a file without the section.
     let mut b = good.clone();
     b[6] = 1;
@@ -885,5 +889,99 @@ fn frame_layer_errors() {
             pad: 2
         }),
         (2, 2)
+    );
+}
+
+// ---- Encoder-only files (FLAG_ENCODER_ONLY) ----
+
+use edgevae_shared::format::FLAG_ENCODER_ONLY;
+
+#[test]
+fn encoder_only_files_keep_the_encoder_and_name_the_full_model() {
+    for spec in [FrameSpec::photo(1, 3), FrameSpec::photo(3, 4)] {
+        let full = synthetic_frame(&spec).unwrap().to_bytes().unwrap();
+        let model = Model::from_bytes(&full).unwrap();
+        let cut = model.to_encoder_only_bytes().unwrap();
+        assert!(
+            cut.len() < full.len() / 2,
+            "{} of {}",
+            cut.len(),
+            full.len()
+        );
+        let flags = u16::from_le_bytes([cut[6], cut[7]]);
+        assert_eq!(flags & FLAG_ENCODER_ONLY, FLAG_ENCODER_ONLY);
+        let c = Model::from_bytes(&cut).unwrap();
+        assert!(c.encoder_only() && !model.encoder_only());
+        assert_eq!(c.crc(), model.crc());
+        assert_ne!(c.payload_crc(), model.payload_crc());
+        assert!(c.decoder().is_empty());
+        assert_eq!(c.encoder(), model.encoder());
+        assert_eq!(c.entropy(), model.entropy());
+        assert_eq!(c.frame(), model.frame());
+        assert_eq!(c.header(), model.header());
+        for i in 0..c.encoder().len() {
+            assert_eq!(
+                c.dsp_block(Section::Encoder, i),
+                model.dsp_block(Section::Encoder, i)
+            );
+        }
+        // Cutting again gives the same file.
+        assert_eq!(c.to_encoder_only_bytes().unwrap(), cut);
+    }
+}
+
+#[test]
+fn encoder_only_framing_errors() {
+    let full = synthetic_frame(&FrameSpec::photo(1, 5)).unwrap();
+    let cut = Model::from_bytes(&full.to_bytes().unwrap())
+        .unwrap()
+        .to_encoder_only_bytes()
+        .unwrap();
+    // Without its DSP section, the codec CRC is the file's last four bytes.
+    let body_len = u32::from_le_bytes([cut[8], cut[9], cut[10], cut[11]]) as usize;
+    let plain: Vec<u8> = {
+        let mut b = cut[..16 + body_len + 4].to_vec();
+        let flags = u16::from_le_bytes([b[6], b[7]]) & !FLAG_DSP_LAYOUT;
+        b[6..8].copy_from_slice(&flags.to_le_bytes());
+        b
+    };
+    assert!(Model::from_bytes(&plain).unwrap().encoder_only());
+    for short in 1..=4 {
+        assert_eq!(
+            Model::from_bytes(&plain[..plain.len() - short]),
+            Err(FormatError::MissingCodecCrc)
+        );
+    }
+    let mut longer = plain.clone();
+    longer.push(0);
+    assert_eq!(
+        Model::from_bytes(&longer),
+        Err(FormatError::TrailingBytes { extra: 1 })
+    );
+    // The flag cleared: a full model without a decoder does not validate.
+    let mut unflagged = plain[..plain.len() - 4].to_vec();
+    unflagged[6..8].copy_from_slice(&0u16.to_le_bytes());
+    assert_eq!(
+        Model::from_bytes(&unflagged),
+        Err(FormatError::EmptySection {
+            section: Section::Decoder
+        })
+    );
+    // The flag set on a full model: decoder layers are refused.
+    let mut flagged = full.to_bytes_canonical().unwrap();
+    flagged[6..8].copy_from_slice(&FLAG_ENCODER_ONLY.to_le_bytes());
+    flagged.extend_from_slice(&[0; 4]);
+    assert_eq!(
+        Model::from_bytes(&flagged),
+        Err(FormatError::EncoderOnlyWithDecoder)
+    );
+    // Unknown flags are still refused.
+    let mut unknown = plain.clone();
+    unknown[6..8].copy_from_slice(&(FLAG_ENCODER_ONLY | 4).to_le_bytes());
+    assert_eq!(
+        Model::from_bytes(&unknown),
+        Err(FormatError::UnsupportedFlags {
+            found: FLAG_ENCODER_ONLY | 4
+        })
     );
 }

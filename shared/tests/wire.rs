@@ -198,6 +198,7 @@ fn message_tags_are_stable() {
     };
     assert_eq!(code(WireErrorCode::NoSuchLevel), [6]);
     assert_eq!(code(WireErrorCode::BitstreamFull), [11]);
+    assert_eq!(code(WireErrorCode::NoDecoder), [12]);
 }
 
 /// A frame of the most payload `frame_payload` allows, with the largest varints and no zero

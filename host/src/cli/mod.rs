@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod codec;
+pub mod cut;
 pub mod defmt_print;
 pub mod eval;
 pub mod export;

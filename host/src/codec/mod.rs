@@ -306,7 +306,9 @@ pub fn evz_model_crc(file: &[u8]) -> Option<u32> {
         .then(|| u32::from_le_bytes([file[6], file[7], file[8], file[9]]))
 }
 
-/// The first of `candidates` (model files) whose CRC is the one `file` (an `.evz` file) names.
+/// The first of `candidates` (model files) whose CRC is the one `file` (an `.evz` file) names
+/// and that can decode it: an encoder-only device file names the same model, but has no
+/// decoder.
 pub fn find_model_for(
     file: &[u8],
     candidates: &[std::path::PathBuf],
@@ -314,8 +316,8 @@ pub fn find_model_for(
     let want = evz_model_crc(file)?;
     candidates.iter().find_map(|c| {
         let bytes = std::fs::read(c).ok()?;
-        let crc = Model::from_bytes(&bytes).ok()?.crc();
-        (crc == want).then(|| c.clone())
+        let model = Model::from_bytes(&bytes).ok()?;
+        (model.crc() == want && !model.encoder_only()).then(|| c.clone())
     })
 }
 

@@ -37,8 +37,15 @@ pub fn inspect_at(
         "format     v{}, {} bytes, CRC-32 {:#010x} (ok)",
         u16::from_le_bytes([bytes[4], bytes[5]]),
         bytes.len(),
-        m.crc()
+        m.payload_crc()
     );
+    if m.encoder_only() {
+        let _ = writeln!(
+            s,
+            "cut        encoder-only (a device file, flag FLAG_ENCODER_ONLY): no decoder; its bitstreams name model CRC-32 {:#010x}",
+            m.crc()
+        );
+    }
     let sections = [
         (Section::Encoder, m.encoder().len()),
         (Section::Decoder, m.decoder().len()),
