@@ -376,6 +376,9 @@ pub enum Calibration {
     MinMax,
     /// Clip the range to this percentile of |values| on each side (e.g. 99.99).
     Percentile(f64),
+    /// The range (a fraction of min/max) whose int8 grid, clamping included, has the least
+    /// squared error over values sampled evenly from every input ([`mse_range`]).
+    Mse,
 }
 
 /// Observed ranges per layer of one section.
@@ -394,13 +397,24 @@ pub(crate) fn ranges(
                 *lo = lo.min(v);
                 *hi = hi.max(v);
             }
-            if samples[k].len() < KEEP {
-                samples[k].extend_from_slice(out);
+            match cal {
+                // Evenly from every input, so no crop's values dominate the range.
+                Calibration::Mse => {
+                    let every = (out.len() * inputs.len()).div_ceil(KEEP).max(1);
+                    samples[k].extend(out.iter().step_by(every));
+                }
+                _ if samples[k].len() < KEEP => samples[k].extend_from_slice(out),
+                _ => {}
             }
         });
     }
     match cal {
         Calibration::MinMax => minmax,
+        Calibration::Mse => samples
+            .iter()
+            .zip(minmax)
+            .map(|(v, r)| mse_range(v, r))
+            .collect(),
         Calibration::Percentile(pct) => samples
             .into_iter()
             .map(|mut v| {
@@ -414,6 +428,36 @@ pub(crate) fn ranges(
             })
             .collect(),
     }
+}
+
+/// Of the ranges `(f·lo, f·hi)` for `f` in (0, 1] (`(lo, hi)` the observed min/max), the one
+/// whose [`choose_qparams`] grid represents `values` with the least squared error, clamping
+/// included. The grid's rounding error grows with `f` and the clamping error with `1 − f`; a few
+/// extreme values (edges in photographs) no longer set the step of every other value.
+pub fn mse_range(values: &[f32], (lo, hi): (f32, f32)) -> (f32, f32) {
+    let error = |f: f32| -> f64 {
+        let q = choose_qparams(lo * f, hi * f);
+        let s = f64::from(q.scale);
+        let zp = f64::from(q.zero_point);
+        values
+            .iter()
+            .map(|&v| {
+                let v = f64::from(v);
+                let k = (v / s + zp).round().clamp(-128.0, 127.0);
+                let e = (k - zp) * s - v;
+                e * e
+            })
+            .sum()
+    };
+    let mut best = (error(1.0), 1.0f32);
+    for i in 1..100 {
+        let f = 1.0 - i as f32 * 0.01;
+        let e = error(f);
+        if e < best.0 {
+            best = (e, f);
+        }
+    }
+    (lo * best.1, hi * best.1)
 }
 
 /// Logit beyond which the uint8 pixel no longer changes: `255·σ(x)` rounds to 255 for
@@ -604,6 +648,39 @@ pub fn quantize_model(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Squared error of `values` on the grid of `choose_qparams(lo, hi)`, clamping included.
+    fn grid_error(values: &[f32], (lo, hi): (f32, f32)) -> f64 {
+        let q = choose_qparams(lo, hi);
+        let (s, zp) = (f64::from(q.scale), f64::from(q.zero_point));
+        values
+            .iter()
+            .map(|&v| {
+                let k = (f64::from(v) / s + zp).round().clamp(-128.0, 127.0);
+                ((k - zp) * s - f64::from(v)).powi(2)
+            })
+            .sum()
+    }
+
+    #[test]
+    fn mse_range_clips_rare_extremes_and_keeps_dense_ranges() {
+        // A dense bulk in [0, 1) and one rare extreme at 10: spending the 256 steps on [0, 10]
+        // costs every bulk value (step 10/255), clipping the one extreme costs only its own error.
+        // The optimum r solves N·r/(12·255²) = R − r, about 8 here; min/max keeps 10.
+        let mut rng = crate::rng::seeded(5);
+        let mut v: Vec<f32> = (0..200_000)
+            .map(|_| rand::Rng::random_range(&mut rng, 0.0f32..1.0))
+            .collect();
+        v.push(10.0);
+        let full = (0.0, 10.0);
+        let r = mse_range(&v, full);
+        assert!((7.0..9.0).contains(&r.1), "{r:?}");
+        assert!(grid_error(&v, r) < 0.9 * grid_error(&v, full));
+        // Values spread evenly over the range: nothing to gain from clipping.
+        let even: Vec<f32> = (0..5_000).map(|i| i as f32 / 100.0).collect();
+        let r = mse_range(&even, (0.0, 49.99));
+        assert!(r.1 > 0.95 * 49.99, "{r:?}");
+    }
 
     #[test]
     fn multiplier_round_trips() {

@@ -210,10 +210,13 @@ pub fn quantize_photo(
     let channels = enc[0].input.c as usize;
     let m = codec.latent();
     let side16 = side as u16;
-    // Every value of every calibration crop: a percentile (of the first crops' values, which
-    // is what fits in the samples) clipped the edges photos are made of, 1.1 dB at the finest
-    // level.
-    let cal = Calibration::MinMax;
+    // Each hidden activation's range is the one whose int8 grid has the least squared error
+    // over values sampled evenly from every calibration crop (`Calibration::Mse`). A fixed
+    // percentile of the first crops' values clipped the edges photos are made of (1.1 dB at
+    // the finest level); min/max over every crop let a few extreme values set the step of all
+    // the others: the widened grey model's int8 file went from +8.0 % to +6.6 % BD-rate
+    // against JPEG with the least-squares range (0.12 dB at 0.5 bpp, all in the synthesis).
+    let cal = Calibration::Mse;
     equalise(&mut enc, side16, side16, crops);
     let enc_at = layers_at(&enc, side16, side16);
     let enc_ranges = ranges(&enc_at, crops, cal);
