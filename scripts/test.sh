@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
-step() { echo; echo "== $*"; }
+# Each step prints how long the one before it took (CI's budget is a wish of 30 minutes).
+last=$SECONDS
+step() { echo; echo "== (previous step: $((SECONDS - last)) s) $*"; last=$SECONDS; }
 
 step "gates: cargo fmt --check, cargo clippy -D warnings (workspace and boards)"
 cargo fmt --all --check
@@ -43,4 +45,4 @@ if [ -x firmware/boards/run-qemu.sh ]; then
         --target-dir target/panic-never)
 fi
 echo
-echo "all tests passed"
+echo "all tests passed (last step: $((SECONDS - last)) s, in all: $SECONDS s)"
