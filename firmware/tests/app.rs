@@ -652,7 +652,7 @@ fn encoder_only_models_stream_the_same_bits_and_refuse_to_decode() {
         let mut z = vec![0i8; cut.header().latent as usize];
         let mut a = vec![0u8; cut.header().arena_bytes as usize];
         let mut engine = Engine::<Scalar>::new(&cut, &mut a).unwrap();
-        assert!(engine.encode(&px.clone(), &mut z).is_ok());
+        assert!(engine.encode(&px, &mut z).is_ok());
         assert_eq!(
             engine.decode(&z, &mut px),
             Err(edgevae_firmware::engine::EngineError::NoDecoder)

@@ -435,20 +435,7 @@ pub(crate) fn ranges(
 /// included. The grid's rounding error grows with `f` and the clamping error with `1 − f`; a few
 /// extreme values (edges in photographs) no longer set the step of every other value.
 pub fn mse_range(values: &[f32], (lo, hi): (f32, f32)) -> (f32, f32) {
-    let error = |f: f32| -> f64 {
-        let q = choose_qparams(lo * f, hi * f);
-        let s = f64::from(q.scale);
-        let zp = f64::from(q.zero_point);
-        values
-            .iter()
-            .map(|&v| {
-                let v = f64::from(v);
-                let k = (v / s + zp).round().clamp(-128.0, 127.0);
-                let e = (k - zp) * s - v;
-                e * e
-            })
-            .sum()
-    };
+    let error = |f: f32| grid_error(values, (lo * f, hi * f));
     let mut best = (error(1.0), 1.0f32);
     for i in 1..100 {
         let f = 1.0 - i as f32 * 0.01;
@@ -458,6 +445,19 @@ pub fn mse_range(values: &[f32], (lo, hi): (f32, f32)) -> (f32, f32) {
         }
     }
     (lo * best.1, hi * best.1)
+}
+
+/// Squared error of `values` on the grid of [`choose_qparams`]`(lo, hi)`, clamping included.
+pub fn grid_error(values: &[f32], (lo, hi): (f32, f32)) -> f64 {
+    let q = choose_qparams(lo, hi);
+    let (s, zp) = (f64::from(q.scale), f64::from(q.zero_point));
+    values
+        .iter()
+        .map(|&v| {
+            let k = (f64::from(v) / s + zp).round().clamp(-128.0, 127.0);
+            ((k - zp) * s - f64::from(v)).powi(2)
+        })
+        .sum()
 }
 
 /// Logit beyond which the uint8 pixel no longer changes: `255·σ(x)` rounds to 255 for
@@ -648,19 +648,6 @@ pub fn quantize_model(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Squared error of `values` on the grid of `choose_qparams(lo, hi)`, clamping included.
-    fn grid_error(values: &[f32], (lo, hi): (f32, f32)) -> f64 {
-        let q = choose_qparams(lo, hi);
-        let (s, zp) = (f64::from(q.scale), f64::from(q.zero_point));
-        values
-            .iter()
-            .map(|&v| {
-                let k = (f64::from(v) / s + zp).round().clamp(-128.0, 127.0);
-                ((k - zp) * s - f64::from(v)).powi(2)
-            })
-            .sum()
-    }
 
     #[test]
     fn mse_range_clips_rare_extremes_and_keeps_dense_ranges() {
