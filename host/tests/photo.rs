@@ -223,10 +223,38 @@ fn tiny_photo_model_trains_quantizes_and_codes() {
         out.log
     );
     assert!(dir.path().join("model.bpk").exists());
+    // Quantization-aware fine-tuning resumes the run: each hidden activation gets a positive
+    // step per channel, and the loss stays finite on the grids.
+    let cal = set.crops(&mut edgevae::rng::seeded(5), 8, 32);
+    let cal = edgevae::quantize::photo::nchw_to_hwc(&cal, 8, 1, 32);
+    let plan = edgevae::quantize::photo::QuantPlan::measure(&out.model, &cal, 32).unwrap();
+    let t = edgevae::quantize::photo::qat_targets(&out.model, &cal, 32, &plan).unwrap();
+    let (enc, dec) = (t.enc_steps, t.dec_steps);
+    let widths = |v: &[Vec<f32>]| v.iter().map(Vec::len).collect::<Vec<_>>();
+    assert_eq!((widths(&enc), widths(&dec)), (vec![4, 6, 8], vec![8, 6, 4]));
+    assert!(enc
+        .iter()
+        .chain(&dec)
+        .flatten()
+        .all(|&s| s > 0.0 && s.is_finite()));
+    let mut qat = cfg.clone();
+    qat.steps = 60;
+    qat.qat = true;
+    let resumed = edgevae::train::TrainOptions {
+        resume: true,
+        ..opts.clone()
+    };
+    let tuned = train_photo(&qat, &set, Some(&set), &resumed).unwrap();
+    assert_eq!(tuned.log.len(), 3);
+    assert!(tuned.log[2].loss.is_finite());
+    // The gains it rounded the weights with are frozen for `quantize`.
+    let plan = edgevae::train::photo::read_qat_plan(&dir.path().join("qat.json")).unwrap();
+    assert_eq!(plan.units.len(), 8);
     // Quantize and code a frame that is not a multiple of the stride.
     let crops = set.crops(&mut edgevae::rng::seeded(4), 32, 32);
     let crops = edgevae::quantize::photo::nchw_to_hwc(&crops, 32, 1, 32);
-    let q = edgevae::quantize::photo::quantize_photo(&out.model, &crops, 32, "tiny", 640).unwrap();
+    let q = edgevae::quantize::photo::quantize_photo(&out.model, &crops, 32, "tiny", 640, None)
+        .unwrap();
     let model = Model::from_bytes(&q.bytes).unwrap();
     assert_eq!(model.frame().unwrap().total_stride, 16);
     let p = photo(50, 37, 1);

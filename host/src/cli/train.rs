@@ -84,6 +84,11 @@ pub struct TrainArgs {
     /// of the rounded one with a straight-through gradient.
     #[arg(long)]
     noise_synthesis: bool,
+    /// Photo codec: quantization-aware training: every hidden activation is rounded to the
+    /// int8 grid `edgevae quantize` would give it (fine-tune a trained run with --resume
+    /// before quantizing it).
+    #[arg(long)]
+    qat: bool,
     /// Photo codec: latent channels [default: 64].
     #[arg(long)]
     photo_latent: Option<usize>,
@@ -126,6 +131,7 @@ fn run_train_photo(a: TrainArgs, kind: &str) -> Result<(), Error> {
     cfg.seed = a.seed;
     cfg.checkpoint_every = a.checkpoint_every;
     cfg.rounded_synthesis = !a.noise_synthesis;
+    cfg.qat = a.qat;
     cfg.validate()?;
     let dir = a
         .data

@@ -17,6 +17,8 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfi
 use burn::nn::PaddingConfig2d;
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid, softplus};
+use burn::tensor::module::{conv2d, conv_transpose2d};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use serde::{Deserialize, Serialize};
 
 /// Total stride of the analysis transform: the latent map is 1/16 of the frame in each axis.
@@ -278,16 +280,112 @@ pub struct PhotoLoss {
     pub bpp: Tensor<1>,
 }
 
+/// One hidden activation's int8 grid in the float model's units: channel `c` takes the values
+/// `k·step[c]` for `k` in `0..=255` (a ReLU output on the model file's per-tensor scale, divided
+/// by the channel's equalisation gain), so it clamps at `top[c] = 255·step[c]`.
+#[derive(Clone, Debug)]
+pub struct ActGrid {
+    /// `[1, C, 1, 1]`.
+    pub step: Tensor<4>,
+    /// `[1, C, 1, 1]`.
+    pub top: Tensor<4>,
+}
+
+impl ActGrid {
+    /// The grid of per-channel `steps` on `device`.
+    pub fn new(steps: &[f32], device: &Device) -> Self {
+        let c = steps.len();
+        let step = Tensor::from_data(TensorData::new(steps.to_vec(), [1, c, 1, 1]), device);
+        let top = step.clone().mul_scalar(255.0);
+        ActGrid { step, top }
+    }
+
+    /// Fake quantization of a non-negative activation: clamped at the top (no gradient past
+    /// it, as in int8) and rounded to the grid with the gradient passed straight through.
+    pub fn apply(&self, h: Tensor<4>) -> Tensor<4> {
+        let clamped = h.clone() - relu(h - self.top.clone());
+        let q = (clamped.clone() / self.step.clone()).round() * self.step.clone();
+        clamped.clone() + (q - clamped).detach()
+    }
+}
+
+/// What quantization-aware training rounds to: the int8 grid of every hidden activation of
+/// both transforms, and every layer's weight rescaling (the quantizer rounds `w·g` per output
+/// channel to `max|w·g| / 127` steps). [`crate::quantize::photo::qat_targets`] measures them
+/// from the model file the quantizer would write.
+#[derive(Clone, Debug)]
+pub struct ActGrids {
+    /// After each hidden analysis layer.
+    pub enc: Vec<ActGrid>,
+    /// After each hidden synthesis layer.
+    pub dec: Vec<ActGrid>,
+    /// Per analysis layer, `g` in the weight's layout (empty: float weights).
+    pub enc_weights: Vec<Tensor<4>>,
+    /// Per synthesis layer, likewise.
+    pub dec_weights: Vec<Tensor<4>>,
+}
+
+/// `w` rounded as the quantizer rounds it: `w·g` on a grid of `max|w·g| / 127` per output
+/// channel (dimension `out` of the layout), divided by `g` again; the gradient passes straight
+/// through.
+pub fn fake_quant_weight(w: Tensor<4>, g: &Tensor<4>, out: usize) -> Tensor<4> {
+    let scaled = w.clone() * g.clone();
+    let mut top = scaled.clone().abs();
+    for d in (0..4).filter(|&d| d != out) {
+        top = top.max_dim(d);
+    }
+    let step = top.div_scalar(127.0).clamp_min(1e-12).detach();
+    let q = (scaled / step.clone()).round() * step / g.clone();
+    w.clone() + (q - w).detach()
+}
+
+fn conv_on(conv: &Conv2d, x: Tensor<4>, g: Option<&Tensor<4>>) -> Tensor<4> {
+    let Some(g) = g else {
+        return conv.forward(x);
+    };
+    let p = match conv.padding {
+        PaddingConfig2d::Explicit(t, l, b, r) => [(t, b), (l, r)],
+        _ => [(0, 0), (0, 0)],
+    };
+    let w = fake_quant_weight(conv.weight.val(), g, 0);
+    let options = ConvOptions::new_with_padding(conv.stride, p, conv.dilation, conv.groups);
+    conv2d(x, w, conv.bias.as_ref().map(|b| b.val()), options)
+}
+
+fn deconv_on(deconv: &ConvTranspose2d, x: Tensor<4>, g: Option<&Tensor<4>>) -> Tensor<4> {
+    let Some(g) = g else {
+        return deconv.forward(x);
+    };
+    let w = fake_quant_weight(deconv.weight.val(), g, 1);
+    let options = ConvTransposeOptions::new(
+        deconv.stride,
+        deconv.padding,
+        deconv.padding_out,
+        deconv.dilation,
+        deconv.groups,
+    );
+    conv_transpose2d(x, w, deconv.bias.as_ref().map(|b| b.val()), options)
+}
+
 impl PhotoCodec {
     /// The analysis transform: `[n, C, H, W]` (pixels in [0, 1], H and W multiples of 16) →
     /// `[n, M, H/16, W/16]`.
     pub fn analysis(&self, x: Tensor<4>) -> Tensor<4> {
+        self.analysis_on(x, None)
+    }
+
+    /// [`Self::analysis`] with every hidden activation moved onto its int8 grid when `grids`
+    /// is given (quantization-aware training: int8 weights too).
+    pub fn analysis_on(&self, x: Tensor<4>, grids: Option<&ActGrids>) -> Tensor<4> {
         let last = self.enc.len() - 1;
         let mut h = x;
         for (i, conv) in self.enc.iter().enumerate() {
-            h = conv.forward(h);
+            h = conv_on(conv, h, grids.and_then(|g| g.enc_weights.get(i)));
             if i < last {
                 h = relu(h);
+                if let Some(g) = grids.and_then(|g| g.enc.get(i)) {
+                    h = g.apply(h);
+                }
             }
         }
         h
@@ -295,12 +393,21 @@ impl PhotoCodec {
 
     /// The synthesis transform: `[n, M, h, w]` → `[n, C, 16h, 16w]` (unclamped pixels).
     pub fn synthesis(&self, y: Tensor<4>) -> Tensor<4> {
+        self.synthesis_on(y, None)
+    }
+
+    /// [`Self::synthesis`] with every hidden activation moved onto its int8 grid when `grids`
+    /// is given.
+    pub fn synthesis_on(&self, y: Tensor<4>, grids: Option<&ActGrids>) -> Tensor<4> {
         let last = self.dec.len() - 1;
         let mut h = y;
         for (i, deconv) in self.dec.iter().enumerate() {
-            h = deconv.forward(h);
+            h = deconv_on(deconv, h, grids.and_then(|g| g.dec_weights.get(i)));
             if i < last {
                 h = relu(h);
+                if let Some(g) = grids.and_then(|g| g.dec.get(i)) {
+                    h = g.apply(h);
+                }
             }
         }
         h
@@ -405,6 +512,8 @@ impl PhotoCodec {
     /// for reproducibility). The synthesis sees the same noisy latent, or with `rounded` the
     /// latent the decoder will get, `round(y/Δ)·Δ`, its gradient passed straight through
     /// (Minnen & Singh 2020's mixed quantisation: no train/test mismatch in the synthesis).
+    /// With `grids` both transforms see their hidden activations on the int8 model file's grids
+    /// ([`ActGrids`]).
     pub fn loss(
         &self,
         x: Tensor<4>,
@@ -412,9 +521,10 @@ impl PhotoCodec {
         level: usize,
         lambda: f64,
         rounded: bool,
+        grids: Option<&ActGrids>,
     ) -> PhotoLoss {
         let [n, _, hh, ww] = x.dims();
-        let y = self.analysis(x.clone());
+        let y = self.analysis_on(x.clone(), grids);
         let delta = self.steps(level);
         let noisy = y.clone() + u * delta.clone();
         let bits = self.bits(noisy.clone(), delta);
@@ -424,7 +534,7 @@ impl PhotoCodec {
         } else {
             noisy
         };
-        let x_hat = self.synthesis(y_dec);
+        let x_hat = self.synthesis_on(y_dec, grids);
         let mse = (x_hat - x).powi_scalar(2).mean();
         let bpp = bits.div_scalar((n * hh * ww) as f64);
         PhotoLoss {
@@ -619,14 +729,35 @@ mod tests {
         assert_eq!(y.dims(), [2, 8, 2, 3]);
         assert_eq!(model.synthesis(y.clone()).dims(), [2, 3, 32, 48]);
         let u = Tensor::<4>::zeros([2, 8, 2, 3], &device);
-        let l = model.loss(x.clone(), u.clone(), 1, 0.02, false);
+        let l = model.loss(x.clone(), u.clone(), 1, 0.02, false, None);
         let bpp = l.bpp.into_scalar::<f32>();
         assert!(bpp.is_finite() && bpp > 0.0, "bpp {bpp}");
         // With u = 0 the noisy latent is y itself; the rounded one differs unless y is on the
         // grid, and the rate term does not depend on the switch.
-        let r = model.loss(x, u, 1, 0.02, true);
+        let r = model.loss(x, u, 1, 0.02, true, None);
         assert_eq!(r.bpp.into_scalar::<f32>(), bpp);
         assert!(r.mse.into_scalar::<f32>().is_finite());
+    }
+
+    #[test]
+    fn activation_grids_round_clamp_and_pass_gradients_straight_through() {
+        let device = crate::train_device();
+        let grid = ActGrid::new(&[0.5, 0.1], &device);
+        // Channel 0: step 0.5, top 127.5; channel 1: step 0.1, top 25.5.
+        let v = [0.0f32, 0.26, 3.1, 200.0, 0.0, 0.26, 3.1, 200.0];
+        let h = Tensor::<4>::from_data(TensorData::new(v.to_vec(), [1, 2, 2, 2]), &device)
+            .require_grad();
+        let q = grid.apply(h.clone());
+        let got = plain(q.clone().into_data());
+        let want = [0.0f32, 0.5, 3.0, 127.5, 0.0, 0.3, 3.1, 25.5];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-5, "{got:?} != {want:?}");
+        }
+        let grads = q.sum().backward();
+        let dh = plain(h.grad(&grads).unwrap().into_data());
+        // Inside the range the rounding is transparent to the gradient; past the top, the
+        // clamped value does not move.
+        assert_eq!(dh, vec![1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0]);
     }
 
     #[test]

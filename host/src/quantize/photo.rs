@@ -19,10 +19,16 @@
 //! - Hidden activations ([`equalise`]): per-tensor int8 ranges are set by the widest channel,
 //!   so every ReLU activation's channels are scaled to the same range first (output channel of
 //!   one layer up, input channel of the next down: exact in float), and the ranges are the
-//!   minimum and maximum over all calibration crops. On the shipped grey model the two moved
-//!   the int8 codec from 2.4–3.5 dB below the float one at the finer levels to 0.2–0.9 dB.
+//!   least-squares ones over all calibration crops (`Calibration::Mse`; they were the minimum
+//!   and maximum when, on the first grey model, the two moved
+//!   the int8 codec from 2.4–3.5 dB below the float one at the finer levels to 0.2–0.9 dB).
 //! - Output: the last synthesis layer is requantised to scale 1/255, zero point −128, and a
 //!   table maps `q` to the pixel `q + 128`: the clamp to [0, 255] the float model applies.
+//! - Quantization-aware training ([`QuantPlan`], [`qat_targets`]): the int8 file's loss is
+//!   mostly its weights (on the widened grey model at setting 9, int8 weights alone cost 0.31
+//!   dB, rounded activations 0.08, the latent grid 0.09; `host/examples/int8_gap.rs`).
+//!   `train --qat` fine-tunes with both rounded; the gains and units are frozen in a plan so
+//!   that the file rounds every weight to the grid training used.
 //! - [`FrameRef`]: the model file run on whole frames by the firmware's scalar kernels
 //!   ([`edgevae_firmware::frame`]), the definition every int8 figure and bitstream uses.
 
@@ -32,6 +38,7 @@ use edgevae_firmware::frame::{decode_frame, encode_frame, frame_buffer_len, fram
 use edgevae_shared::build::{identity_pixel_table, OwnedActivation, OwnedModel};
 use edgevae_shared::format::{Frame, Header, Model, Op, QParams, Section, Shape};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use super::entropy::build_entropy;
 use super::int8::{choose_qparams, forward, quantize_layer, ranges, Calibration, FloatLayer};
@@ -193,69 +200,29 @@ pub struct PhotoQuant {
 
 /// Quantizes `codec`, calibrating on `crops` (HWC, values in [0, 1], `side × side` pixels,
 /// `side` a multiple of 16; their uint8 pixels are `round(255·v)`), and fits the entropy tables
-/// to the int8 latents of the same crops. `max_width` is the widest frame the file declares.
+/// to the int8 latents of the same crops. `max_width` is the widest frame the file declares;
+/// `plan` fixes the gains and units (a quantization-aware run's), else they are measured.
 pub fn quantize_photo(
     codec: &PhotoCodec,
     crops: &[Vec<f32>],
     side: usize,
     name: &str,
     max_width: u16,
+    plan: Option<&QuantPlan>,
 ) -> Result<PhotoQuant, Error> {
-    if crops.is_empty() || side == 0 || !side.is_multiple_of(TOTAL_STRIDE) {
-        return Err(Error::Invalid(
-            "photo quantization needs calibration crops with sides a multiple of 16".into(),
-        ));
-    }
-    let (mut enc, mut dec) = float_layers(codec);
+    check_crops(crops, side)?;
+    let Calibrated {
+        enc,
+        dec,
+        enc_ranges,
+        dec_ranges,
+        steps,
+        units,
+        latent_scale,
+        ..
+    } = calibrate(codec, crops, side, plan)?;
     let channels = enc[0].input.c as usize;
     let m = codec.latent();
-    let side16 = side as u16;
-    // Each hidden activation's range is the one whose int8 grid has the least squared error
-    // over values sampled evenly from every calibration crop (`Calibration::Mse`). A fixed
-    // percentile of the first crops' values clipped the edges photos are made of (1.1 dB at
-    // the finest level); min/max over every crop let a few extreme values set the step of all
-    // the others: the widened grey model's int8 file went from +8.0 % to +6.6 % BD-rate
-    // against JPEG with the least-squares range (0.12 dB at 0.5 bpp, all in the synthesis).
-    let cal = Calibration::Mse;
-    equalise(&mut enc, side16, side16, crops);
-    let enc_at = layers_at(&enc, side16, side16);
-    let enc_ranges = ranges(&enc_at, crops, cal);
-    let mut steps: Vec<Vec<f32>> = codec.knob();
-    let mut ys: Vec<Vec<f32>> = crops.par_iter().map(|x| run_float(&enc_at, x)).collect();
-    // Per-channel latent units folded into the network (module docs): from here on `ys`,
-    // `steps` and the layers are in the folded latent, whose int8 scale is `latent_scale`.
-    let units = latent_units(&ys, &steps, m);
-    let latent_scale = geometric_mean(&units);
-    let gains: Vec<f32> = units.iter().map(|&u| latent_scale / u).collect();
-    fold_latent_gains(&mut enc, &mut dec, &gains);
-    for y in &mut ys {
-        y.iter_mut()
-            .enumerate()
-            .for_each(|(k, v)| *v *= gains[k % m]);
-    }
-    for d in &mut steps {
-        d.iter_mut().zip(&gains).for_each(|(v, &g)| *v *= g);
-    }
-    // The decoder sees dequantized latents: calibrate it on every level in turn.
-    let y_hats: Vec<Vec<f32>> = ys
-        .iter()
-        .enumerate()
-        .map(|(i, y)| {
-            let d = &steps[i % steps.len()];
-            y.iter()
-                .enumerate()
-                .map(|(k, &v)| {
-                    let s = d[k % m];
-                    (v / s).round() * s
-                })
-                .collect()
-        })
-        .collect();
-    let ls = side16 / TOTAL_STRIDE as u16;
-    equalise(&mut dec, ls, ls, &y_hats);
-    let dec_at = layers_at(&dec, ls, ls);
-    let dec_ranges = ranges(&dec_at, &y_hats, cal);
-
     let input_q = QParams {
         scale: 1.0 / 255.0,
         zero_point: -128,
@@ -372,6 +339,270 @@ pub fn quantize_photo(
         latent_q,
         units,
     })
+}
+
+/// The float layers the quantizer turns into int8 ones, and what it measured on the
+/// calibration crops.
+struct Calibrated {
+    /// Analysis layers, equalised, the latent gains folded in (nominal shapes).
+    enc: Vec<FloatLayer>,
+    /// Synthesis layers, likewise.
+    dec: Vec<FloatLayer>,
+    /// Each analysis layer's output range (equalised units).
+    enc_ranges: Vec<(f32, f32)>,
+    /// Each synthesis layer's output range.
+    dec_ranges: Vec<(f32, f32)>,
+    /// Each hidden analysis boundary's equalisation gains.
+    enc_gains: Vec<Vec<f32>>,
+    /// Each hidden synthesis boundary's equalisation gains.
+    dec_gains: Vec<Vec<f32>>,
+    /// The rate knob's steps in the folded latent.
+    steps: Vec<Vec<f32>>,
+    /// Per latent channel, the float value of one int8 unit.
+    units: Vec<f32>,
+    /// The int8 latent's scale.
+    latent_scale: f32,
+}
+
+fn calibrate(
+    codec: &PhotoCodec,
+    crops: &[Vec<f32>],
+    side: usize,
+    plan: Option<&QuantPlan>,
+) -> Result<Calibrated, Error> {
+    let (mut enc, mut dec) = float_layers(codec);
+    let m = codec.latent();
+    let side16 = side as u16;
+    // Each hidden activation's range is the one whose int8 grid has the least squared error
+    // over values sampled evenly from every calibration crop (`Calibration::Mse`). A fixed
+    // percentile of the first crops' values clipped the edges photos are made of (1.1 dB at
+    // the finest level); min/max over every crop let a few extreme values set the step of all
+    // the others: the widened grey model's int8 file went from +8.0 % to +6.6 % BD-rate
+    // against JPEG with the least-squares range (0.12 dB at 0.5 bpp, all in the synthesis).
+    let cal = Calibration::Mse;
+    if let Some(p) = plan {
+        p.check(codec)?;
+    }
+    let enc_gains = match plan {
+        Some(p) => apply_gains(&mut enc, &p.enc_gains),
+        None => equalise(&mut enc, side16, side16, crops),
+    };
+    let enc_at = layers_at(&enc, side16, side16);
+    let enc_ranges = ranges(&enc_at, crops, cal);
+    let mut steps: Vec<Vec<f32>> = codec.knob();
+    let mut ys: Vec<Vec<f32>> = crops.par_iter().map(|x| run_float(&enc_at, x)).collect();
+    // Per-channel latent units folded into the network (module docs): from here on `ys`,
+    // `steps` and the layers are in the folded latent, whose int8 scale is `latent_scale`.
+    let units = match plan {
+        Some(p) => p.units.clone(),
+        None => latent_units(&ys, &steps, m),
+    };
+    let latent_scale = geometric_mean(&units);
+    let gains: Vec<f32> = units.iter().map(|&u| latent_scale / u).collect();
+    fold_latent_gains(&mut enc, &mut dec, &gains);
+    for y in &mut ys {
+        y.iter_mut()
+            .enumerate()
+            .for_each(|(k, v)| *v *= gains[k % m]);
+    }
+    for d in &mut steps {
+        d.iter_mut().zip(&gains).for_each(|(v, &g)| *v *= g);
+    }
+    // The decoder sees dequantized latents: calibrate it on every level in turn.
+    let y_hats: Vec<Vec<f32>> = ys
+        .iter()
+        .enumerate()
+        .map(|(i, y)| {
+            let d = &steps[i % steps.len()];
+            y.iter()
+                .enumerate()
+                .map(|(k, &v)| {
+                    let s = d[k % m];
+                    (v / s).round() * s
+                })
+                .collect()
+        })
+        .collect();
+    let ls = side16 / TOTAL_STRIDE as u16;
+    let dec_gains = match plan {
+        Some(p) => apply_gains(&mut dec, &p.dec_gains),
+        None => equalise(&mut dec, ls, ls, &y_hats),
+    };
+    let dec_at = layers_at(&dec, ls, ls);
+    let dec_ranges = ranges(&dec_at, &y_hats, cal);
+
+    Ok(Calibrated {
+        enc,
+        dec,
+        enc_ranges,
+        dec_ranges,
+        enc_gains,
+        dec_gains,
+        steps,
+        units,
+        latent_scale,
+    })
+}
+
+/// The rescalings the quantizer chooses from calibration data: the equalisation gains of every
+/// hidden activation and the latent units. Quantization-aware training freezes them (a run's
+/// `qat.json`) so that the weights it rounds are the ones the model file will hold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuantPlan {
+    /// Per hidden analysis activation, each channel's gain.
+    pub enc_gains: Vec<Vec<f32>>,
+    /// Per hidden synthesis activation, each channel's gain.
+    pub dec_gains: Vec<Vec<f32>>,
+    /// Per latent channel, the float value of one int8 unit.
+    pub units: Vec<f32>,
+}
+
+impl QuantPlan {
+    /// The plan [`quantize_photo`] would make for `codec` from `crops`.
+    pub fn measure(codec: &PhotoCodec, crops: &[Vec<f32>], side: usize) -> Result<Self, Error> {
+        check_crops(crops, side)?;
+        let c = calibrate(codec, crops, side, None)?;
+        Ok(QuantPlan {
+            enc_gains: c.enc_gains,
+            dec_gains: c.dec_gains,
+            units: c.units,
+        })
+    }
+
+    /// Checks that the plan fits `codec`'s widths and holds positive, finite numbers.
+    pub fn check(&self, codec: &PhotoCodec) -> Result<(), Error> {
+        let widths = |v: &[Vec<f32>]| v.iter().map(Vec::len).collect::<Vec<_>>();
+        let enc: Vec<usize> = codec.enc[..codec.enc.len() - 1]
+            .iter()
+            .map(|c| c.weight.val().dims()[0])
+            .collect();
+        let dec: Vec<usize> = codec.dec[..codec.dec.len() - 1]
+            .iter()
+            .map(|c| c.weight.val().dims()[1])
+            .collect();
+        let fits = widths(&self.enc_gains) == enc
+            && widths(&self.dec_gains) == dec
+            && self.units.len() == codec.latent();
+        let sane = self
+            .enc_gains
+            .iter()
+            .chain(&self.dec_gains)
+            .flatten()
+            .chain(&self.units)
+            .all(|&v| v > 0.0 && v.is_finite());
+        if fits && sane {
+            Ok(())
+        } else {
+            Err(Error::Invalid(
+                "the quantization plan does not fit the model (widths or non-positive gains)"
+                    .into(),
+            ))
+        }
+    }
+}
+
+/// What quantization-aware training rounds to, in the float model's units and Burn's layouts.
+#[derive(Clone, Debug)]
+pub struct QatTargets {
+    /// Per hidden analysis activation, each channel's int8 step (the per-tensor scale of its
+    /// least-squares range over the channel's gain).
+    pub enc_steps: Vec<Vec<f32>>,
+    /// Per hidden synthesis activation, likewise.
+    pub dec_steps: Vec<Vec<f32>>,
+    /// Per analysis layer, the factor `g_out[o] / g_in[i]` the quantizer multiplies weight
+    /// `[o][i][ky][kx]` by before rounding it per output channel (Burn's `[out, in, k, k]`).
+    pub enc_weight_gains: Vec<Vec<f32>>,
+    /// Per synthesis layer, likewise in Burn's transposed layout `[in, out, k, k]`.
+    pub dec_weight_gains: Vec<Vec<f32>>,
+}
+
+/// The int8 grids of `codec` under `plan`: what [`quantize_photo`] with the same crops and plan
+/// would round every hidden activation and every weight to.
+pub fn qat_targets(
+    codec: &PhotoCodec,
+    crops: &[Vec<f32>],
+    side: usize,
+    plan: &QuantPlan,
+) -> Result<QatTargets, Error> {
+    check_crops(crops, side)?;
+    let c = calibrate(codec, crops, side, Some(plan))?;
+    let per = |ranges: &[(f32, f32)], gains: &[Vec<f32>]| -> Vec<Vec<f32>> {
+        gains
+            .iter()
+            .zip(ranges)
+            .map(|(g, &(lo, hi))| {
+                let scale = choose_qparams(lo, hi).scale;
+                g.iter().map(|&gc| scale / gc).collect()
+            })
+            .collect()
+    };
+    // Each layer's input and output gains: the image and the pixels are not rescaled, the
+    // latent is by `latent_scale / units` (`fold_latent_gains`).
+    let fold: Vec<f32> = c.units.iter().map(|&u| c.latent_scale / u).collect();
+    let ones = |n: usize| vec![1.0f32; n];
+    let mut enc_io: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
+    let enc_ch = codec.enc[0].weight.val().dims()[1];
+    let mut g_in = ones(enc_ch);
+    for g in plan.enc_gains.iter().chain([&fold]) {
+        enc_io.push((g_in, g.clone()));
+        g_in = g.clone();
+    }
+    let pixels = codec.dec[codec.dec.len() - 1].weight.val().dims()[1];
+    let mut dec_io: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
+    let mut g_in = fold.clone();
+    let last = ones(pixels);
+    for g in plan.dec_gains.iter().chain([&last]) {
+        dec_io.push((g_in, g.clone()));
+        g_in = g.clone();
+    }
+    let expand = |io: &[(Vec<f32>, Vec<f32>)], kernels: Vec<usize>, transposed: bool| {
+        io.iter()
+            .zip(kernels)
+            .map(|((gi, go), kk)| {
+                let mut w = Vec::with_capacity(gi.len() * go.len() * kk);
+                if transposed {
+                    for a in gi {
+                        for b in go {
+                            w.extend(std::iter::repeat_n(b / a, kk));
+                        }
+                    }
+                } else {
+                    for b in go {
+                        for a in gi {
+                            w.extend(std::iter::repeat_n(b / a, kk));
+                        }
+                    }
+                }
+                w
+            })
+            .collect::<Vec<Vec<f32>>>()
+    };
+    let kk = |dims: [usize; 4]| dims[2] * dims[3];
+    let enc_k = codec
+        .enc
+        .iter()
+        .map(|l| kk(l.weight.val().dims()))
+        .collect();
+    let dec_k = codec
+        .dec
+        .iter()
+        .map(|l| kk(l.weight.val().dims()))
+        .collect();
+    Ok(QatTargets {
+        enc_steps: per(&c.enc_ranges, &c.enc_gains),
+        dec_steps: per(&c.dec_ranges, &c.dec_gains),
+        enc_weight_gains: expand(&enc_io, enc_k, false),
+        dec_weight_gains: expand(&dec_io, dec_k, true),
+    })
+}
+
+fn check_crops(crops: &[Vec<f32>], side: usize) -> Result<(), Error> {
+    if crops.is_empty() || side == 0 || !side.is_multiple_of(TOTAL_STRIDE) {
+        return Err(Error::Invalid(
+            "photo quantization needs calibration crops with sides a multiple of 16".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Part of the values of each hidden channel that [`equalise`] lets its range clip.
@@ -520,6 +751,16 @@ pub fn equalise(
         all.push(gains);
     }
     all
+}
+
+/// Rescales every hidden activation of `layers` by given `gains` (as [`equalise`] does with
+/// the ones it measures); returns them.
+fn apply_gains(layers: &mut [FloatLayer], gains: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    for (i, g) in gains.iter().enumerate() {
+        scale_outputs(&mut layers[i], g);
+        unscale_inputs(&mut layers[i + 1], g);
+    }
+    gains.to_vec()
 }
 
 /// The [`LATENT_PERCENTILE`] of the values (sorted in place; 0 for none).
@@ -714,5 +955,91 @@ mod tests {
         for (a, b) in out.iter().zip(&run_float(&dec3, &y3)) {
             assert!((a - b).abs() <= 1e-4 * (1.0 + a.abs()), "{a} vs {b}");
         }
+    }
+
+    #[test]
+    fn quantization_aware_training_rounds_the_weights_the_file_holds() {
+        use crate::model::photo::fake_quant_weight;
+        let device = crate::compute_device();
+        let cfg = PhotoConfig {
+            channels: 1,
+            enc: [4, 6, 8],
+            latent: 8,
+            dec: [8, 6, 4],
+            lambdas: vec![0.01, 0.02],
+        };
+        let codec = cfg.init(&device);
+        let crops: Vec<Vec<f32>> = (0..4)
+            .map(|n| {
+                (0..32 * 32)
+                    .map(|i| ((i * (37 + n) + n * 11) % 101) as f32 / 100.0)
+                    .collect()
+            })
+            .collect();
+        let plan = QuantPlan::measure(&codec, &crops, 32).unwrap();
+        plan.check(&codec).unwrap();
+        let t = qat_targets(&codec, &crops, 32, &plan).unwrap();
+        let q = quantize_photo(&codec, &crops, 32, "qat", 64, Some(&plan)).unwrap();
+        let model = Model::from_bytes(&q.bytes).unwrap();
+        // Each layer: the file's int8 weight [o][ky][kx][i] is training's rounded weight times
+        // its gain, in units of the row's step (the row maximum over 127).
+        let check = |w: Tensor<4>, g: &[f32], out: usize, file: &[i8]| {
+            let dims = w.dims();
+            let g = Tensor::<4>::from_data(TensorData::new(g.to_vec(), dims), &device);
+            let fq = plain((fake_quant_weight(w.clone(), &g, out) * g.clone()).into_data());
+            let scaled = plain((w * g).into_data());
+            let (a, b, k) = (dims[0], dims[1], dims[2]);
+            let (oc, ic) = if out == 0 { (a, b) } else { (b, a) };
+            for o in 0..oc {
+                let at = |i: usize, ky: usize, kx: usize| {
+                    let (x, y) = if out == 0 { (o, i) } else { (i, o) };
+                    ((x * b + y) * k + ky) * k + kx
+                };
+                let mut top = 0f32;
+                for i in 0..ic {
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            top = top.max(scaled[at(i, ky, kx)].abs());
+                        }
+                    }
+                }
+                let step = top / 127.0;
+                for i in 0..ic {
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let want = file[((o * k + ky) * k + kx) * ic + i];
+                            let got = fq[at(i, ky, kx)] / step;
+                            // A tie in f32 may round the other way in f64.
+                            let raw = scaled[at(i, ky, kx)] / step;
+                            if (raw.abs().fract() - 0.5).abs() < 1e-3 {
+                                continue;
+                            }
+                            assert!(
+                                (got - f32::from(want)).abs() < 1e-2,
+                                "layer out {oc} in {ic}: {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        };
+        for (l, (c, g)) in model
+            .encoder()
+            .iter()
+            .zip(codec.enc.iter().zip(&t.enc_weight_gains))
+        {
+            check(c.weight.val(), g, 0, l.weights_i8());
+        }
+        for (l, (c, g)) in model
+            .decoder()
+            .iter()
+            .zip(codec.dec.iter().zip(&t.dec_weight_gains))
+        {
+            check(c.weight.val(), g, 1, l.weights_i8());
+        }
+        // A plan for another shape is refused with a message, not a panic.
+        let mut wrong = plan.clone();
+        wrong.units.pop();
+        assert!(quantize_photo(&codec, &crops, 32, "qat", 64, Some(&wrong)).is_err());
     }
 }

@@ -25,7 +25,8 @@ use super::{TrainOptions, OPTIMIZER_FILE, STATE_FILE};
 use crate::data::photos::PhotoSet;
 use crate::error::Error;
 use crate::inference::{CONFIG_FILE, MODEL_FILE};
-use crate::model::photo::{plain, PhotoCodec, PhotoConfig, TOTAL_STRIDE};
+use crate::model::photo::{plain, ActGrid, ActGrids, PhotoCodec, PhotoConfig, TOTAL_STRIDE};
+use crate::quantize::photo::QuantPlan;
 use crate::rng::Rng64;
 
 /// Everything that determines a photo training run; saved as `config.json`.
@@ -54,6 +55,12 @@ pub struct PhotoTrainConfig {
     /// read as `false`. May be switched on when a run is resumed.
     #[serde(default)]
     pub rounded_synthesis: bool,
+    /// Quantization-aware training: both transforms see every hidden activation on the int8
+    /// grid the quantizer would give it ([`crate::model::photo::ActGrids`]), measured again at
+    /// every checkpoint on the quantizer's calibration crops. For fine-tuning a trained model
+    /// before it is quantized; may be switched on when a run is resumed.
+    #[serde(default)]
+    pub qat: bool,
 }
 
 impl PhotoTrainConfig {
@@ -72,6 +79,7 @@ impl PhotoTrainConfig {
             seed: 42,
             checkpoint_every: 250,
             rounded_synthesis: true,
+            qat: false,
         }
     }
 
@@ -157,6 +165,41 @@ pub struct PhotoOutcome {
     /// The log, including a resumed run's earlier lines.
     pub log: Vec<PhotoLog>,
 }
+
+/// Calibration crops of quantization-aware training (as many as `edgevae quantize` takes).
+const QAT_CALIBRATION: usize = 256;
+
+/// Their side.
+const QAT_SIDE: usize = 128;
+
+/// The frozen quantization plan of a quantization-aware run: `run_dir/qat.json` if it exists,
+/// else measured on `crops` and written there.
+pub fn qat_plan(
+    model: &PhotoCodec,
+    crops: &[Vec<f32>],
+    run_dir: Option<&Path>,
+) -> Result<QuantPlan, Error> {
+    let path = run_dir.map(|d| d.join(QAT_PLAN_FILE));
+    if let Some(p) = path.as_ref().filter(|p| p.exists()) {
+        return read_qat_plan(p);
+    }
+    let plan = QuantPlan::measure(model, crops, QAT_SIDE)?;
+    if let Some(p) = path {
+        let json = serde_json::to_vec(&plan).map_err(|e| Error::data(&p, e))?;
+        crate::files::write_atomic(&p, &json)?;
+    }
+    Ok(plan)
+}
+
+/// Reads a run's `qat.json`.
+pub fn read_qat_plan(path: &Path) -> Result<QuantPlan, Error> {
+    let text = fs::read_to_string(path).map_err(Error::io(path))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::data(path, format!("not a quantization plan ({e})")))
+}
+
+/// A quantization-aware run's frozen plan ([`QuantPlan`]).
+pub const QAT_PLAN_FILE: &str = "qat.json";
 
 fn step_rng(seed: u64, step: usize) -> Rng64 {
     crate::rng::seeded(seed ^ (step as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
@@ -270,7 +313,7 @@ pub fn log_csv(log: &[PhotoLog]) -> String {
 /// Trains `cfg` on crops of `train`, checking rate and PSNR on fixed crops of `val` at every
 /// checkpoint. With `opts.run_dir` it writes `config.json` first and checkpoints as it goes;
 /// with `opts.resume` it continues the run there (its config must equal `cfg` except `steps`
-/// and `rounded_synthesis`).
+/// `rounded_synthesis` and `qat`).
 pub fn train_photo(
     cfg: &PhotoTrainConfig,
     train: &PhotoSet,
@@ -330,10 +373,11 @@ pub fn train_photo_from(
             let mut saved = PhotoTrainConfig::load_from(dir)?;
             saved.steps = cfg.steps;
             saved.rounded_synthesis = cfg.rounded_synthesis;
+            saved.qat = cfg.qat;
             if serde_json::to_value(&saved).ok() != serde_json::to_value(cfg).ok() {
                 return Err(Error::data(
                     dir.join(CONFIG_FILE),
-                    "differs from the requested settings (only --steps and --noise-synthesis may change on --resume)",
+                    "differs from the requested settings (only --steps, --noise-synthesis and --qat may change on --resume)",
                 ));
             }
             let path = dir.join(STATE_FILE);
@@ -374,6 +418,41 @@ pub fn train_photo_from(
     let (c, s, b) = (cfg.photo.channels, cfg.crop, cfg.batch);
     let (m, ls) = (cfg.photo.latent, cfg.crop / TOTAL_STRIDE);
     let levels = cfg.photo.levels();
+    // Quantization-aware training calibrates on what `edgevae quantize` does (its crops).
+    let cal_crops = cfg.qat.then(|| {
+        let n = QAT_CALIBRATION;
+        let crops = train.crops(&mut crate::rng::seeded(0xca1), n, QAT_SIDE);
+        crate::quantize::photo::nchw_to_hwc(&crops, n, c, QAT_SIDE)
+    });
+    // The gains and latent units are measured once and frozen in `qat.json` (a resumed run
+    // reads them back): the quantizer then rounds the weights exactly as training did.
+    let plan = match &cal_crops {
+        Some(crops) => Some(qat_plan(&model.valid(), crops, opts.run_dir.as_deref())?),
+        None => None,
+    };
+    let grids_of = |model: &PhotoCodec| -> Result<Option<ActGrids>, Error> {
+        let (Some(crops), Some(plan)) = (&cal_crops, &plan) else {
+            return Ok(None);
+        };
+        let t = crate::quantize::photo::qat_targets(&model.valid(), crops, QAT_SIDE, plan)?;
+        let grid = |v: Vec<Vec<f32>>| v.iter().map(|s| ActGrid::new(s, &device)).collect();
+        let weights = |gains: Vec<Vec<f32>>, dims: Vec<[usize; 4]>| {
+            gains
+                .into_iter()
+                .zip(dims)
+                .map(|(g, d)| Tensor::<4>::from_data(TensorData::new(g, d), &device))
+                .collect()
+        };
+        let enc_dims = model.enc.iter().map(|l| l.weight.val().dims()).collect();
+        let dec_dims = model.dec.iter().map(|l| l.weight.val().dims()).collect();
+        Ok(Some(ActGrids {
+            enc: grid(t.enc_steps),
+            dec: grid(t.dec_steps),
+            enc_weights: weights(t.enc_weight_gains, enc_dims),
+            dec_weights: weights(t.dec_weight_gains, dec_dims),
+        }))
+    };
+    let mut grids = grids_of(&model)?;
     let (mut sum_loss, mut sum_psnr, mut sum_bpp, mut k) = (0.0f64, 0.0f64, 0.0f64, 0usize);
     let mut start = Instant::now();
     let first = state.steps_done;
@@ -389,7 +468,14 @@ pub fn train_photo_from(
             .map(|_| rand::Rng::random::<f32>(&mut rng) - 0.5)
             .collect();
         let u = Tensor::<4>::from_data(TensorData::new(u, [b, m, ls, ls]), &device);
-        let terms = model.loss(x, u, level, cfg.photo.lambdas[level], cfg.rounded_synthesis);
+        let terms = model.loss(
+            x,
+            u,
+            level,
+            cfg.photo.lambdas[level],
+            cfg.rounded_synthesis,
+            grids.as_ref(),
+        );
         let loss = terms.loss.clone().into_scalar::<f32>() as f64;
         if !loss.is_finite() {
             return Err(Error::Invalid(format!(
@@ -440,6 +526,8 @@ pub fn train_photo_from(
             if let Some(dir) = &opts.run_dir {
                 save_photo_run(dir, &model, &optim, &state)?;
             }
+            // A resumed run measures the grids from this checkpoint as well.
+            grids = grids_of(&model)?;
             (sum_loss, sum_psnr, sum_bpp, k) = (0.0, 0.0, 0.0, 0);
             start = Instant::now();
         }
