@@ -56,9 +56,11 @@ pub struct PhotoTrainConfig {
     #[serde(default)]
     pub rounded_synthesis: bool,
     /// Quantization-aware training: both transforms see every hidden activation on the int8
-    /// grid the quantizer would give it ([`crate::model::photo::ActGrids`]), measured again at
-    /// every checkpoint on the quantizer's calibration crops. For fine-tuning a trained model
-    /// before it is quantized; may be switched on when a run is resumed.
+    /// grid the quantizer would give it and every weight rounded as it would round it
+    /// ([`crate::model::photo::ActGrids`]), measured again at every checkpoint on the
+    /// quantizer's calibration crops, with the gains frozen in the run's `qat.json`. For
+    /// fine-tuning a trained model before it is quantized; may be switched on when a run is
+    /// resumed.
     #[serde(default)]
     pub qat: bool,
 }
