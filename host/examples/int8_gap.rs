@@ -41,12 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let set = PhotoSet::new(load_photos(train.as_ref(), ch)?, ch)?;
     let crops = set.crops(&mut edgevae::rng::seeded(0xca1), 256, 128);
     let crops = nchw_to_hwc(&crops, 256, ch, 128);
-    let plan_path = std::path::Path::new(run).join(edgevae::train::photo::QAT_PLAN_FILE);
-    let plan = if plan_path.exists() {
-        Some(edgevae::train::photo::read_qat_plan(&plan_path)?)
-    } else {
-        None
-    };
+    let plan = edgevae::train::photo::read_qat_plan(run.as_ref())?;
     let q = quantize_photo(&codec, &crops, 128, "gap", 640, plan.as_ref())?;
     let model = Model::from_bytes(&q.bytes)?;
     let m = codec.latent();
@@ -57,8 +52,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("LEVEL is past the model's rate knob")?;
     let (enc, dec) = float_layers(&codec);
     // The hidden activations' int8 grids in the float model's units (what `--qat` trains on).
-    let measured = QuantPlan::measure(&codec, &crops, 128)?;
-    let t = qat_targets(&codec, &crops, 128, plan.as_ref().unwrap_or(&measured))?;
+    let plan = match plan {
+        Some(p) => p,
+        None => QuantPlan::measure(&codec, &crops, 128)?,
+    };
+    let t = qat_targets(&codec, &crops, 128, &plan)?;
     let (enc_steps, dec_steps) = (t.enc_steps, t.dec_steps);
     // The float networks with int8 weights (per output channel), equalised as the quantizer
     // does and not: what the weights alone cost.

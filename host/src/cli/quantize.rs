@@ -57,12 +57,7 @@ fn run_quantize_photo(a: &QuantizeArgs) -> Result<(), Error> {
         a.name.clone()
     };
     // A quantization-aware run froze the gains its weights were rounded with.
-    let plan_path = a.run.join(edgevae::train::photo::QAT_PLAN_FILE);
-    let plan = if plan_path.exists() {
-        Some(edgevae::train::photo::read_qat_plan(&plan_path)?)
-    } else {
-        None
-    };
+    let plan = edgevae::train::photo::read_qat_plan(&a.run)?;
     let q = quantize_photo(&codec, &crops, side, &name, 640, plan.as_ref())?;
     edgevae::files::write_atomic(&a.out, &q.bytes)?;
     let ratios: Vec<String> = q

@@ -181,23 +181,27 @@ pub fn qat_plan(
     crops: &[Vec<f32>],
     run_dir: Option<&Path>,
 ) -> Result<QuantPlan, Error> {
-    let path = run_dir.map(|d| d.join(QAT_PLAN_FILE));
-    if let Some(p) = path.as_ref().filter(|p| p.exists()) {
-        return read_qat_plan(p);
+    if let Some(plan) = run_dir.map(read_qat_plan).transpose()?.flatten() {
+        return Ok(plan);
     }
     let plan = QuantPlan::measure(model, crops, QAT_SIDE)?;
-    if let Some(p) = path {
+    if let Some(p) = run_dir.map(|d| d.join(QAT_PLAN_FILE)) {
         let json = serde_json::to_vec(&plan).map_err(|e| Error::data(&p, e))?;
         crate::files::write_atomic(&p, &json)?;
     }
     Ok(plan)
 }
 
-/// Reads a run's `qat.json`.
-pub fn read_qat_plan(path: &Path) -> Result<QuantPlan, Error> {
-    let text = fs::read_to_string(path).map_err(Error::io(path))?;
+/// The frozen plan of the run in `run_dir` (its `qat.json`), or `None` if it has none.
+pub fn read_qat_plan(run_dir: &Path) -> Result<Option<QuantPlan>, Error> {
+    let path = run_dir.join(QAT_PLAN_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = fs::read_to_string(&path).map_err(Error::io(&path))?;
     serde_json::from_str(&text)
-        .map_err(|e| Error::data(path, format!("not a quantization plan ({e})")))
+        .map(Some)
+        .map_err(|e| Error::data(&path, format!("not a quantization plan ({e})")))
 }
 
 /// A quantization-aware run's frozen plan ([`QuantPlan`]).
@@ -529,7 +533,9 @@ pub fn train_photo_from(
                 save_photo_run(dir, &model, &optim, &state)?;
             }
             // A resumed run measures the grids from this checkpoint as well.
-            grids = grids_of(&model)?;
+            if done < cfg.steps {
+                grids = grids_of(&model)?;
+            }
             (sum_loss, sum_psnr, sum_bpp, k) = (0.0, 0.0, 0.0, 0);
             start = Instant::now();
         }
