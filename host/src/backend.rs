@@ -9,6 +9,8 @@ use burn::tensor::Device;
 
 use crate::error::Error;
 
+pub mod conv;
+
 /// A compute backend this crate knows; [`Backend::compiled`] says whether this build has it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

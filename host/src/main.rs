@@ -24,6 +24,17 @@ struct Cli {
     /// backends need a build with their cargo feature (`--features wgpu|vulkan|cuda`).
     #[arg(long, global = true, value_enum)]
     backend: Option<edgevae::Backend>,
+    /// How the CPU backend computes convolutions and their gradients: `gemm`, one batched GEMM
+    /// each (edgevae's Burn extension, host/src/backend/conv.rs), or `burn`, Burn's own ops
+    /// (for comparisons; the results agree to float rounding).
+    #[arg(long, global = true, value_enum, default_value_t = Conv::Gemm)]
+    conv: Conv,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Conv {
+    Gemm,
+    Burn,
 }
 
 #[derive(Subcommand)]
@@ -72,6 +83,7 @@ fn run(cli: Cli) -> Result<(), Error> {
     if let Some(b) = cli.backend {
         edgevae::backend::select(b)?;
     }
+    edgevae::backend::conv::set_enabled(cli.conv == Conv::Gemm);
     match cli.command {
         Command::Train(a) => cli::train::run_train(a),
         Command::Eval(a) => cli::eval::run_eval(a),

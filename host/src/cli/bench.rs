@@ -28,9 +28,59 @@ pub struct BenchArgs {
     /// the device after each phase.
     #[arg(long)]
     phases: bool,
+    /// Time the photo codec (the shipped models' architecture: latent 96, synthesis 96,64,48)
+    /// on synthetic crops instead of the seed network; `--batch` and `--infer-batch` count crops.
+    #[arg(long, value_enum)]
+    photo: Option<PhotoKind>,
+    /// Crop side for `--photo` (a multiple of 16).
+    #[arg(long, default_value_t = 64)]
+    crop: usize,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PhotoKind {
+    Gray,
+    Rgb,
 }
 
 pub fn run_bench(a: BenchArgs) -> Result<(), Error> {
+    let conv = if edgevae::backend::conv::enabled() {
+        "gemm"
+    } else {
+        "burn"
+    };
+    if let Some(kind) = a.photo {
+        let mut photo = match kind {
+            PhotoKind::Gray => edgevae::model::photo::PhotoConfig::gray(),
+            PhotoKind::Rgb => edgevae::model::photo::PhotoConfig::rgb(),
+        };
+        photo.latent = 96;
+        photo.dec = [96, 64, 48];
+        let cfg = edgevae::train::bench::BenchConfig {
+            batch: a.batch,
+            infer_batch: a.infer_batch,
+            steps: a.steps,
+            repeats: a.repeats,
+            latent: photo.latent,
+            phases: false,
+        };
+        let r = edgevae::train::bench::run_photo(&cfg, &photo, a.crop)?;
+        println!(
+            "photo {}x{}, backend {}, conv {conv}, {} threads: train {:.1} crops/s (batch {}), \
+             infer {:.1} crops/s (analysis + synthesis, batch {}); medians of {} x {} steps",
+            a.crop,
+            a.crop,
+            edgevae::backend::selected().name(),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            r.train,
+            a.batch,
+            r.infer,
+            a.infer_batch,
+            a.repeats,
+            a.steps
+        );
+        return Ok(());
+    }
     // Real images when available; the throughput does not depend on pixel values.
     let pixels: Vec<f32> = match edgevae::data::load(a.data.data.as_deref(), Split::Test) {
         Ok(d) if d.rows * d.cols == IMAGE_PIXELS => d.to_f32(),
@@ -48,8 +98,8 @@ pub fn run_bench(a: BenchArgs) -> Result<(), Error> {
     };
     let r = edgevae::train::bench::run(&cfg, &pixels)?;
     println!(
-        "backend {}, {} threads: train {:.0} images/s (batch {}), infer {:.0} images/s \
-         (encode mu + decode, batch {}); medians of {} x {} steps",
+        "backend {}, conv {conv}, {} threads: train {:.0} images/s (batch {}), infer {:.0} \
+         images/s (encode mu + decode, batch {}); medians of {} x {} steps",
         edgevae::backend::selected().name(),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         r.train,

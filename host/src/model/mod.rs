@@ -6,6 +6,8 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::{log_sigmoid, relu, sigmoid};
 
+use crate::backend::conv::{conv2d_module, conv_transpose2d_module};
+
 use serde::{Deserialize, Serialize};
 
 use crate::data::{IMAGE_PIXELS, IMAGE_SIDE};
@@ -180,8 +182,8 @@ impl Vae {
     }
 
     fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        let h = relu(self.enc1.forward(x));
-        let h = relu(self.enc2.forward(h));
+        let h = relu(conv2d_module(&self.enc1, x, None));
+        let h = relu(conv2d_module(&self.enc2, h, None));
         let [n, c, hh, ww] = h.dims();
         h.reshape([n, c * hh * ww])
     }
@@ -197,8 +199,8 @@ impl Vae {
         let [_, flat] = h.dims();
         let c2 = flat / (FEATURE_SIDE * FEATURE_SIDE);
         let h = h.reshape([n, c2, FEATURE_SIDE, FEATURE_SIDE]);
-        let h = relu(self.dec1.forward(h));
-        self.dec2.forward(h)
+        let h = relu(conv_transpose2d_module(&self.dec1, h, None));
+        conv_transpose2d_module(&self.dec2, h, None)
     }
 
     /// Decodes latent codes to images in [0, 1]: `sigmoid(decode(z))`, `[n, 1, 28, 28]`.

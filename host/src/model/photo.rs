@@ -17,9 +17,9 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfi
 use burn::nn::PaddingConfig2d;
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid, softplus};
-use burn::tensor::module::{conv2d, conv_transpose2d};
-use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use serde::{Deserialize, Serialize};
+
+use crate::backend::conv::{conv2d_module, conv_transpose2d_module};
 
 /// Total stride of the analysis transform: the latent map is 1/16 of the frame in each axis.
 pub const TOTAL_STRIDE: usize = 16;
@@ -340,31 +340,13 @@ pub fn fake_quant_weight(w: Tensor<4>, g: &Tensor<4>, out: usize) -> Tensor<4> {
 }
 
 fn conv_on(conv: &Conv2d, x: Tensor<4>, g: Option<&Tensor<4>>) -> Tensor<4> {
-    let Some(g) = g else {
-        return conv.forward(x);
-    };
-    let p = match conv.padding {
-        PaddingConfig2d::Explicit(t, l, b, r) => [(t, b), (l, r)],
-        _ => [(0, 0), (0, 0)],
-    };
-    let w = fake_quant_weight(conv.weight.val(), g, 0);
-    let options = ConvOptions::new_with_padding(conv.stride, p, conv.dilation, conv.groups);
-    conv2d(x, w, conv.bias.as_ref().map(|b| b.val()), options)
+    let w = g.map(|g| fake_quant_weight(conv.weight.val(), g, 0));
+    conv2d_module(conv, x, w)
 }
 
 fn deconv_on(deconv: &ConvTranspose2d, x: Tensor<4>, g: Option<&Tensor<4>>) -> Tensor<4> {
-    let Some(g) = g else {
-        return deconv.forward(x);
-    };
-    let w = fake_quant_weight(deconv.weight.val(), g, 1);
-    let options = ConvTransposeOptions::new(
-        deconv.stride,
-        deconv.padding,
-        deconv.padding_out,
-        deconv.dilation,
-        deconv.groups,
-    );
-    conv_transpose2d(x, w, deconv.bias.as_ref().map(|b| b.val()), options)
+    let w = g.map(|g| fake_quant_weight(deconv.weight.val(), g, 1));
+    conv_transpose2d_module(deconv, x, w)
 }
 
 impl PhotoCodec {

@@ -148,6 +148,76 @@ pub fn run(cfg: &BenchConfig, pixels: &[f32]) -> Result<BenchResult, Error> {
     })
 }
 
+/// Times training (forward with noise, backward, Adam; one quality level per step as the
+/// trainer draws them) and inference (analysis + synthesis) of the photo codec `photo` on
+/// `batch` (training) and `infer_batch` synthetic `crop × crop` crops; rates in crops per second.
+pub fn run_photo(
+    cfg: &BenchConfig,
+    photo: &crate::model::photo::PhotoConfig,
+    crop: usize,
+) -> Result<BenchResult, Error> {
+    use crate::model::photo::TOTAL_STRIDE;
+    if cfg.batch == 0 || cfg.infer_batch == 0 || cfg.steps == 0 || cfg.repeats == 0 {
+        return Err(Error::Invalid(
+            "batch sizes, steps and repeats must be positive".into(),
+        ));
+    }
+    if crop == 0 || !crop.is_multiple_of(TOTAL_STRIDE) {
+        return Err(Error::Invalid(format!(
+            "bench: the crop must be a positive multiple of {TOTAL_STRIDE}, not {crop}"
+        )));
+    }
+    photo.validate()?;
+    let device = crate::train_device();
+    let mut model = photo.init(&device);
+    let mut optim = burn::optim::AdamConfig::new().init();
+    let (c, m, ls) = (photo.channels, photo.latent, crop / TOTAL_STRIDE);
+    let crops = |s: usize, b: usize, device: &Device| {
+        let v: Vec<f32> = (0..b * c * crop * crop)
+            .map(|i| (((s * 7919 + i) * 2_654_435_761usize) % 256) as f32 / 255.0)
+            .collect();
+        Tensor::<4>::from_data(TensorData::new(v, [b, c, crop, crop]), device)
+    };
+    let mut rng = crate::rng::seeded(0);
+    let mut train_rates = Vec::new();
+    for r in 0..=cfg.repeats {
+        let start = Instant::now();
+        for s in 0..cfg.steps {
+            let level = s % photo.levels();
+            let x = crops(s, cfg.batch, &device);
+            let u: Vec<f32> = (0..cfg.batch * m * ls * ls)
+                .map(|_| rand::Rng::random::<f32>(&mut rng) - 0.5)
+                .collect();
+            let u = Tensor::<4>::from_data(TensorData::new(u, [cfg.batch, m, ls, ls]), &device);
+            let terms = model.loss(x, u, level, photo.lambdas[level], true, None);
+            let grads = GradientsParams::from_grads(terms.loss.backward(), &model);
+            model = optim.step(1e-4, model, grads);
+        }
+        let _ = model.log_steps.val().into_data();
+        if r > 0 {
+            train_rates.push((cfg.steps * cfg.batch) as f64 / start.elapsed().as_secs_f64());
+        }
+    }
+    let valid = model.valid();
+    let plain = crate::compute_device();
+    let mut infer_rates = Vec::new();
+    for r in 0..=cfg.repeats {
+        let start = Instant::now();
+        for s in 0..cfg.steps {
+            let x = crops(s, cfg.infer_batch, &plain);
+            let _ = valid.synthesis(valid.analysis(x)).into_data();
+        }
+        if r > 0 {
+            infer_rates.push((cfg.steps * cfg.infer_batch) as f64 / start.elapsed().as_secs_f64());
+        }
+    }
+    Ok(BenchResult {
+        train: median(train_rates),
+        infer: median(infer_rates),
+        phases: None,
+    })
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
