@@ -553,10 +553,94 @@ mod kernels {
         (phi, lo, hi.max(lo), d)
     }
 
+    /// Output rows shorter than this are gathered and scattered through [`tap_table`]: the
+    /// per-row runs of [`im2col`] and [`col2im`] would be a few values each.
+    const ROW_RUNS: usize = 24;
+
+    /// For each tap `(ki, kj)` and output position `(oy, ox)`, one plus the offset in the
+    /// image of the pixel it reads, or 0 where it reads the zero padding: `[kh·kw, oh·ow]`.
+    fn tap_table(g: &Geom) -> Vec<u32> {
+        let mut t = Vec::with_capacity(g.kh * g.kw * g.oh * g.ow);
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                for oy in 0..g.oh {
+                    let iy = (oy * g.sh + ki).wrapping_sub(g.pt);
+                    for ox in 0..g.ow {
+                        let ix = (ox * g.sw + kj).wrapping_sub(g.pl);
+                        let inside = iy < g.h && ix < g.w;
+                        t.push(if inside {
+                            (iy * g.w + ix + 1) as u32
+                        } else {
+                            0
+                        });
+                    }
+                }
+            }
+        }
+        t
+    }
+
+    /// [`im2col`] for short rows: a gather through [`tap_table`] from the plane behind a zero.
+    fn im2col_table(x: &[f32], g: &Geom) -> Vec<f32> {
+        let (p, ncols, taps, hw) = (g.oh * g.ow, g.cols(), g.kh * g.kw, g.h * g.w);
+        let mut cols = vec![0.0f32; g.rows() * ncols];
+        if ncols == 0 || hw == 0 {
+            return cols;
+        }
+        let table = tap_table(g);
+        cols.par_chunks_mut(taps * ncols)
+            .enumerate()
+            .for_each(|(ci, block)| {
+                let mut padded = vec![0.0f32; hw + 1];
+                for b in 0..g.n {
+                    padded[1..].copy_from_slice(&x[(b * g.c + ci) * hw..][..hw]);
+                    for (t, idx) in table.chunks_exact(p).enumerate() {
+                        let dst = &mut block[t * ncols + b * p..][..p];
+                        for (d, &i) in dst.iter_mut().zip(idx) {
+                            *d = padded[i as usize];
+                        }
+                    }
+                }
+            });
+        cols
+    }
+
+    /// [`col2im`] for short rows: a scatter-add through [`tap_table`] (padding lands on the
+    /// discarded slot 0).
+    fn col2im_table(cols: &[f32], g: &Geom) -> Vec<f32> {
+        let (p, ncols, taps, hw) = (g.oh * g.ow, g.cols(), g.kh * g.kw, g.h * g.w);
+        let mut x = vec![0.0f32; g.n * g.c * hw];
+        if hw == 0 || ncols == 0 {
+            return x;
+        }
+        let table = tap_table(g);
+        x.par_chunks_mut(hw)
+            .enumerate()
+            .for_each(|(plane_i, plane)| {
+                let (b, ci) = (plane_i / g.c, plane_i % g.c);
+                let mut padded = vec![0.0f32; hw + 1];
+                for (t, idx) in table.chunks_exact(p).enumerate() {
+                    let src = &cols[(ci * taps + t) * ncols + b * p..][..p];
+                    for (v, &i) in src.iter().zip(idx) {
+                        padded[i as usize] += *v;
+                    }
+                }
+                plane.copy_from_slice(&padded[1..]);
+            });
+        x
+    }
+
     /// `[c·kh·kw, n·oh·ow]`: row `(ci, ki, kj)`, column `(b, oy, ox)` holds
     /// `x[b, ci, oy·sh + ki − pt, ox·sw + kj − pl]` (zero outside the image). Each image row is
     /// split into its `sw` phases once, then copied in contiguous runs to the rows that read it.
     pub fn im2col(x: &[f32], g: &Geom) -> Vec<f32> {
+        match g.ow < ROW_RUNS {
+            true => im2col_table(x, g),
+            false => im2col_rows(x, g),
+        }
+    }
+
+    fn im2col_rows(x: &[f32], g: &Geom) -> Vec<f32> {
         let (p, ncols, taps) = (g.oh * g.ow, g.cols(), g.kh * g.kw);
         let mut cols = vec![0.0f32; g.rows() * ncols];
         if ncols == 0 || g.h * g.w == 0 {
@@ -608,6 +692,13 @@ mod kernels {
     /// was read from. Each image row is gathered per phase with contiguous adds, then
     /// interleaved once.
     pub fn col2im(cols: &[f32], g: &Geom) -> Vec<f32> {
+        match g.ow < ROW_RUNS {
+            true => col2im_table(cols, g),
+            false => col2im_rows(cols, g),
+        }
+    }
+
+    fn col2im_rows(cols: &[f32], g: &Geom) -> Vec<f32> {
         let (p, ncols, hw) = (g.oh * g.ow, g.cols(), g.h * g.w);
         let mut x = vec![0.0f32; g.n * g.c * hw];
         if hw == 0 || ncols == 0 {
@@ -853,6 +944,57 @@ mod kernels {
         let dw = gemm_long_k(Mat::rm(&xt, nc), Mat::tr(&dcols, nc), ci, nc, r);
         (dx, dw)
     }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use rand::Rng;
+
+        /// The two ways of reading columns agree exactly, and of adding them back to float
+        /// rounding, on random geometries with short and long rows.
+        #[test]
+        fn row_runs_and_tap_tables_agree() {
+            let mut rng = crate::rng::seeded(0xc2);
+            for _ in 0..60 {
+                let (kh, kw) = (rng.random_range(1..=5), rng.random_range(1..=5));
+                let (sh, sw) = (rng.random_range(1..=3), rng.random_range(1..=3));
+                let (h, w) = (rng.random_range(1..=9), rng.random_range(1..=70));
+                let (pt, pl) = (rng.random_range(0..kh), rng.random_range(0..kw));
+                let (pb, pr) = (rng.random_range(0..kh), rng.random_range(0..kw));
+                if h + pt + pb < kh || w + pl + pr < kw {
+                    continue;
+                }
+                let (n, c) = (rng.random_range(1..=2), rng.random_range(1..=3));
+                let g = Geom {
+                    n,
+                    c,
+                    h,
+                    w,
+                    kh,
+                    kw,
+                    sh,
+                    sw,
+                    pt,
+                    pl,
+                    oh: (h + pt + pb - kh) / sh + 1,
+                    ow: (w + pl + pr - kw) / sw + 1,
+                };
+                let x: Vec<f32> = (0..n * c * h * w)
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect();
+                assert_eq!(im2col_rows(&x, &g), im2col_table(&x, &g), "{g:?}");
+                let cols: Vec<f32> = (0..g.rows() * g.cols())
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect();
+                let (a, b) = (col2im_rows(&cols, &g), col2im_table(&cols, &g));
+                let worst = a
+                    .iter()
+                    .zip(&b)
+                    .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+                assert!(worst <= 1e-5, "{g:?}: off by {worst}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -978,6 +1120,7 @@ mod tests {
             ([1, 3, 17, 16], [6, 3, 5, 5], p2, "conv rgb, no dx"),
             ([3, 5, 16, 17], [6, 5, 3, 3], p1, "conv 3x3/2"),
             ([4, 1, 28, 28], [8, 1, 3, 3], p1, "seed enc1"),
+            ([2, 2, 11, 64], [3, 2, 5, 5], p2, "conv, long rows"),
         ];
         for (xs, ws, p, what) in convs {
             check_conv(xs, ws, conv([2, 2], p), what, &mut rng);
@@ -985,6 +1128,7 @@ mod tests {
         let deconvs = [
             ([2, 6, 5, 7], [6, 3, 4, 4], "deconv 4x4/2"),
             ([2, 4, 7, 7], [4, 1, 4, 4], "deconv to 1"),
+            ([2, 3, 5, 30], [3, 2, 4, 4], "deconv, long rows"),
         ];
         for (xs, ws, what) in deconvs {
             check_deconv(xs, ws, deconv([2, 2], [1, 1], [0, 0]), what, &mut rng);
