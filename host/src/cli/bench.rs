@@ -49,6 +49,14 @@ pub fn run_bench(a: BenchArgs) -> Result<(), Error> {
     } else {
         "burn"
     };
+    let cfg = edgevae::train::bench::BenchConfig {
+        batch: a.batch,
+        infer_batch: a.infer_batch,
+        steps: a.steps,
+        repeats: a.repeats,
+        latent: a.latent,
+        phases: a.phases,
+    };
     if let Some(kind) = a.photo {
         let mut photo = match kind {
             PhotoKind::Gray => edgevae::model::photo::PhotoConfig::gray(),
@@ -56,14 +64,6 @@ pub fn run_bench(a: BenchArgs) -> Result<(), Error> {
         };
         photo.latent = 96;
         photo.dec = [96, 64, 48];
-        let cfg = edgevae::train::bench::BenchConfig {
-            batch: a.batch,
-            infer_batch: a.infer_batch,
-            steps: a.steps,
-            repeats: a.repeats,
-            latent: photo.latent,
-            phases: false,
-        };
         let r = edgevae::train::bench::run_photo(&cfg, &photo, a.crop)?;
         println!(
             "photo {}x{}, backend {}, conv {conv}, {} threads: train {:.1} crops/s (batch {}), \
@@ -87,14 +87,6 @@ pub fn run_bench(a: BenchArgs) -> Result<(), Error> {
         _ => (0..10_000 * IMAGE_PIXELS)
             .map(|i| ((i * 2_654_435_761usize) % 256) as f32 / 255.0)
             .collect(),
-    };
-    let cfg = edgevae::train::bench::BenchConfig {
-        batch: a.batch,
-        infer_batch: a.infer_batch,
-        steps: a.steps,
-        repeats: a.repeats,
-        latent: a.latent,
-        phases: a.phases,
     };
     let r = edgevae::train::bench::run(&cfg, &pixels)?;
     println!(

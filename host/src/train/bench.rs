@@ -22,9 +22,9 @@ pub struct BenchConfig {
     pub steps: usize,
     /// Timed repetitions (after one untimed warm-up); the median is reported.
     pub repeats: usize,
-    /// Latent size of the model.
+    /// Latent size of the seed network (`run`; `run_photo` takes the codec's own).
     pub latent: usize,
-    /// Also time the phases of a training step ([`StepPhases`]), synchronising the device
+    /// Also time the phases of a training step ([`StepPhases`]; `run` only), synchronising the device
     /// between them.
     pub phases: bool,
 }
@@ -71,28 +71,25 @@ pub fn run(cfg: &BenchConfig, pixels: &[f32]) -> Result<BenchResult, Error> {
         TrainConfig::adam(),
     );
     let device = crate::train_device();
-    let mut model = init_model(&train_cfg.model, &device, 0);
+    let model = init_model(&train_cfg.model, &device, 0);
     let mut rng = crate::rng::seeded(0);
     let mut optim = train_cfg.optimizer.init();
     let batch_idx =
         |s: usize, b: usize| -> Vec<usize> { (0..b).map(|k| (s * b + k) % n).collect() };
 
-    let mut train_rates = Vec::new();
-    for r in 0..=cfg.repeats {
-        let start = Instant::now();
-        for s in 0..cfg.steps {
-            let x = batch_tensor(pixels, &batch_idx(s, cfg.batch), &device);
-            let eps = crate::rng::normal_tensor(&mut rng, cfg.batch, cfg.latent, &device);
-            let terms = model.loss(x, eps, 1.0, Likelihood::Bernoulli);
-            let grads = GradientsParams::from_grads(terms.loss.backward(), &model);
-            model = optim.step(train_cfg.learning_rate, model, grads);
+    let (train, trained) = timed(cfg, cfg.batch, model, |model, s, last| {
+        let x = batch_tensor(pixels, &batch_idx(s, cfg.batch), &device);
+        let eps = crate::rng::normal_tensor(&mut rng, cfg.batch, cfg.latent, &device);
+        let terms = model.loss(x, eps, 1.0, Likelihood::Bernoulli);
+        let grads = GradientsParams::from_grads(terms.loss.backward(), &model);
+        let model = optim.step(train_cfg.learning_rate, model, grads);
+        if last {
+            // Reading a parameter waits for all queued work.
+            let _ = model.enc1.weight.val().into_data();
         }
-        // Reading a parameter waits for all queued work.
-        let _ = model.enc1.weight.val().into_data();
-        if r > 0 {
-            train_rates.push((cfg.steps * cfg.batch) as f64 / start.elapsed().as_secs_f64());
-        }
-    }
+        model
+    });
+    let mut model = trained;
 
     let mut phases = None;
     if cfg.phases {
@@ -129,21 +126,13 @@ pub fn run(cfg: &BenchConfig, pixels: &[f32]) -> Result<BenchResult, Error> {
 
     let valid = model.valid();
     let plain = crate::compute_device();
-    let mut infer_rates = Vec::new();
-    for r in 0..=cfg.repeats {
-        let start = Instant::now();
-        for s in 0..cfg.steps {
-            let x = batch_tensor(pixels, &batch_idx(s, cfg.infer_batch), &plain);
-            let img = valid.decode_image(valid.encode_mu(x));
-            let _ = img.into_data();
-        }
-        if r > 0 {
-            infer_rates.push((cfg.steps * cfg.infer_batch) as f64 / start.elapsed().as_secs_f64());
-        }
-    }
+    let (infer, ()) = timed(cfg, cfg.infer_batch, (), |(), s, _| {
+        let x = batch_tensor(pixels, &batch_idx(s, cfg.infer_batch), &plain);
+        let _ = valid.decode_image(valid.encode_mu(x)).into_data();
+    });
     Ok(BenchResult {
-        train: median(train_rates),
-        infer: median(infer_rates),
+        train,
+        infer,
         phases,
     })
 }
@@ -169,7 +158,7 @@ pub fn run_photo(
     }
     photo.validate()?;
     let device = crate::train_device();
-    let mut model = photo.init(&device);
+    let model = photo.init(&device);
     let mut optim = burn::optim::AdamConfig::new().init();
     let (c, m, ls) = (photo.channels, photo.latent, crop / TOTAL_STRIDE);
     let crops = |s: usize, b: usize, device: &Device| {
@@ -179,43 +168,55 @@ pub fn run_photo(
         Tensor::<4>::from_data(TensorData::new(v, [b, c, crop, crop]), device)
     };
     let mut rng = crate::rng::seeded(0);
-    let mut train_rates = Vec::new();
-    for r in 0..=cfg.repeats {
-        let start = Instant::now();
-        for s in 0..cfg.steps {
-            let level = s % photo.levels();
-            let x = crops(s, cfg.batch, &device);
-            let u: Vec<f32> = (0..cfg.batch * m * ls * ls)
-                .map(|_| rand::Rng::random::<f32>(&mut rng) - 0.5)
-                .collect();
-            let u = Tensor::<4>::from_data(TensorData::new(u, [cfg.batch, m, ls, ls]), &device);
-            let terms = model.loss(x, u, level, photo.lambdas[level], true, None);
-            let grads = GradientsParams::from_grads(terms.loss.backward(), &model);
-            model = optim.step(1e-4, model, grads);
+    let (train, model) = timed(cfg, cfg.batch, model, |model, s, last| {
+        let level = s % photo.levels();
+        let x = crops(s, cfg.batch, &device);
+        let u: Vec<f32> = (0..cfg.batch * m * ls * ls)
+            .map(|_| rand::Rng::random::<f32>(&mut rng) - 0.5)
+            .collect();
+        let u = Tensor::<4>::from_data(TensorData::new(u, [cfg.batch, m, ls, ls]), &device);
+        let terms = model.loss(x, u, level, photo.lambdas[level], true, None);
+        let grads = GradientsParams::from_grads(terms.loss.backward(), &model);
+        let model = optim.step(1e-4, model, grads);
+        if last {
+            let _ = model.log_steps.val().into_data();
         }
-        let _ = model.log_steps.val().into_data();
-        if r > 0 {
-            train_rates.push((cfg.steps * cfg.batch) as f64 / start.elapsed().as_secs_f64());
-        }
-    }
+        model
+    });
     let valid = model.valid();
     let plain = crate::compute_device();
-    let mut infer_rates = Vec::new();
+    let (infer, ()) = timed(cfg, cfg.infer_batch, (), |(), s, _| {
+        let x = crops(s, cfg.infer_batch, &plain);
+        let _ = valid.synthesis(valid.analysis(x)).into_data();
+    });
+    Ok(BenchResult {
+        train,
+        infer,
+        phases: None,
+    })
+}
+
+/// The median over `cfg.repeats` timed repetitions (after one untimed warm-up) of `cfg.steps`
+/// calls of `step(state, s, last)`, in items per second (`per_step` items a step), and the
+/// state the last call returned (the trained model). `last` marks each repetition's final
+/// step, which waits for the device.
+fn timed<S>(
+    cfg: &BenchConfig,
+    per_step: usize,
+    mut state: S,
+    mut step: impl FnMut(S, usize, bool) -> S,
+) -> (f64, S) {
+    let mut rates = Vec::new();
     for r in 0..=cfg.repeats {
         let start = Instant::now();
         for s in 0..cfg.steps {
-            let x = crops(s, cfg.infer_batch, &plain);
-            let _ = valid.synthesis(valid.analysis(x)).into_data();
+            state = step(state, s, s + 1 == cfg.steps);
         }
         if r > 0 {
-            infer_rates.push((cfg.steps * cfg.infer_batch) as f64 / start.elapsed().as_secs_f64());
+            rates.push((cfg.steps * per_step) as f64 / start.elapsed().as_secs_f64());
         }
     }
-    Ok(BenchResult {
-        train: median(train_rates),
-        infer: median(infer_rates),
-        phases: None,
-    })
+    (median(rates), state)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
