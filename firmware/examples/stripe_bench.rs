@@ -3,7 +3,10 @@
 //! `qemu-aarch64 -plugin libinsncount.so` (run with REPS and with 0, subtract, divide; see
 //! `boards/BENCH.md`, "Stripe engine (issue 20)"):
 //!
-//!     stripe_bench fast|scalar compress|encode WIDTH HEIGHT REPS [LAYERS]
+//!     stripe_bench fast|scalar compress|encode|decompress WIDTH HEIGHT REPS [LAYERS]
+//!
+//! `decompress` compresses the frame once, then decodes that stream `REPS` times with the
+//! stripe decoder (`stripe_decode::decompress`, the model's decoder, row by row).
 //!
 //! The model is `synthetic_frame(&FrameSpec::photo(1, 1))` (the shipped photo structure: 5×5/2
 //! → 24, 3×3/2 → 32, 48, 64-channel latent, 640 pixels wide at most), the frame a deterministic
@@ -15,6 +18,7 @@
 use edgevae_firmware::engine::{Fast, KernelSet, Scalar};
 use edgevae_firmware::kernels::neon_scratch;
 use edgevae_firmware::stripe::{self, required_arena, required_arena_with, SliceRows};
+use edgevae_firmware::stripe_decode::{self, RowSink};
 use edgevae_shared::build::{synthetic_frame, FrameSpec, XorShift};
 use edgevae_shared::format::Model;
 
@@ -87,6 +91,67 @@ fn bench<K: KernelSet>(
     );
 }
 
+/// A sink that folds the decoded rows into a checksum (the frame is never held).
+struct Checksum(u32);
+
+impl RowSink for Checksum {
+    type Error = core::convert::Infallible;
+    fn write_row(&mut self, _: usize, pixels: &[u8]) -> Result<(), Self::Error> {
+        for &p in pixels {
+            self.0 = self.0.wrapping_mul(31).wrapping_add(p as u32);
+        }
+        Ok(())
+    }
+}
+
+fn bench_decode<K: KernelSet>(
+    model: &Model<'_>,
+    rows: usize,
+    cols: usize,
+    reps: usize,
+    arena_len: usize,
+) {
+    let px = pseudo_photo(rows, cols);
+    let enc_len = required_arena::<Scalar>(model, cols)
+        .into_iter()
+        .chain(required_arena::<K>(model, cols))
+        .max()
+        .unwrap_or(0);
+    let mut arena = vec![0u8; enc_len.max(arena_len)];
+    let mut out = vec![0u8; rows * cols + 4096];
+    let mut src = SliceRows::new(&px, cols, 1);
+    let bits = stripe::compress::<K, _>(model, LEVEL, rows, cols, &mut src, &mut arena, &mut out)
+        .unwrap_or_else(|e| {
+            eprintln!("stripe: {e}");
+            std::process::exit(1)
+        });
+    let stream = &out[..bits.div_ceil(8)];
+    let mut sum = 0u32;
+    for _ in 0..reps {
+        let mut sink = Checksum(0);
+        let r = stripe_decode::decompress::<K, _>(
+            model,
+            LEVEL,
+            rows,
+            cols,
+            stream,
+            &mut arena[..arena_len],
+            &mut sink,
+        );
+        if let Err(e) = r {
+            eprintln!("stripe_decode: {e}");
+            std::process::exit(1);
+        }
+        sum = std::hint::black_box(sink.0);
+    }
+    let macs = stripe_decode::decoder_macs(model, rows, cols).unwrap_or(0);
+    eprintln!(
+        "{cols}x{rows}: decoder {} MACs ({:.1}/pixel), arena {arena_len} B, {bits} bits, frame checksum {sum:08x}",
+        macs,
+        macs as f64 / (rows * cols) as f64,
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let mut spec = FrameSpec::photo(1, 1);
@@ -108,7 +173,9 @@ fn main() {
         args.get(4).and_then(|s| s.parse::<usize>().ok()),
         args.get(5).and_then(|s| s.parse::<usize>().ok()),
     ) else {
-        eprintln!("usage: stripe_bench fast|scalar compress|encode WIDTH HEIGHT REPS [LAYERS]");
+        eprintln!(
+            "usage: stripe_bench fast|scalar compress|encode|decompress WIDTH HEIGHT REPS [LAYERS]"
+        );
         std::process::exit(2);
     };
     let model = Model::from_bytes(&model).unwrap_or_else(|e| {
@@ -116,6 +183,7 @@ fn main() {
         std::process::exit(1)
     });
     let coding = mode == "compress";
+    let decoding = mode == "decompress";
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
     let dotprod = std::arch::is_aarch64_feature_detected!("dotprod");
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
@@ -134,6 +202,11 @@ fn main() {
     if set == "scalar" {
         let arena = need(required_arena::<Scalar>(&model, cols));
         eprintln!("scalar kernels, {mode}");
+        if decoding {
+            let arena = need(stripe_decode::required_arena::<Scalar>(&model, cols));
+            bench_decode::<Scalar>(&model, rows, cols, reps, arena);
+            return;
+        }
         bench::<Scalar>(&model, coding, rows, cols, reps, arena);
     } else {
         let arena = need(required_arena::<Fast>(&model, cols)).max(need(required_arena_with(
@@ -145,6 +218,17 @@ fn main() {
             "fast kernels{}, {mode}",
             if dotprod { " (SDOT)" } else { "" }
         );
+        if decoding {
+            let arena = need(stripe_decode::required_arena::<Fast>(&model, cols)).max(need(
+                stripe_decode::required_arena_with(
+                    &model,
+                    cols,
+                    neon_scratch::conv_transpose2d_scratch_size,
+                ),
+            ));
+            bench_decode::<Fast>(&model, rows, cols, reps, arena);
+            return;
+        }
         bench::<Fast>(&model, coding, rows, cols, reps, arena);
     }
 }

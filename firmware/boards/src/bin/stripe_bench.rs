@@ -5,6 +5,11 @@
 //! (`stripe::compress`) and without (`stripe::encode`). All runs must give the same latent
 //! (checksum) and the compressed ones the same bits.
 //!
+//! Then the stripe decoder (`stripe_decode::decompress`) turns that stream back into the frame,
+//! row by row, through the model's decoder (4×4/2 transposed convolutions 64 → 64, 48, 32 → 1):
+//! the DSP path in its fastest arena and in its minimum, the scalar reference in its minimum;
+//! all three must give the same pixels (checksum).
+//!
 //! The frame is generated row by row as a camera would deliver it: the pseudo-photo of
 //! `firmware/examples/stripe_bench.rs` (same pixels, so the same bits as on aarch64).
 //! The model file is written by build.rs (encoder pre-laid blocks only).
@@ -19,6 +24,7 @@ use edgevae_boards::{exit, PseudoPhoto, Ticks};
 use edgevae_firmware::engine::{Fast, KernelSet, Scalar};
 use edgevae_firmware::kernels::dsp_scratch;
 use edgevae_firmware::stripe::{self, required_arena, required_arena_with};
+use edgevae_firmware::stripe_decode::{self, RowSink};
 use edgevae_shared::Model;
 
 /// Must match the `-icount shift` of the runner: one SysTick tick is 40 ns of virtual time
@@ -46,6 +52,42 @@ static MODEL: &[u8] = &edgevae_boards::Aligned(*include_bytes!(concat!(
 
 static mut ARENA_BUF: [u8; ARENA] = [0; ARENA];
 static mut OUT: [u8; 32 * 1024] = [0; 32 * 1024];
+/// The stripe decoder's arena (checked against `stripe_decode::required_arena_with` at run time).
+const DEC_ARENA: usize = 128 * 1024;
+static mut DEC_ARENA_BUF: [u8; DEC_ARENA] = [0; DEC_ARENA];
+
+/// Folds the decoded rows into a checksum (the frame is never held).
+struct Checksum(u32);
+
+impl RowSink for Checksum {
+    type Error = core::convert::Infallible;
+    fn write_row(&mut self, _: usize, pixels: &[u8]) -> Result<(), Self::Error> {
+        for &p in pixels {
+            self.0 = self.0.wrapping_mul(31).wrapping_add(p as u32);
+        }
+        Ok(())
+    }
+}
+
+/// One decode of `stream` with kernel set `K` in `arena`: (instructions, pixel checksum).
+fn decode<K: KernelSet>(
+    ticks: &mut Ticks,
+    model: &Model<'_>,
+    stream: &[u8],
+    arena: &mut [u8],
+) -> Option<(u64, u32)> {
+    let mut sink = Checksum(0);
+    let t0 = ticks.now();
+    let r = stripe_decode::decompress::<K, _>(model, LEVEL, ROWS, COLS, stream, arena, &mut sink);
+    let t1 = ticks.now();
+    match r {
+        Ok(()) => Some((((t1 - t0) * 40) >> ICOUNT_SHIFT, sink.0)),
+        Err(e) => {
+            defmt::println!("stripe_decode: {}", e);
+            None
+        }
+    }
+}
 
 struct Ratio(u64, u64);
 
@@ -106,10 +148,11 @@ fn main() -> ! {
     let cp = cortex_m::Peripherals::take().unwrap_or_else(|| exit(false));
     let mut ticks = Ticks::new(cp.SYST);
     // SAFETY: single-threaded, the only references to these statics are taken here, once.
-    let (arena, out) = unsafe {
+    let (arena, out, dec_arena) = unsafe {
         (
             &mut *core::ptr::addr_of_mut!(ARENA_BUF),
             &mut *core::ptr::addr_of_mut!(OUT),
+            &mut *core::ptr::addr_of_mut!(DEC_ARENA_BUF),
         )
     };
     let Ok(model) = Model::from_bytes(MODEL) else {
@@ -194,6 +237,59 @@ fn main() -> ! {
                 Ratio(instr, macs),
                 coding_cost,
                 Ratio(coding_cost * 100, with_coding),
+                sum,
+                if same { "ok" } else { "MISMATCH" }
+            );
+        }
+    }
+    if let (false, Some((bits, _))) = (PREFIX, reference) {
+        let stream = out.get(..bits.div_ceil(8)).unwrap_or(&[]);
+        let min = stripe_decode::required_arena::<Scalar>(&model, COLS).unwrap_or(usize::MAX);
+        let fastest = stripe_decode::required_arena_with(
+            &model,
+            COLS,
+            dsp_scratch::conv_transpose2d_scratch_size,
+        )
+        .unwrap_or(usize::MAX);
+        let macs = stripe_decode::decoder_macs(&model, ROWS, COLS).unwrap_or(0);
+        defmt::println!(
+            "stripe decoder: {=u64} MACs; arena: minimum {=usize} B, DSP fastest {=usize} B (static {=usize} B)",
+            macs,
+            min,
+            fastest,
+            DEC_ARENA
+        );
+        if fastest > DEC_ARENA {
+            defmt::println!("static decoder arena too small");
+            exit(false);
+        }
+        let mut first: Option<u32> = None;
+        let runs: [(&str, bool, usize); 3] = [
+            ("dsp, fastest arena", true, fastest),
+            ("dsp, minimum arena", true, min),
+            ("scalar, minimum arena", false, min),
+        ];
+        for (name, dsp, len) in runs {
+            let Some(a) = dec_arena.get_mut(..len) else {
+                exit(false)
+            };
+            let r = if dsp {
+                decode::<Fast>(&mut ticks, &model, stream, a)
+            } else {
+                decode::<Scalar>(&mut ticks, &model, stream, a)
+            };
+            let Some((instr, sum)) = r else {
+                exit(false)
+            };
+            let same = *first.get_or_insert(sum) == sum;
+            ok &= same;
+            defmt::println!(
+                "{} | decompress | {=u64} instr | {} /pixel | {} /MAC | {=usize} B arena | pixels {=u32:x} {}",
+                name,
+                instr,
+                Ratio(instr, pixels),
+                Ratio(instr, macs),
+                len,
                 sum,
                 if same { "ok" } else { "MISMATCH" }
             );
