@@ -192,6 +192,24 @@ pub fn qat_plan(
     Ok(plan)
 }
 
+/// How far a latent channel's range may grow past its frozen int8 unit before the frozen plan
+/// is measured again: beyond it the quantizer would clip that channel's largest values.
+const STALE_UNIT: f32 = 1.05;
+
+/// The latent channel whose range has outgrown the frozen `plan` the most (`fresh` measured on
+/// the same crops now), as (channel, fresh unit ÷ frozen unit), if any grew past
+/// [`STALE_UNIT`]. A run resumed on a new schedule (a restart at a higher learning rate) can
+/// widen the latent after its plan was frozen; the file's int8 latent then clips.
+pub fn stale_latent(plan: &QuantPlan, fresh: &QuantPlan) -> Option<(usize, f32)> {
+    plan.units
+        .iter()
+        .zip(&fresh.units)
+        .map(|(&old, &new)| new / old.max(f32::MIN_POSITIVE))
+        .enumerate()
+        .filter(|&(_, r)| r > STALE_UNIT)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
 /// The frozen plan of the run in `run_dir` (its `qat.json`), or `None` if it has none.
 pub fn read_qat_plan(run_dir: &Path) -> Result<Option<QuantPlan>, Error> {
     let path = run_dir.join(QAT_PLAN_FILE);
@@ -432,33 +450,59 @@ pub fn train_photo_from(
     });
     // The gains and latent units are measured once and frozen in `qat.json` (a resumed run
     // reads them back): the quantizer then rounds the weights exactly as training did.
-    let plan = match &cal_crops {
+    let mut plan = match &cal_crops {
         Some(crops) => Some(qat_plan(&model.valid(), crops, opts.run_dir.as_deref())?),
         None => None,
     };
-    let grids_of = |model: &PhotoCodec| -> Result<Option<ActGrids>, Error> {
-        let (Some(crops), Some(plan)) = (&cal_crops, &plan) else {
-            return Ok(None);
+    // At the start and at each checkpoint the plan is checked against the weights of now: a
+    // latent channel that outgrew its frozen unit gets the whole plan measured again (and
+    // written), so that training goes on under the grids the file will have.
+    let refresh = |model: &PhotoCodec,
+                   plan: &mut Option<QuantPlan>,
+                   step: usize|
+     -> Result<(), Error> {
+        let (Some(crops), Some(frozen)) = (&cal_crops, plan.as_ref()) else {
+            return Ok(());
         };
-        let t = crate::quantize::photo::qat_targets(&model.valid(), crops, QAT_SIDE, plan)?;
-        let grid = |v: Vec<Vec<f32>>| v.iter().map(|s| ActGrid::new(s, &device)).collect();
-        let weights = |gains: Vec<Vec<f32>>, dims: Vec<[usize; 4]>| {
-            gains
-                .into_iter()
-                .zip(dims)
-                .map(|(g, d)| Tensor::<4>::from_data(TensorData::new(g, d), &device))
-                .collect()
-        };
-        let enc_dims = model.enc.iter().map(|l| l.weight.val().dims()).collect();
-        let dec_dims = model.dec.iter().map(|l| l.weight.val().dims()).collect();
-        Ok(Some(ActGrids {
-            enc: grid(t.enc_steps),
-            dec: grid(t.dec_steps),
-            enc_weights: weights(t.enc_weight_gains, enc_dims),
-            dec_weights: weights(t.dec_weight_gains, dec_dims),
-        }))
+        let fresh = QuantPlan::measure(model, crops, QAT_SIDE)?;
+        if let Some((ch, ratio)) = stale_latent(frozen, &fresh) {
+            eprintln!(
+                "step {step}: latent channel {ch} outgrew the frozen quantization plan ({:.0} % of its int8 range); measured again",
+                100.0 * ratio
+            );
+            if let Some(p) = opts.run_dir.as_deref().map(|d| d.join(QAT_PLAN_FILE)) {
+                let json = serde_json::to_vec(&fresh).map_err(|e| Error::data(&p, e))?;
+                crate::files::write_atomic(&p, &json)?;
+            }
+            *plan = Some(fresh);
+        }
+        Ok(())
     };
-    let mut grids = grids_of(&model)?;
+    refresh(&model.valid(), &mut plan, state.steps_done)?;
+    let grids_of =
+        |model: &PhotoCodec, plan: &Option<QuantPlan>| -> Result<Option<ActGrids>, Error> {
+            let (Some(crops), Some(plan)) = (&cal_crops, plan) else {
+                return Ok(None);
+            };
+            let t = crate::quantize::photo::qat_targets(&model.valid(), crops, QAT_SIDE, plan)?;
+            let grid = |v: Vec<Vec<f32>>| v.iter().map(|s| ActGrid::new(s, &device)).collect();
+            let weights = |gains: Vec<Vec<f32>>, dims: Vec<[usize; 4]>| {
+                gains
+                    .into_iter()
+                    .zip(dims)
+                    .map(|(g, d)| Tensor::<4>::from_data(TensorData::new(g, d), &device))
+                    .collect()
+            };
+            let enc_dims = model.enc.iter().map(|l| l.weight.val().dims()).collect();
+            let dec_dims = model.dec.iter().map(|l| l.weight.val().dims()).collect();
+            Ok(Some(ActGrids {
+                enc: grid(t.enc_steps),
+                dec: grid(t.dec_steps),
+                enc_weights: weights(t.enc_weight_gains, enc_dims),
+                dec_weights: weights(t.dec_weight_gains, dec_dims),
+            }))
+        };
+    let mut grids = grids_of(&model, &plan)?;
     let (mut sum_loss, mut sum_psnr, mut sum_bpp, mut k) = (0.0f64, 0.0f64, 0.0f64, 0usize);
     let mut start = Instant::now();
     let first = state.steps_done;
@@ -534,7 +578,8 @@ pub fn train_photo_from(
             }
             // A resumed run measures the grids from this checkpoint as well.
             if done < cfg.steps {
-                grids = grids_of(&model)?;
+                refresh(&model.valid(), &mut plan, done)?;
+                grids = grids_of(&model, &plan)?;
             }
             (sum_loss, sum_psnr, sum_bpp, k) = (0.0, 0.0, 0.0, 0);
             start = Instant::now();
@@ -544,4 +589,29 @@ pub fn train_photo_from(
         model: model.valid(),
         log: state.log,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(units: &[f32]) -> QuantPlan {
+        QuantPlan {
+            enc_gains: vec![],
+            dec_gains: vec![],
+            units: units.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_latent_that_outgrew_its_frozen_unit_is_found() {
+        let frozen = plan(&[0.05, 0.02, 0.01]);
+        // Within 5 %, or narrower: the frozen plan stands.
+        assert_eq!(stale_latent(&frozen, &plan(&[0.052, 0.01, 0.0105])), None);
+        // The run's case: 0.0466 frozen, 0.0600 measured again (129 %); the worst channel wins.
+        let fresh = plan(&[0.06, 0.0233, 0.0129]);
+        let (ch, r) = stale_latent(&plan(&[0.0466, 0.02, 0.01]), &fresh).unwrap();
+        assert_eq!(ch, 2);
+        assert!((r - 1.29).abs() < 1e-3);
+    }
 }
