@@ -116,3 +116,31 @@ pub fn compute_device() -> Device {
 pub fn train_device() -> Device {
     compute_device().autodiff()
 }
+
+/// `n` autodiff devices of the selected backend for data-parallel training (`train --devices
+/// N`): discrete GPUs `0..n` for wgpu and Vulkan, CUDA devices `0..n`. The CPU backends have one
+/// device, which every shard then shares: the result is one device's up to float rounding
+/// (what the tests check), and it is no faster. An error for `n = 0`.
+pub fn train_devices(n: usize) -> Result<Vec<Device>, Error> {
+    if n == 0 {
+        return Err(Error::Invalid("--devices must be at least 1".into()));
+    }
+    if n == 1 {
+        return Ok(vec![train_device()]);
+    }
+    let one = |i: usize| -> Device {
+        match selected() {
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu => Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i)),
+            #[cfg(feature = "vulkan")]
+            Backend::Vulkan => Device::vulkan(burn::tensor::DeviceKind::DiscreteGpu(i)),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda => Device::cuda(i),
+            other => {
+                let _ = i;
+                other.device()
+            }
+        }
+    };
+    Ok((0..n).map(|i| one(i).autodiff()).collect())
+}

@@ -249,3 +249,50 @@ fn rate_distortion_training_lowers_its_loss() {
     let r2 = edgevae::model::logistic_rate_sum(z, 2.0).into_scalar::<f32>();
     assert!(r1.is_finite() && r2 > 0.0 && r2 < r1, "{r1} {r2}");
 }
+
+/// `--devices N`: each batch split across N devices (here N copies of the CPU device, the
+/// shards uneven for N = 3), the gradients summed per parameter by Burn's `step_multi`: every
+/// step's loss and the final weights are one device's up to float rounding (a shard given the
+/// wrong images or the wrong slice of the noise would not be).
+#[test]
+fn data_parallel_steps_equal_one_devices() {
+    let train_set = fashion(Split::Train, 200);
+    let cfg = tiny(1, 50);
+    let one = train::train(&cfg, &train_set, None, &TrainOptions::default()).unwrap();
+    for n in [2usize, 3] {
+        let opts = TrainOptions {
+            devices: Some(edgevae::backend::train_devices(n).unwrap()),
+            ..TrainOptions::default()
+        };
+        let many = train::train(&cfg, &train_set, None, &opts).unwrap();
+        assert_eq!(many.step_losses.len(), one.step_losses.len());
+        for (a, b) in one.step_losses.iter().zip(&many.step_losses) {
+            assert!(
+                (a - b).abs() <= 1e-4 * a.abs().max(1.0),
+                "{n} devices: loss {b} vs {a}"
+            );
+        }
+        for (la, lb) in layers(&one.model).iter().zip(layers(&many.model).iter()) {
+            let scale = la
+                .weight
+                .iter()
+                .fold(0f32, |m, &x| m.max(x.abs()))
+                .max(1e-3);
+            for (x, y) in la
+                .weight
+                .iter()
+                .zip(&lb.weight)
+                .chain(la.bias.iter().zip(&lb.bias))
+            {
+                assert!(
+                    (x - y).abs() <= 1e-3 * scale,
+                    "{n} devices: {} differs: {y} vs {x}",
+                    la.name
+                );
+            }
+        }
+    }
+    assert!(edgevae::backend::train_devices(0).is_err());
+    assert_eq!(train::shards(10, 3), vec![0..3, 3..6, 6..10]);
+    assert_eq!(train::shards(2, 5), vec![0..1, 1..2]);
+}

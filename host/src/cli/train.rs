@@ -59,6 +59,12 @@ pub struct TrainArgs {
     /// Train on the first N training images only.
     #[arg(long)]
     limit: Option<usize>,
+    /// Data parallelism: split each batch across N devices of the backend (GPUs 0..N of wgpu,
+    /// Vulkan or CUDA), the gradients summed per parameter on one of them by Burn's
+    /// `step_multi`. The CPU backends have one device, which every shard then shares (same
+    /// result, no faster). The 28×28 trainer only, for now.
+    #[arg(long, default_value_t = 1)]
+    devices: usize,
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
@@ -151,11 +157,18 @@ fn run_train_photo(a: TrainArgs, kind: &str) -> Result<(), Error> {
         Some(d) => Some(PhotoSet::new(load_photos(&d, channels)?, channels)?),
         None => None,
     };
+    if a.devices != 1 {
+        return Err(Error::Invalid(
+            "--devices is not implemented for the photo codec yet (the 28x28 trainer has it)"
+                .into(),
+        ));
+    }
     let opts = TrainOptions {
         run_dir: Some(a.out.clone()),
         resume: a.resume,
         progress: !a.quiet,
         max_steps: None,
+        devices: None,
     };
     eprintln!(
         "photo codec {kind}: {} training photos, encoder {:.0} MACs/pixel, decoder {:.0} MACs/pixel, {} levels",
@@ -223,6 +236,7 @@ pub fn run_train(a: TrainArgs) -> Result<(), Error> {
         resume: a.resume,
         progress: !a.quiet,
         max_steps: None,
+        devices: Some(edgevae::backend::train_devices(a.devices)?),
     };
     let outcome = edgevae::train::train(&cfg, &train_set, Some(&test_set), &opts)?;
     let test = edgevae::eval::evaluate(

@@ -12,7 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::{AdamConfig, GradientsParams, MultiGradientsParams};
 use burn::prelude::*;
 use burn::tensor::Bytes;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -177,6 +177,9 @@ pub struct TrainOptions {
     pub progress: bool,
     /// Stop after this many optimiser steps in total (for tests and benchmarks).
     pub max_steps: Option<usize>,
+    /// Data parallelism: each batch split across these devices (`None` or one device: the
+    /// process's training device). See [`crate::backend::train_devices`].
+    pub devices: Option<Vec<burn::tensor::Device>>,
 }
 
 /// What a training run produced.
@@ -188,6 +191,15 @@ pub struct TrainOutcome {
     pub epochs: Vec<EpochMetrics>,
     /// Optimised loss of every step of this invocation.
     pub step_losses: Vec<f32>,
+}
+
+/// `n` contiguous shards of `0..batch`, as even as they can be (empty shards dropped).
+pub fn shards(batch: usize, n: usize) -> Vec<std::ops::Range<usize>> {
+    let n = n.clamp(1, batch.max(1));
+    (0..n)
+        .map(|i| batch * i / n..batch * (i + 1) / n)
+        .filter(|r| !r.is_empty())
+        .collect()
 }
 
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
@@ -354,23 +366,50 @@ pub fn train(
                 break;
             }
             beta = cfg.beta_at(epoch, s as f64 / steps_per_epoch as f64);
-            let x = batch_tensor(&pixels, &order[s * batch..(s + 1) * batch], &device);
-            let terms = match cfg.rate_noise {
-                Some(width) => {
-                    let u = crate::rng::uniform_tensor(&mut rng, batch, cfg.model.latent, &device);
-                    model.rate_loss(x, u, width, beta, cfg.model.likelihood())
-                }
-                None => {
-                    let eps = crate::rng::normal_tensor(&mut rng, batch, cfg.model.latent, &device);
-                    model.loss(x, eps, beta, cfg.model.likelihood())
+            let idx = &order[s * batch..(s + 1) * batch];
+            let noise = match cfg.rate_noise {
+                Some(_) => crate::rng::uniform_tensor(&mut rng, batch, cfg.model.latent, &device),
+                None => crate::rng::normal_tensor(&mut rng, batch, cfg.model.latent, &device),
+            };
+            let terms_on = |model: &Vae, idx: &[usize], noise: Tensor<2>, dev: &Device| {
+                let x = batch_tensor(&pixels, idx, dev);
+                match cfg.rate_noise {
+                    Some(width) => model.rate_loss(x, noise, width, beta, cfg.model.likelihood()),
+                    None => model.loss(x, noise, beta, cfg.model.likelihood()),
                 }
             };
-            let bce = terms.bce.clone().into_scalar::<f32>() as f64;
-            let kl = terms.kl.clone().into_scalar::<f32>() as f64;
-            let loss = bce + beta * kl;
-            let grads = GradientsParams::from_grads(terms.loss.backward(), &model);
             let lr = cfg.lr_at(epoch * steps_per_epoch + s, cfg.epochs * steps_per_epoch);
-            model = optim.step(lr, model, grads);
+            let (bce, kl);
+            match opts.devices.as_deref().filter(|d| d.len() > 1) {
+                None => {
+                    let terms = terms_on(&model, idx, noise, &device);
+                    bce = terms.bce.clone().into_scalar::<f32>() as f64;
+                    kl = terms.kl.clone().into_scalar::<f32>() as f64;
+                    let grads = GradientsParams::from_grads(terms.loss.backward(), &model);
+                    model = optim.step(lr, model, grads);
+                }
+                Some(devices) => {
+                    // Each device takes a shard of the batch with its own copy of the model;
+                    // each shard's loss is weighted by its share, so the gradients Burn sums
+                    // per parameter (`step_multi`) are the whole batch's mean.
+                    let mut multi = MultiGradientsParams::default();
+                    let (mut b, mut k) = (0.0, 0.0);
+                    for (dev, r) in devices.iter().zip(shards(batch, devices.len())) {
+                        let share = r.len() as f64 / batch as f64;
+                        let copy = model.clone().fork(dev);
+                        let eps = noise.clone().narrow(0, r.start, r.len()).to_device(dev);
+                        let terms = terms_on(&copy, &idx[r], eps, dev);
+                        b += share * terms.bce.clone().into_scalar::<f32>() as f64;
+                        k += share * terms.kl.clone().into_scalar::<f32>() as f64;
+                        let loss = terms.loss.mul_scalar(share);
+                        let grads = GradientsParams::from_grads(loss.backward(), &copy);
+                        multi.grads.push((grads, dev.clone()));
+                    }
+                    (bce, kl) = (b, k);
+                    model = optim.step_multi(lr, model, multi);
+                }
+            }
+            let loss = bce + beta * kl;
 
             sum_loss += loss;
             sum_bce += bce;
