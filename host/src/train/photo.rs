@@ -193,8 +193,11 @@ pub fn qat_plan(
 }
 
 /// How far a latent channel's range may grow past its frozen int8 unit before the frozen plan
-/// is measured again: beyond it the quantizer would clip that channel's largest values.
-const STALE_UNIT: f32 = 1.05;
+/// is measured again: beyond it the quantizer clips that channel's largest values. Between two
+/// checkpoints the largest of 96 channels' ranges moves by 5–20 % without any trend (the
+/// photo-gray-next run, checked every 500 steps at 1.05); the failure this guards against was
+/// 1.29–1.32, and each new plan moves every grid the weights are being fitted to.
+const STALE_UNIT: f32 = 1.25;
 
 /// The latent channel whose range has outgrown the frozen `plan` the most (`fresh` measured on
 /// the same crops now), as (channel, fresh unit ÷ frozen unit), if any grew past
@@ -606,8 +609,8 @@ mod tests {
     #[test]
     fn a_latent_that_outgrew_its_frozen_unit_is_found() {
         let frozen = plan(&[0.05, 0.02, 0.01]);
-        // Within 5 %, or narrower: the frozen plan stands.
-        assert_eq!(stale_latent(&frozen, &plan(&[0.052, 0.01, 0.0105])), None);
+        // Within 25 %, or narrower: the frozen plan stands.
+        assert_eq!(stale_latent(&frozen, &plan(&[0.062, 0.01, 0.0124])), None);
         // The run's case: 0.0466 frozen, 0.0600 measured again (129 %); the worst channel wins.
         let fresh = plan(&[0.06, 0.0233, 0.0129]);
         let (ch, r) = stale_latent(&plan(&[0.0466, 0.02, 0.01]), &fresh).unwrap();
