@@ -197,7 +197,7 @@ pub fn qat_plan(
 /// checkpoints the largest of 96 channels' ranges moves by 5–20 % without any trend (the
 /// photo-gray-next run, checked every 500 steps at 1.05); the failure this guards against was
 /// 1.29–1.32, and each new plan moves every grid the weights are being fitted to.
-const STALE_UNIT: f32 = 1.25;
+pub const STALE_UNIT: f32 = 1.25;
 
 /// The latent channel whose range has outgrown the frozen `plan` the most (`fresh` measured on
 /// the same crops now), as (channel, fresh unit ÷ frozen unit), if any grew past
