@@ -245,7 +245,8 @@ struct LayerPlan {
     stride: usize,
     /// The window's padding `p'`.
     pad: usize,
-    /// `p' − p`: the rows and columns the window's output is shifted by.
+    /// `p' − p`: the rows the window's output is shifted by, and the zero-point border
+    /// columns on either side of each input row.
     shift: usize,
     /// Window rows `R`.
     window: usize,
@@ -253,8 +254,6 @@ struct LayerPlan {
     batch: usize,
     in_w: usize,
     in_c: usize,
-    /// Input border columns `e`.
-    border: usize,
     /// True output width (the whole-frame layer's).
     out_w: usize,
     out_c: usize,
@@ -283,7 +282,7 @@ impl LayerPlan {
         ConvParams {
             in_shape: Shape {
                 h: self.window,
-                w: self.in_w + 2 * self.border, // within `row`, checked by `plan`
+                w: self.in_w + 2 * self.shift, // within `row`, checked by `plan`
                 c: self.in_c,
             },
             out_shape: Shape {
@@ -419,7 +418,6 @@ fn plan<E>(
             batch,
             in_w: w,
             in_c: c,
-            border: e,
             out_w,
             out_c,
             out_border,
@@ -764,7 +762,7 @@ impl<K: KernelSet> Run<'_, '_, K> {
                 .get_mut(data..data.checked_add(first.row).ok_or_else(|| internal(0))?)
                 .ok_or_else(|| internal(0))?;
             if r < latent_rows {
-                let b = first.border * first.in_c;
+                let b = first.shift * first.in_c;
                 let dst: &mut [i8] = bytemuck::cast_slice_mut(
                     slot.get_mut(b..b + row_len).ok_or_else(|| internal(0))?,
                 );

@@ -178,6 +178,28 @@ impl edgevae_firmware::stripe::RowSource for PseudoPhoto {
     }
 }
 
+/// A [`RowSink`](edgevae_firmware::stripe_decode::RowSink) that folds a decoded frame into a
+/// checksum (`c·31 + p` per pixel), so the board binaries compare decoders without holding the
+/// frame.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChecksumSink(pub u32);
+
+/// [`ChecksumSink`]'s error: it never fails (`Infallible`'s defmt impl would bring a panic path
+/// into binaries that format a decoder error).
+#[derive(Clone, Copy, Debug, defmt::Format)]
+pub struct NeverFails;
+
+impl edgevae_firmware::stripe_decode::RowSink for ChecksumSink {
+    type Error = NeverFails;
+
+    fn write_row(&mut self, _: usize, pixels: &[u8]) -> Result<(), NeverFails> {
+        for &p in pixels {
+            self.0 = self.0.wrapping_mul(31).wrapping_add(p as u32);
+        }
+        Ok(())
+    }
+}
+
 /// xorshift32: tiny, deterministic.
 pub struct Rng(pub u32);
 

@@ -10,9 +10,9 @@
 #![no_main]
 
 use cortex_m_rt::entry;
-use edgevae_boards::exit;
+use edgevae_boards::{exit, ChecksumSink};
 use edgevae_firmware::engine::Fast;
-use edgevae_firmware::stripe_decode::{self, RowSink};
+use edgevae_firmware::stripe_decode;
 use edgevae_shared::Model;
 
 /// The stripe bench's model (the photo structure with its decoder), 8-aligned.
@@ -28,22 +28,6 @@ static mut ARENA_BUF: [u8; ARENA] = [0; ARENA];
 static mut STREAM: [u8; 4096] = [0; 4096];
 static mut HEADER: [u32; 4] = [240, 320, 1, 0];
 
-/// Folds the rows into a checksum.
-struct Checksum(u32);
-
-/// The sink's error (it never fails; `Infallible`'s defmt impl carries a panic path of its own).
-#[derive(defmt::Format)]
-struct SinkFull;
-
-impl RowSink for Checksum {
-    type Error = SinkFull;
-    fn write_row(&mut self, _: usize, pixels: &[u8]) -> Result<(), Self::Error> {
-        for &p in pixels {
-            self.0 = self.0.wrapping_mul(31).wrapping_add(p as u32);
-        }
-        Ok(())
-    }
-}
 
 #[entry]
 fn main() -> ! {
@@ -61,7 +45,7 @@ fn main() -> ! {
         exit(false)
     };
     let bits = stream.get(..len as usize).unwrap_or(&[]);
-    let mut sink = Checksum(0);
+    let mut sink = ChecksumSink(0);
     let r = stripe_decode::decompress::<Fast, _>(
         &model,
         level as u8,

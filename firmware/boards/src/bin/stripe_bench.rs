@@ -20,11 +20,11 @@
 #![no_main]
 
 use cortex_m_rt::entry;
-use edgevae_boards::{exit, PseudoPhoto, Ticks};
+use edgevae_boards::{exit, ChecksumSink, PseudoPhoto, Ticks};
 use edgevae_firmware::engine::{Fast, KernelSet, Scalar};
 use edgevae_firmware::kernels::dsp_scratch;
 use edgevae_firmware::stripe::{self, required_arena, required_arena_with};
-use edgevae_firmware::stripe_decode::{self, RowSink};
+use edgevae_firmware::stripe_decode;
 use edgevae_shared::Model;
 
 /// Must match the `-icount shift` of the runner: one SysTick tick is 40 ns of virtual time
@@ -56,18 +56,6 @@ static mut OUT: [u8; 32 * 1024] = [0; 32 * 1024];
 const DEC_ARENA: usize = 128 * 1024;
 static mut DEC_ARENA_BUF: [u8; DEC_ARENA] = [0; DEC_ARENA];
 
-/// Folds the decoded rows into a checksum (the frame is never held).
-struct Checksum(u32);
-
-impl RowSink for Checksum {
-    type Error = core::convert::Infallible;
-    fn write_row(&mut self, _: usize, pixels: &[u8]) -> Result<(), Self::Error> {
-        for &p in pixels {
-            self.0 = self.0.wrapping_mul(31).wrapping_add(p as u32);
-        }
-        Ok(())
-    }
-}
 
 /// One decode of `stream` with kernel set `K` in `arena`: (instructions, pixel checksum).
 fn decode<K: KernelSet>(
@@ -76,7 +64,7 @@ fn decode<K: KernelSet>(
     stream: &[u8],
     arena: &mut [u8],
 ) -> Option<(u64, u32)> {
-    let mut sink = Checksum(0);
+    let mut sink = ChecksumSink(0);
     let t0 = ticks.now();
     let r = stripe_decode::decompress::<K, _>(model, LEVEL, ROWS, COLS, stream, arena, &mut sink);
     let t1 = ticks.now();
