@@ -10,6 +10,7 @@ use burn::tensor::Device;
 use crate::error::Error;
 
 pub mod conv;
+pub mod tanh;
 
 /// A compute backend this crate knows; [`Backend::compiled`] says whether this build has it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]

@@ -46,8 +46,9 @@ struct Cli {
     #[arg(long, global = true, value_enum)]
     backend: Option<edgevae::Backend>,
     /// How the CPU backend computes convolutions and their gradients: `gemm`, one batched GEMM
-    /// each (edgevae's Burn extension, host/src/backend/conv.rs), or `burn`, Burn's own ops
-    /// (for comparisons; the results agree to float rounding).
+    /// each (edgevae's Burn extension, host/src/backend/conv.rs, with the density's `tanh` in
+    /// host/src/backend/tanh.rs), or `burn`, Burn's own ops (for comparisons; the results
+    /// agree to float rounding).
     #[arg(long, global = true, value_enum, default_value_t = Conv::Gemm)]
     conv: Conv,
 }

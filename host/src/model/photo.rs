@@ -236,7 +236,7 @@ impl FactorizedPrior {
         for (i, m) in self.matrices.iter().enumerate() {
             h = softplus(m.val(), 1.0).matmul(h) + self.biases[i].val();
             if let Some(f) = self.factors.get(i) {
-                h = h.clone() + f.val().tanh() * h.tanh();
+                h = h.clone() + f.val().tanh() * crate::backend::tanh::tanh(h);
             }
         }
         h
