@@ -38,13 +38,17 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-fn applies(x: &Tensor<4>, dilation: [usize; 2], groups: usize) -> bool {
+/// Whether an op on a tensor of `dtype` may take one of edgevae's `flex` extensions (these
+/// convolutions, `super::tanh`): built with `flex`, computing on it, `f32`, the switch on.
+pub(crate) fn extension_applies(dtype: burn::tensor::DType) -> bool {
     cfg!(feature = "flex")
         && enabled()
         && crate::backend::selected() == crate::Backend::Flex
-        && dilation == [1, 1]
-        && groups == 1
-        && x.dtype() == burn::tensor::DType::F32
+        && dtype == burn::tensor::DType::F32
+}
+
+fn applies(x: &Tensor<4>, dilation: [usize; 2], groups: usize) -> bool {
+    dilation == [1, 1] && groups == 1 && extension_applies(x.dtype())
 }
 
 fn add_bias(y: Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4> {
@@ -873,17 +877,6 @@ mod kernels {
         product_oriented(a, b, [m, k, n], par, false)
     }
 
-    /// Row-major `[n, m]` to row-major `[m, n]`.
-    fn transpose(t: &[f32], n: usize, m: usize) -> Vec<f32> {
-        let mut out = vec![0.0; m * n];
-        for (j, row) in t.chunks_exact(m.max(1)).take(n).enumerate() {
-            for (i, &v) in row.iter().enumerate() {
-                out[i * n + j] = v;
-            }
-        }
-        out
-    }
-
     /// `a [m, k] · b [k, n]` as a new row-major `[m, n]`, where `k` is long and `m·n` small
     /// and both operands are contiguous along `k` (a weight gradient): `k` split into one part
     /// per thread, the partial products summed. Of the two operands, `gemm` transposes the
@@ -891,7 +884,14 @@ mod kernels {
     /// is 1.2–2× faster than always transposing `b` (`n > m` everywhere but its last layer).
     fn gemm_long_k(a: Mat, b: Mat, m: usize, k: usize, n: usize) -> Vec<f32> {
         let col_major = n > m;
-        let finish = |t: Vec<f32>| if col_major { transpose(&t, n, m) } else { t };
+        // `[n, m]` to `[m, n]`: the layout change the activations use, with planes of one value.
+        let finish = |t: Vec<f32>| {
+            if col_major {
+                to_channel_major(&t, n, m, 1)
+            } else {
+                t
+            }
+        };
         let threads = rayon::current_num_threads().max(1);
         let parts = if k >= 4096 && m * n < 1 << 16 {
             threads.min(k / 1024)

@@ -17,18 +17,11 @@ use burn::tensor::Tensor;
 
 /// `x.tanh()`, through the extension where it applies.
 pub fn tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if applies(&x) {
+    if super::conv::extension_applies(x.dtype()) {
         fast(x)
     } else {
         x.tanh()
     }
-}
-
-fn applies<const D: usize>(x: &Tensor<D>) -> bool {
-    cfg!(feature = "flex")
-        && super::conv::enabled()
-        && crate::backend::selected() == crate::Backend::Flex
-        && x.dtype() == burn::tensor::DType::F32
 }
 
 #[cfg(feature = "flex")]
