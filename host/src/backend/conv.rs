@@ -12,7 +12,9 @@
 //!   `y = w·cols`, `dx = col2im(wᵀ·dy)`, `dw = dy·colsᵀ` (the long `n·P` reduction split across
 //!   threads);
 //! - transposed convolution, `w [ci, co, kh, kw]` read as `[ci, co·kh·kw]`: `y = col2im(wᵀ·x)`,
-//!   `dx = w·im2col(dy)`, `dw = x·im2col(dy)ᵀ`.
+//!   `dx = w·im2col(dy)`, `dw = x·im2col(dy)ᵀ`; large ones whose kernel is a multiple of
+//!   the stride go by output phase instead (`phases`: a GEMM per tap that reads the input in
+//!   place, no column matrix).
 //!
 //! The models call [`conv2d`] and [`conv_transpose2d`], which take this path when the backend
 //! is `flex`, the tensors are `f32`, dilation and groups are 1 and the switch ([`set_enabled`],
@@ -197,6 +199,7 @@ mod ext {
     use burn::tensor::{Bytes, DType, Shape};
 
     use super::kernels::{self, Geom};
+    use super::phases::{self, Plan};
 
     /// A convolution's geometry: `[sh, sw, pad top, pad left, pad bottom, pad right]`.
     pub type ConvGeom = [usize; 6];
@@ -367,7 +370,10 @@ mod ext {
             let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
             let g = deconv_geom(dims4(&x), dims4(&weight), geom);
             let ci = dims4(&weight)[0];
-            let y = kernels::deconv_forward(x.storage(), weight.storage(), ci, &g);
+            let y = match Plan::new(&g, ci) {
+                Some(plan) => phases::forward(x.storage(), weight.storage(), &plan),
+                None => kernels::deconv_forward(x.storage(), weight.storage(), ci, &g),
+            };
             tensor(y, [g.n, g.c, g.h, g.w])
         }
 
@@ -398,14 +404,11 @@ mod ext {
             );
             let (xd, wd) = (dims4(&x), dims4(&weight));
             let g = deconv_geom(xd, wd, geom);
-            let (dx, dw) = kernels::deconv_backward(
-                x.storage(),
-                weight.storage(),
-                grad.storage(),
-                wd[0],
-                &g,
-                need_x,
-            );
+            let (x, w, dy) = (x.storage(), weight.storage(), grad.storage());
+            let (dx, dw) = match Plan::new(&g, wd[0]) {
+                Some(plan) => phases::backward(x, w, dy, &plan, need_x),
+                None => kernels::deconv_backward(x, w, dy, wd[0], &g, need_x),
+            };
             (dx.map_or_else(empty, |d| tensor(d, xd)), tensor(dw, wd))
         }
     }
@@ -492,6 +495,9 @@ mod ext {
         }
     }
 }
+
+#[cfg(feature = "flex")]
+mod phases;
 
 #[cfg(feature = "flex")]
 mod kernels {
@@ -782,10 +788,10 @@ mod kernels {
 
     /// A matrix operand: data and its row and column strides.
     #[derive(Clone, Copy)]
-    struct Mat<'a> {
-        data: &'a [f32],
-        rs: isize,
-        cs: isize,
+    pub(super) struct Mat<'a> {
+        pub(super) data: &'a [f32],
+        pub(super) rs: isize,
+        pub(super) cs: isize,
     }
 
     impl<'a> Mat<'a> {
@@ -815,7 +821,7 @@ mod kernels {
     /// weight gradient both operands are contiguous along `k`, and that repacking is a
     /// transpose. Asking for the column-major result keeps `a` on the left, so the operand
     /// transposed is `a`'s `m·k` values instead of `b`'s `n·k`.
-    fn product_oriented(
+    pub(super) fn product_oriented(
         a: Mat,
         b: Mat,
         [m, k, n]: [usize; 3],
@@ -830,6 +836,62 @@ mod kernels {
             out.resize(m * n, 0.0);
             return out;
         }
+        let (dst_rs, dst_cs) = if col_major { (1, m) } else { (n, 1) };
+        // SAFETY: `out` has room for `m·n` values, which the GEMM writes with these strides
+        // without reading them (`read_dst` false); then the length is set.
+        unsafe {
+            gemm_raw(
+                out.as_mut_ptr(),
+                [dst_rs, dst_cs],
+                false,
+                a,
+                b,
+                [m, k, n],
+                par,
+            );
+            out.set_len(m * n);
+        }
+        out
+    }
+
+    /// `dst = a·b`, or `dst += a·b` when `accumulate`, column-major (`dst` is `[n, m]`
+    /// row-major), on the calling thread.
+    pub(super) fn product_into(
+        dst: &mut [f32],
+        a: Mat,
+        b: Mat,
+        [m, k, n]: [usize; 3],
+        accumulate: bool,
+    ) {
+        assert!(dst.len() >= m * n);
+        if m == 0 || n == 0 {
+            return;
+        }
+        if k == 0 {
+            if !accumulate {
+                dst[..m * n].fill(0.0);
+            }
+            return;
+        }
+        // SAFETY: `dst` holds the `m·n` values written (and read when accumulating).
+        unsafe { gemm_raw(dst.as_mut_ptr(), [1, m], accumulate, a, b, [m, k, n], false) }
+    }
+
+    /// `gemm` with row and column strides `dst_strides`; `m, n, k ≥ 1`. The operands' extents
+    /// are checked here.
+    ///
+    /// # Safety
+    /// `dst` must be valid for writes (and reads when `read_dst`) at every `(i, j)` of
+    /// `[m, n]` with these strides, and not alias the operands.
+    unsafe fn gemm_raw(
+        dst: *mut f32,
+        [dst_rs, dst_cs]: [usize; 2],
+        read_dst: bool,
+        a: Mat,
+        b: Mat,
+        [m, k, n]: [usize; 3],
+        par: bool,
+    ) {
         let span = |x: Mat, r: usize, c: usize| (r - 1) * x.rs as usize + (c - 1) * x.cs as usize;
         assert!(span(a, m, k) < a.data.len() && span(b, k, n) < b.data.len());
         let parallelism = if par && m * n * k >= 1 << 18 {
@@ -837,39 +899,31 @@ mod kernels {
         } else {
             gemm::Parallelism::None
         };
-        // SAFETY: the operands' extents were checked above; `out` has room for `m·n` values,
-        // written with row and column strides (n, 1), or (1, m) when `col_major`, and not read (`read_dst` false, `alpha` 0) before the
-        // GEMM has written every one of them, after which the length is set.
+        // SAFETY: the operands' extents were checked above, the destination's is the
+        // caller's; `alpha` (the destination's weight) is 1 when it is read, else unused.
         unsafe {
-            let (dst_cs, dst_rs) = if col_major {
-                (m as isize, 1)
-            } else {
-                (1, n as isize)
-            };
             gemm::gemm(
                 m,
                 n,
                 k,
-                out.as_mut_ptr(),
-                dst_cs,
-                dst_rs,
-                false,
+                dst,
+                dst_cs as isize,
+                dst_rs as isize,
+                read_dst,
                 a.data.as_ptr(),
                 a.cs,
                 a.rs,
                 b.data.as_ptr(),
                 b.cs,
                 b.rs,
-                0.0,
+                if read_dst { 1.0 } else { 0.0 },
                 1.0,
                 false,
                 false,
                 false,
                 parallelism,
             );
-            out.set_len(m * n);
         }
-        out
     }
 
     /// `a [m, k] · b [k, n]` as a new row-major `[m, n]`.
@@ -882,7 +936,7 @@ mod kernels {
     /// per thread, the partial products summed. Of the two operands, `gemm` transposes the
     /// one with fewer rows or columns ([`product_oriented`]): on the photo codec's layers that
     /// is 1.2–2× faster than always transposing `b` (`n > m` everywhere but its last layer).
-    fn gemm_long_k(a: Mat, b: Mat, m: usize, k: usize, n: usize) -> Vec<f32> {
+    pub(super) fn gemm_long_k(a: Mat, b: Mat, m: usize, k: usize, n: usize) -> Vec<f32> {
         let col_major = n > m;
         // `[n, m]` to `[m, n]`: the layout change the activations use, with planes of one value.
         let finish = |t: Vec<f32>| {
@@ -1199,6 +1253,8 @@ mod tests {
             ([2, 6, 5, 7], [6, 3, 4, 4], "deconv 4x4/2"),
             ([2, 4, 7, 7], [4, 1, 4, 4], "deconv to 1"),
             ([2, 3, 5, 30], [3, 2, 4, 4], "deconv, long rows"),
+            // large enough for the phase path (`phases::Plan::new`: 4.2 M column values)
+            ([4, 8, 64, 64], [8, 16, 4, 4], "deconv 4x4/2 by phase"),
         ];
         for (xs, ws, what) in deconvs {
             check_deconv(xs, ws, deconv([2, 2], [1, 1], [0, 0]), what, &mut rng);
