@@ -443,6 +443,10 @@ impl<'m, 'a, K: KernelSet> Engine<'m, 'a, K> {
         pixels: &mut [u8],
     ) -> Result<(), EngineError> {
         let model = self.model;
+        // (an encoder-only file's levels cannot decode either: they hold no values)
+        if model.encoder_only() {
+            return Err(EngineError::NoDecoder);
+        }
         let coder = model
             .level(level)
             .ok_or(EngineError::NoSuchLevel { level })?;

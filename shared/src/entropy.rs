@@ -55,6 +55,8 @@ pub enum CodingError {
     /// A table is empty, longer than [`MAX_SYMBOLS`], odd-length, not starting at 0 or not
     /// strictly increasing.
     BadTable,
+    /// Decoding with a level that has no decoded values (an encoder-only file's).
+    NoValues,
 }
 
 impl fmt::Display for CodingError {
@@ -63,6 +65,9 @@ impl fmt::Display for CodingError {
             CodingError::OutputFull => "bitstream does not fit the output buffer",
             CodingError::SymbolOutOfRange => "symbol outside its table",
             CodingError::BadTable => "CDF table is not strictly increasing from 0",
+            CodingError::NoValues => {
+                "the level has no decoded values (an encoder-only model file: decode with the full model)"
+            }
         })
     }
 }
@@ -671,6 +676,9 @@ pub(crate) fn decode_latent(
     tail: DimIter<'_>,
     latent: &mut [i8],
 ) -> Result<(), CodingError> {
+    if values.is_empty() && !latent.is_empty() {
+        return Err(CodingError::NoValues);
+    }
     let mut one = |p: &DimParams, q: &mut i8| -> Result<(), CodingError> {
         let off = p.off as usize;
         let table = cdfs

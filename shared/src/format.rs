@@ -46,8 +46,10 @@
 //! entropy section holds one step and table per channel, shared by every latent position.
 //!
 //! An encoder-only file ([`FLAG_ENCODER_ONLY`], what a device embeds: its app never decodes a
-//! frame, and a photo model's synthesis is most of the file) has no decoder layers and no
-//! decoder blocks; everything else is the full model's. It carries the full model's payload CRC,
+//! frame, and a photo model's synthesis is most of the file) has no decoder layers, no
+//! decoder blocks and no decoded values in its entropy levels (each level's `values` is empty:
+//! only a decoder reads them, and they are a third of the tables' bytes); everything else is
+//! the full model's. It carries the full model's payload CRC,
 //! which [`Model::crc`] returns: a bitstream the device writes names the model that decodes it.
 //!
 //! Multi-byte arrays inside layers (bias, multiplier) are little-endian `i32`s stored as bytes, read
@@ -418,7 +420,11 @@ impl<'a> EntropyLevel<'a> {
             let (lo, hi) = entropy::symbol_range(zero_point, step);
             let n = (hi - lo + 1) as usize;
             let table = cdfs.get(2 * at..2 * (at + n))?;
-            let vals = values.get(at..at + n)?;
+            // an encoder-only file's levels have none
+            let vals = match values.is_empty() {
+                true => &[][..],
+                false => values.get(at..at + n)?,
+            };
             at += n;
             // Validated when the model was parsed; re-scanning every table per image would cost
             // more than the coding itself.
@@ -505,7 +511,11 @@ impl<'a> EntropyLevel<'a> {
     /// The coding constants of dimensions `skip..`, whose first table starts at entry `at`
     /// (what [`EntropyLevel::tables`] walks, without the slices).
     pub(crate) fn dims(&self, zero_point: i8, skip: usize, at: usize) -> DimIter<'a> {
-        let limit = (self.cdfs.len() / 2).min(self.values.len());
+        // An encoder-only file's level has no values (decoding it fails on that).
+        let limit = match self.values.is_empty() {
+            true => self.cdfs.len() / 2,
+            false => (self.cdfs.len() / 2).min(self.values.len()),
+        };
         DimIter::new(zero_point, self.steps.get(skip..).unwrap_or(&[]), at, limit)
     }
 }
@@ -1172,7 +1182,7 @@ pub fn validate_cut(body: &ModelBody<'_>, encoder_only: bool) -> Result<u64, For
         });
     }
     if let Some(e) = &body.entropy {
-        check_entropy(e, h.latent, h.latent_q.zero_point)?;
+        check_entropy(e, h.latent, h.latent_q.zero_point, encoder_only)?;
     }
     if let Some(f) = &body.frame {
         check_frame(f, body)?;
@@ -1245,7 +1255,13 @@ fn check_frame(f: &Frame, body: &ModelBody<'_>) -> Result<(), FormatError> {
     Ok(())
 }
 
-fn check_entropy(e: &Entropy<'_>, latent: u16, zp: i8) -> Result<(), FormatError> {
+/// The entropy section's checks; an encoder-only file's levels may have no values.
+fn check_entropy(
+    e: &Entropy<'_>,
+    latent: u16,
+    zp: i8,
+    encoder_only: bool,
+) -> Result<(), FormatError> {
     if e.levels.is_empty() {
         return Err(FormatError::NoEntropyLevels);
     }
@@ -1272,7 +1288,8 @@ fn check_entropy(e: &Entropy<'_>, latent: u16, zp: i8) -> Result<(), FormatError
                 found: level.cdfs.len(),
             });
         }
-        if level.values.len() != expected / 2 {
+        let cut = encoder_only && level.values.is_empty();
+        if level.values.len() != expected / 2 && !cut {
             return Err(FormatError::EntropyValuesLength {
                 level: li,
                 expected: expected / 2,
@@ -1478,7 +1495,7 @@ impl ModelBody<'_> {
     }
 
     /// The encoder-only file a device embeds ([`FLAG_ENCODER_ONLY`]): this body without its
-    /// decoder layers, the encoder's pre-laid blocks that `keep` selects, and `codec_crc`, the
+    /// decoder layers and its entropy levels' decoded values, the encoder's pre-laid blocks that `keep` selects, and `codec_crc`, the
     /// full model's payload CRC ([`Model::crc`] of the full file), which the cut file's
     /// [`Model::crc`] returns.
     pub fn to_encoder_only_bytes(
@@ -1488,6 +1505,11 @@ impl ModelBody<'_> {
     ) -> Result<alloc::vec::Vec<u8>, postcard::Error> {
         let mut cut = self.clone();
         cut.decoder.clear();
+        if let Some(e) = cut.entropy.as_mut() {
+            for level in e.levels.iter_mut() {
+                level.values = &[];
+            }
+        }
         cut.to_bytes_cut(Some(codec_crc), keep)
     }
 

@@ -264,6 +264,19 @@ fn entropy_errors() {
             found: m_symbols(1) + 1
         })
     );
+    // A full model needs its values (only an encoder-only file may leave them out).
+    assert_eq!(
+        mutated(|m| {
+            for v in m.entropy.as_mut().unwrap().levels[0].values.iter_mut() {
+                v.clear();
+            }
+        }),
+        Err(FormatError::EntropyValuesLength {
+            level: 0,
+            expected: m_symbols(0),
+            found: 0
+        })
+    );
     assert_eq!(
         mutated(|m| m.entropy.as_mut().unwrap().levels[1].cdfs[1][0] = 5),
         Err(FormatError::EntropyTable { level: 1, dim: 1 })
@@ -916,7 +929,26 @@ fn encoder_only_files_keep_the_encoder_and_name_the_full_model() {
         assert_ne!(c.payload_crc(), model.payload_crc());
         assert!(c.decoder().is_empty());
         assert_eq!(c.encoder(), model.encoder());
-        assert_eq!(c.entropy(), model.entropy());
+        // The same steps and tables, without the decoded values: it codes the same bits and
+        // refuses to decode.
+        let (ce, me) = (c.entropy().unwrap(), model.entropy().unwrap());
+        assert_eq!(ce.levels.len(), me.levels.len());
+        let zp = model.header().latent_q.zero_point;
+        for (cl, ml) in ce.levels.iter().zip(&me.levels) {
+            assert_eq!((cl.steps, cl.cdfs), (ml.steps, ml.cdfs));
+            assert!(cl.values.is_empty() && !ml.values.is_empty());
+            let latent: Vec<i8> = (0..ml.steps.len()).map(|d| (d * 37 % 256) as i8).collect();
+            let (mut a, mut b) = ([0u8; 4096], [0u8; 4096]);
+            let bits = ml.encode(zp, &latent, &mut a).unwrap();
+            assert_eq!(cl.encode(zp, &latent, &mut b).unwrap(), bits);
+            assert_eq!(a[..bits.div_ceil(8)], b[..bits.div_ceil(8)]);
+            let mut back = vec![0i8; latent.len()];
+            assert_eq!(
+                cl.decode(zp, &a, &mut back),
+                Err(edgevae_shared::entropy::CodingError::NoValues)
+            );
+            ml.decode(zp, &a, &mut back).unwrap();
+        }
         assert_eq!(c.frame(), model.frame());
         assert_eq!(c.header(), model.header());
         for i in 0..c.encoder().len() {
