@@ -10,6 +10,7 @@
 
 use edgevae_shared::build::{OwnedActivation, OwnedLayer, OwnedModel};
 use edgevae_shared::format::{Header, Op, QParams, Shape};
+use rayon::prelude::*;
 
 use crate::model::layers::{Activation as Act, LayerKind, LayerWeights};
 
@@ -330,6 +331,18 @@ pub fn forward(l: &FloatLayer, x: &[f32]) -> Vec<f32> {
         } => {
             let transposed = matches!(l.op, Op::ConvTranspose2d { .. });
             let (kh, kw, s, p) = (kh as usize, kw as usize, stride as usize, pad as usize);
+            // The weights `[oc, kh, kw, ic]` as `[kh, kw, ic, oc]`: the dot products of one
+            // input pixel and tap with BLOCK output channels then run side by side, each
+            // summed over `ic` in order from −0.0 as `Iterator::sum` does (the same values as
+            // one dot at a time, vectorised across channels).
+            let mut wt = vec![0.0f32; l.weights.len()];
+            for c in 0..oc {
+                for t in 0..kh * kw {
+                    for i in 0..ic {
+                        wt[(t * ic + i) * oc + c] = l.weights[(c * kh * kw + t) * ic + i];
+                    }
+                }
+            }
             let mut out: Vec<f32> = (0..oh * ow * oc).map(|k| l.bias[k % oc]).collect();
             for iy in 0..ih {
                 for ix in 0..iw {
@@ -357,15 +370,43 @@ pub fn forward(l: &FloatLayer, x: &[f32]) -> Vec<f32> {
                                 continue;
                             }
                             let base = (oy as usize * ow + ox as usize) * oc;
-                            for c in 0..oc {
-                                let w = &l.weights[((c * kh + ky) * kw + kx) * ic..][..ic];
-                                out[base + c] += w.iter().zip(xin).map(|(a, b)| a * b).sum::<f32>();
-                            }
+                            let taps = &wt[(ky * kw + kx) * ic * oc..][..ic * oc];
+                            add_dots(&mut out[base..base + oc], taps, xin);
                         }
                     }
                 }
             }
             out
+        }
+    }
+}
+
+/// Output channels whose dot products [`add_dots`] runs side by side.
+const BLOCK: usize = 16;
+
+/// `out[c] += Σ_i w[i][c]·x[i]` for every channel `c` (`w` is `[x.len(), out.len()]`), each
+/// sum taken over `i` in order from −0.0.
+fn add_dots(out: &mut [f32], w: &[f32], x: &[f32]) {
+    let oc = out.len();
+    for (b, dst) in out.chunks_mut(BLOCK).enumerate() {
+        let c0 = b * BLOCK;
+        let mut acc = [-0.0f32; BLOCK];
+        if dst.len() == BLOCK {
+            for (i, &xv) in x.iter().enumerate() {
+                let row: &[f32; BLOCK] = w[i * oc + c0..][..BLOCK].try_into().unwrap();
+                for (a, &wv) in acc.iter_mut().zip(row) {
+                    *a += wv * xv;
+                }
+            }
+        } else {
+            for (i, &xv) in x.iter().enumerate() {
+                for (a, &wv) in acc.iter_mut().zip(&w[i * oc + c0..][..dst.len()]) {
+                    *a += wv * xv;
+                }
+            }
+        }
+        for (d, a) in dst.iter_mut().zip(acc) {
+            *d += a;
         }
     }
 }
@@ -390,28 +431,49 @@ pub(crate) fn ranges(
     const KEEP: usize = 400_000;
     let mut samples: Vec<Vec<f32>> = vec![Vec::new(); layers.len()];
     let mut minmax = vec![(0f32, 0f32); layers.len()];
-    for x in inputs {
-        FloatModel::run(layers, x, |k, out| {
-            let (lo, hi) = &mut minmax[k];
-            for &v in out {
-                *lo = lo.min(v);
-                *hi = hi.max(v);
+    let widen = |minmax: &mut [(f32, f32)], k: usize, out: &[f32]| {
+        let (lo, hi) = &mut minmax[k];
+        for &v in out {
+            *lo = lo.min(v);
+            *hi = hi.max(v);
+        }
+    };
+    if cal == Calibration::Mse {
+        // Evenly from every input, so no crop's values dominate the range; the inputs run in
+        // parallel and their samples are joined in input order (the same values as one by one).
+        let every = |len: usize| (len * inputs.len()).div_ceil(KEEP).max(1);
+        let parts: Vec<_> = inputs
+            .par_iter()
+            .map(|x| {
+                let mut mm = vec![(0f32, 0f32); layers.len()];
+                let mut sm: Vec<Vec<f32>> = vec![Vec::new(); layers.len()];
+                FloatModel::run(layers, x, |k, out| {
+                    widen(&mut mm, k, out);
+                    sm[k].extend(out.iter().step_by(every(out.len())));
+                });
+                (mm, sm)
+            })
+            .collect();
+        for (mm, sm) in parts {
+            for (k, ((lo, hi), s)) in mm.into_iter().zip(sm).enumerate() {
+                minmax[k] = (minmax[k].0.min(lo), minmax[k].1.max(hi));
+                samples[k].extend(s);
             }
-            match cal {
-                // Evenly from every input, so no crop's values dominate the range.
-                Calibration::Mse => {
-                    let every = (out.len() * inputs.len()).div_ceil(KEEP).max(1);
-                    samples[k].extend(out.iter().step_by(every));
+        }
+    } else {
+        for x in inputs {
+            FloatModel::run(layers, x, |k, out| {
+                widen(&mut minmax, k, out);
+                if samples[k].len() < KEEP {
+                    samples[k].extend_from_slice(out);
                 }
-                _ if samples[k].len() < KEEP => samples[k].extend_from_slice(out),
-                _ => {}
-            }
-        });
+            });
+        }
     }
     match cal {
         Calibration::MinMax => minmax,
         Calibration::Mse => samples
-            .iter()
+            .par_iter()
             .zip(minmax)
             .map(|(v, r)| mse_range(v, r))
             .collect(),
