@@ -28,7 +28,8 @@ pub struct BenchArgs {
     /// the device after each phase.
     #[arg(long)]
     phases: bool,
-    /// Time the photo codec (the shipped models' architecture: latent 96, synthesis 96,64,48)
+    /// Time the photo codec (latent 96, synthesis 96,64,48: the colour model's, and the grey
+    /// model's until 2026-12-08; kept so that figures compare across sessions)
     /// on synthetic crops instead of the seed network; `--batch` and `--infer-batch` count crops.
     #[arg(long, value_enum)]
     photo: Option<PhotoKind>,
