@@ -916,8 +916,8 @@ fn frames_that_do_not_fit_and_models_without_frames() {
 }
 
 /// The RAM the frame path needs for the shipped grey photo model (printed with
-/// `--nocapture`): the stripe arena at 320 and 640 pixels and the app's four `N` buffers for
-/// one row a message.
+/// `--nocapture`): the stripe arena at 320 and 640 pixels, the app's four `N` buffers for
+/// one row a message, and the stripe decoder's arena.
 #[test]
 fn frame_ram_of_the_shipped_photo_model() {
     let path = concat!(
@@ -943,5 +943,7 @@ fn frame_ram_of_the_shipped_photo_model() {
             "{w} wide: stripe arena {scalar} B (scalar), {fast} B (this build's Fast); N = {n}, 4 N = {} B",
             4 * n
         );
+        let decode = edgevae_firmware::stripe_decode::required_arena::<Scalar>(&model, w);
+        println!("{w} wide: stripe decoder arena {decode:?} B (scalar)");
     }
 }
