@@ -205,9 +205,9 @@ impl Plan {
         })
     }
 
-    /// `x [n, c, ih, iw]` on the grid, channel-major: `[c, stride]`.
-    fn input_grid(&self, x: &[f32], c: usize) -> Vec<f32> {
-        let (hw, stride) = (self.ih * self.iw, self.stride());
+    /// `x [n, ci, ih, iw]` on the grid, channel-major: `[ci, stride]`.
+    fn input_grid(&self, x: &[f32]) -> Vec<f32> {
+        let (c, hw, stride) = (self.ci, self.ih * self.iw, self.stride());
         let mut grid = vec![0.0f32; c * stride];
         grid.par_chunks_mut(stride).enumerate().for_each(|(ch, g)| {
             for b in 0..self.n {
@@ -280,7 +280,7 @@ fn by_columns(dst: &mut [f32], rows: usize, e: usize, f: impl Fn(usize, &mut [f3
 /// The transposed convolution of `x` by `w`: `[n, co, oh, ow]`.
 pub(super) fn forward(x: &[f32], w: &[f32], p: &Plan) -> Vec<f32> {
     let (oh, ow, stride) = (p.y.out, p.x.out, p.stride());
-    let xg = p.input_grid(x, p.ci);
+    let xg = p.input_grid(x);
     let mut y = vec![0.0f32; p.n * p.co * oh * ow];
     for (py, px, c0, c1) in p.phases() {
         // The phase's outputs on the grid, column-major `[c1 − c0, co]`.
@@ -321,7 +321,7 @@ pub(super) fn backward(
 ) -> (Option<Vec<f32>>, Vec<f32>) {
     let stride = p.stride();
     let (kh, kw) = (p.y.s * p.y.t, p.x.s * p.x.t);
-    let xg = p.input_grid(x, p.ci);
+    let xg = p.input_grid(x);
     let phases = p.phases();
     let dyg: Vec<Vec<f32>> = phases
         .iter()
@@ -358,8 +358,7 @@ pub(super) fn backward(
         let mut dxg = vec![0.0f32; p.ci * e];
         by_columns(&mut dxg, p.ci, e, |lo, block| {
             let cols = block.len() / p.ci;
-            for (k, &((ky, kx, shift), ..)) in taps.iter().enumerate() {
-                let g = taps[k].3;
+            for (k, &((ky, kx, shift), _, _, g)) in taps.iter().enumerate() {
                 let b = grid_at(g, stride, (e0 + lo) as isize - shift);
                 let a = p.weight_tap(w, ky, kx, true);
                 product_into(block, a, b, [p.ci, p.co, cols], k > 0);
